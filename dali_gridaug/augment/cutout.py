@@ -1,0 +1,172 @@
+"""Cutout (DeVries & Taylor, 2017, arXiv:1708.04552) and random erasing
+(Zhong et al., 2020, arXiv:1708.04896; timm's area/aspect sampling).
+
+Both drop one box per sample, in normalized space (a 0 is the dataset's mean colour).
+DALI expresses them with ``fn.erase`` (constant fill) or ``fn.erase`` on a ones-mask blended
+with ``fn.random.normal`` noise (noise fill).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dali_gridaug._validate import check_pair, check_range, check_type
+from dali_gridaug.augment.base import Augment, Backend, Params
+from dali_gridaug.kernels import box_keep_mask, mix_by_mask
+
+
+class _BoxDrop(Augment):
+    """Shared application of a one-box drop; ``sample`` returns ``applied`` and ``box``."""
+
+    keys: ClassVar[tuple[str, ...]] = ("applied", "box")
+
+    def _fill_noise(self) -> bool:
+        return False
+
+    def _fill_value(self) -> float:
+        return 0.0
+
+    def apply_dali(self, images: Any, params: dict[str, Any], height: int, width: int) -> Any:
+        from nvidia.dali import fn, types
+
+        box = params["box"]
+        anchor = fn.cast(box[0:2], dtype=types.FLOAT)
+        shape = fn.cast(box[2:4] - box[0:2], dtype=types.FLOAT)
+        if not self._fill_noise():
+            return fn.erase(
+                images, anchor=anchor, shape=shape, axis_names="HW",
+                fill_value=self._fill_value(),
+            )
+        keep = fn.erase(images * 0 + 1, anchor=anchor, shape=shape, axis_names="HW", fill_value=0)
+        return images * keep + fn.random.normal(images) * (1 - keep)
+
+    def apply_xp(self, xp: ModuleType, images: Any, params: dict[str, Any]) -> Any:
+        b, h, w, c = images.shape
+        keep = box_keep_mask(xp, h, w, params["box"])
+        if self._fill_noise():
+            seed = int(np.asarray(params["_noise_seed"]).reshape(-1)[0])
+            fill = _normal(xp, seed, images.shape, images.dtype)
+        else:
+            fill = self._fill_value()
+        return mix_by_mask(xp, images, keep, fill=fill)
+
+
+def _normal(xp: ModuleType, seed: int, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Standard-normal noise from a seeded generator of ``xp`` (numpy or cupy)."""
+    if xp.__name__ == "numpy":
+        return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32).astype(dtype)
+    return xp.random.RandomState(seed).standard_normal(shape, dtype=xp.float32).astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cutout(_BoxDrop):
+    """Cutout: a ``length×length`` box (official code: ``[c − length//2, c + length//2)``),
+    centre uniform over all H·W pixels, clipped at the borders, filled with 0.
+
+    Args:
+        length: box side in pixels (CIFAR-10: 16), ≥ 1 and ≤ the image side.
+        p: per-sample apply probability.
+        backend: see :class:`~dali_gridaug.augment.base.Augment`.
+    """
+
+    length: int = 16
+    p: float = 1.0
+    backend: Backend = "auto"
+
+    name: ClassVar[str] = "cutout"
+
+    def __post_init__(self) -> None:
+        check_type("length", self.length, int)
+        check_range("length", self.length, 1)
+        check_range("p", self.p, 0, 1)
+        super().__post_init__()
+
+    def check_geometry(self, height: int, width: int, batch_size: int) -> None:
+        super().check_geometry(height, width, batch_size)
+        if self.length > min(height, width):
+            raise ValueError(
+                f"Cutout: `length` must be in [1, {min(height, width)}] (the image side), "
+                f"got {self.length}"
+            )
+
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+    ) -> Params:
+        b, half = batch_size, self.length // 2
+        cy, cx = rng.integers(0, height, b), rng.integers(0, width, b)
+        applied = rng.random(b) < self.p
+        box = np.stack(
+            [np.clip(cy - half, 0, height), np.clip(cx - half, 0, width),
+             np.clip(cy + half, 0, height), np.clip(cx + half, 0, width)], axis=1,
+        )
+        box[~applied] = 0
+        return {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomErasing(_BoxDrop):
+    """Random erasing with timm's sampling: area ∈ ``scale``·H·W, log-uniform aspect in
+    ``ratio``, up to ``max_attempts`` tries for a box that fits; else nothing is erased.
+
+    Args:
+        p: per-sample apply probability.
+        scale: erased area fraction range.
+        ratio: aspect (h/w) range.
+        value: ``"random"`` = per-pixel standard-normal noise, or a constant fill.
+        max_attempts: tries per sample to fit a box inside the image.
+        backend: see :class:`~dali_gridaug.augment.base.Augment`.
+    """
+
+    p: float = 0.5
+    scale: tuple[float, float] = (0.02, 1 / 3)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    value: float | str = "random"
+    max_attempts: int = 10
+    backend: Backend = "auto"
+
+    name: ClassVar[str] = "random_erasing"
+
+    def __post_init__(self) -> None:
+        check_range("p", self.p, 0, 1)
+        check_pair("scale", self.scale, 0, 1)
+        check_pair("ratio", self.ratio, 0)
+        if self.ratio[0] <= 0:
+            raise ValueError(f"`ratio` must be positive, got {self.ratio!r}")
+        if not (self.value == "random" or isinstance(self.value, (int, float))):
+            raise ValueError(f"`value` must be 'random' or a number, got {self.value!r}")
+        check_type("max_attempts", self.max_attempts, int)
+        check_range("max_attempts", self.max_attempts, 1)
+        super().__post_init__()
+
+    def _fill_noise(self) -> bool:
+        return self.value == "random"
+
+    def _fill_value(self) -> float:
+        return 0.0 if self.value == "random" else float(self.value)
+
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+    ) -> Params:
+        b, k = batch_size, self.max_attempts
+        area = rng.uniform(*self.scale, size=(b, k)) * height * width
+        aspect = np.exp(rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), size=(b, k)))
+        h = np.round(np.sqrt(area * aspect)).astype(np.int64)
+        w = np.round(np.sqrt(area / aspect)).astype(np.int64)
+        fits = (h < height) & (w < width)
+        first = np.argmax(fits, axis=1)  # first attempt that fits
+        rows = np.arange(b)
+        h, w = h[rows, first], w[rows, first]
+        applied = (rng.random(b) < self.p) & fits.any(axis=1)
+        y0 = (rng.random(b) * (height - h + 1)).astype(np.int64)
+        x0 = (rng.random(b) * (width - w + 1)).astype(np.int64)
+        box = np.stack([y0, x0, y0 + h, x0 + w], axis=1)
+        box[~applied] = 0
+        params: Params = {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}
+        if self._fill_noise() and self.resolve_backend() == "kernel":
+            params["_noise_seed"] = np.full((b, 1), rng.integers(2**31), np.int64)
+        return params

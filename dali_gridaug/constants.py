@@ -1,0 +1,24 @@
+"""Shared constants: ImageNet statistics (0–255 pixel units), crop defaults, reader name."""
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD: tuple[float, float, float] = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+#: RandomResizedCrop defaults of the torchvision ImageNet recipe.
+RRC_SCALE: tuple[float, float] = (0.08, 1.0)
+RRC_RATIO: tuple[float, float] = (3 / 4, 4 / 3)
+#: Validation resizes the shorter side to ``image_size / CROP_PCT`` (224 → 256).
+CROP_PCT: float = 0.875
+
+#: Name of the reader op; DALI iterators size epochs by it.
+READER_NAME: str = "Reader"
+
+#: File extensions an ImageFolder accepts (torchvision's ``IMG_EXTENSIONS``).
+IMG_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
+)
+
+#: nvJPEG preallocation hints of DALI's ResNet-50 example (largest ImageNet image).
+PREALLOCATE_WIDTH_HINT: int = 5980
+PREALLOCATE_HEIGHT_HINT: int = 6430
+#: Share of baseline JPEGs sent to the A100/H100 hardware decoder.
+HW_DECODER_LOAD: float = 0.65

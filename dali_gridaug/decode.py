@@ -1,0 +1,111 @@
+"""Stage 2, decode/crop: JPEG bytes → cropped, flipped, normalized HWC float images.
+
+On a GPU the decoder is DALI's ``mixed`` nvJPEG decoder (hardware JPEG decoder where the GPU
+has one); without one every op runs on DALI's CPU backend with the same semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dali_gridaug.constants import (
+    CROP_PCT,
+    HW_DECODER_LOAD,
+    PREALLOCATE_HEIGHT_HINT,
+    PREALLOCATE_WIDTH_HINT,
+    RRC_RATIO,
+    RRC_SCALE,
+)
+
+
+def _decoder_kwargs(device: str) -> dict[str, object]:
+    from nvidia.dali import types
+
+    kw: dict[str, object] = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    if device == "gpu":
+        kw.update(
+            hw_decoder_load=HW_DECODER_LOAD,
+            preallocate_width_hint=PREALLOCATE_WIDTH_HINT,
+            preallocate_height_hint=PREALLOCATE_HEIGHT_HINT,
+            device_memory_padding=211_025_920,
+            host_memory_padding=140_544_512,
+        )
+    return kw
+
+
+def decode_train(
+    encoded: object,
+    *,
+    device: str,
+    size: tuple[int, int],
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
+) -> object:
+    """Decode with a random-resized crop (area ∈ ``scale``, aspect ∈ ``ratio``) to ``size``.
+
+    Returns:
+        HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)`` (GPU when ``device="gpu"``).
+    """
+    from nvidia.dali import fn, types
+
+    images = fn.decoders.image_random_crop(
+        encoded,
+        random_area=list(scale),
+        random_aspect_ratio=list(ratio),
+        num_attempts=10,
+        **_decoder_kwargs(device),
+    )
+    return fn.resize(
+        images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True
+    )
+
+
+def decode_val(encoded: object, *, device: str, size: tuple[int, int]) -> object:
+    """Decode and resize the shorter side to ``size / CROP_PCT`` (224 → 256); the centre crop
+    happens in :func:`normalize`.
+
+    Returns:
+        HWC uint8 RGB DataNode.
+    """
+    from nvidia.dali import fn, types
+
+    images = fn.decoders.image(encoded, **_decoder_kwargs(device))
+    return fn.resize(
+        images,
+        resize_shorter=round(min(size) / CROP_PCT),
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+    )
+
+
+def normalize(
+    images: object,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    mirror: object | None,
+    crop: tuple[int, int] | None,
+    layout: str,
+    half: bool,
+) -> object:
+    """``(x − mean) / std`` per channel (0–255 units), optional centre ``crop``, and a
+    horizontal flip where the per-sample ``mirror`` coin (a DataNode, or None) is 1.
+
+    Returns:
+        float32 (float16 when ``half``) DataNode in ``layout`` (``"HWC"`` or ``"CHW"``).
+    """
+    from nvidia.dali import fn, types
+
+    kw: dict[str, object] = {}
+    if crop is not None:
+        kw.update(crop=list(crop), crop_pos_x=0.5, crop_pos_y=0.5)
+    if mirror is not None:
+        kw["mirror"] = mirror
+    return fn.crop_mirror_normalize(
+        images,
+        dtype=types.FLOAT16 if half else types.FLOAT,
+        output_layout=layout,
+        mean=list(mean),
+        std=list(std),
+        **kw,
+    )

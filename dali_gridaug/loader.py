@@ -1,0 +1,256 @@
+"""Stage 5, iterator: ``create_loader`` builds the pipeline and a drop-in replacement for a
+torchvision ``DataLoader``: ``for images, target in loader`` (a :class:`Batch`)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+import torch
+
+from dali_gridaug._validate import check_choice, check_range, check_type
+from dali_gridaug.augment.base import Augment
+from dali_gridaug.batch import Batch
+from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD, READER_NAME
+from dali_gridaug.labels import mix_target, parse_ascii_labels, patch_labels
+from dali_gridaug.params import ParamSource
+from dali_gridaug.pipeline import PipelineSpec, build_pipeline
+from dali_gridaug.reader import FileSource, Source, resolve_source
+
+
+def create_loader(
+    source: Source | str | os.PathLike[str] | Sequence[str],
+    *,
+    batch_size: int,
+    train: bool = True,
+    image_size: int | tuple[int, int] = 224,
+    augment: Sequence[Augment] = (),
+    device: str = "auto",
+    seed: int = 0,
+    num_threads: int | None = None,
+    shard_id: int | None = None,
+    num_shards: int | None = None,
+    mean: float | Sequence[float] = IMAGENET_MEAN,
+    std: float | Sequence[float] = IMAGENET_STD,
+    dtype: torch.dtype = torch.float32,
+    drop_last: bool | None = None,
+    keep_clean: bool = False,
+    auto_augment: str | None = None,
+    exclude: Sequence[str] = (),
+    checkpointing: bool = False,
+) -> DaliLoader:
+    """Build a DALI loader over ``source``.
+
+    Args:
+        source: ImageFolder root, file list (``.txt``), tar shard path(s), or a
+            :class:`~dali_gridaug.reader.FileSource`/:class:`~dali_gridaug.reader.TarSource`.
+        batch_size: images per batch per rank.
+        train: random-resized crop + flip + ``augment`` (True) or resize + centre crop.
+        image_size: output side in pixels, or ``(H, W)``.
+        augment: augmentation configs; per-sample ones apply in order, one mixing op last.
+        device: ``"gpu"``, ``"cpu"`` (DALI's CPU backend) or ``"auto"`` (GPU when usable).
+        seed: run seed; rank r's pipeline uses ``seed + r`` (the file order uses ``seed``).
+        num_threads: DALI CPU threads (default: the CPU count, at most 8).
+        shard_id: this rank; default the ``torch.distributed`` rank, else 0.
+        num_shards: number of ranks; default the ``torch.distributed`` world size, else 1.
+        mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels).
+        std: per-channel std in 0–255 pixel units.
+        dtype: ``torch.float32`` or ``torch.float16`` images.
+        drop_last: drop the last partial batch; default True for train, False for eval.
+        keep_clean: also return the un-augmented crop as ``Batch.clean`` (Keep stage).
+        auto_augment: ``"rand_augment"``, ``"auto_augment"`` or ``"trivial_augment"`` applied
+            (with DALI's ``auto_aug``) before normalization; the clean view stays available.
+        exclude: file paths to leave out (e.g. the bad files ``dali-gridaug check-data`` found).
+        checkpointing: enable DALI pipeline checkpoints (:meth:`DaliLoader.state_dict`).
+
+    Returns:
+        A :class:`DaliLoader`.
+    """
+    check_type("batch_size", batch_size, int)
+    check_range("batch_size", batch_size, 1)
+    check_choice("device", device, ("auto", "gpu", "cpu"))
+    check_choice("dtype", dtype, (torch.float32, torch.float16))
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    for i, s in enumerate(size):
+        check_type(f"image_size[{i}]", s, int)
+        check_range(f"image_size[{i}]", s, 1)
+    augment = tuple(augment)
+    for a in augment:
+        if not isinstance(a, Augment):
+            raise TypeError(f"`augment` items must be augmentation configs, got {a!r}")
+        a.check_geometry(size[0], size[1], batch_size)
+    mixing = [a for a in augment if a.mixing]
+    if len(mixing) > 1 or (mixing and augment[-1] is not mixing[0]):
+        raise ValueError("`augment`: at most one mixing augmentation (CutMix/GridMix), placed last")
+    if augment and not train:
+        raise ValueError("`augment` is for training loaders; pass train=True or augment=()")
+    src = resolve_source(source)
+    if exclude:
+        if not isinstance(src, FileSource):
+            raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
+        src = src.without(exclude)
+    rank, world = _distributed(shard_id, num_shards)
+    mean_t, std_t = _channels("mean", mean), _channels("std", std)
+    if any(s <= 0 for s in std_t):
+        raise ValueError(f"`std` must be positive, got {std}")
+    dev = _resolve_device(device)
+    spec = PipelineSpec(
+        source=src, batch_size=batch_size, train=train, size=size, augments=augment, device=dev,
+        device_id=_device_id() if dev == "gpu" else None, seed=seed,
+        num_threads=num_threads or max(1, min(8, os.cpu_count() or 1)),
+        shard_id=rank, num_shards=world, mean=mean_t, std=std_t,
+        half=dtype == torch.float16, keep_clean=keep_clean, auto_augment=auto_augment,
+        checkpointing=checkpointing,
+    )
+    if isinstance(src, FileSource) and len(src) < world:
+        raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")
+    return DaliLoader(spec, drop_last=train if drop_last is None else drop_last)
+
+
+class DaliLoader:
+    """Iterates :class:`Batch` es; ``len()`` is batches per epoch on this rank.
+
+    The loader resets itself at each epoch end. ``set_epoch(e)`` declares the epoch about to
+    start (as a ``DistributedSampler``): it moves epoch schedules and, when it skips ahead
+    (resume), the parameter stream, without rebuilding or stalling the pipeline.
+    """
+
+    def __init__(self, spec: PipelineSpec, *, drop_last: bool) -> None:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        self.spec = spec
+        self.source = spec.source
+        self.drop_last = drop_last
+        self.num_classes = (
+            len(spec.source.classes) if isinstance(spec.source, FileSource)
+            else spec.source.num_classes
+        )
+        self.classes = getattr(spec.source, "classes", None)
+        self.params = (
+            ParamSource(
+                spec.augments, batch_size=spec.batch_size, height=spec.size[0],
+                width=spec.size[1], seed=spec.seed, rank=spec.shard_id, steps_per_epoch=1,
+            )
+            if spec.augments else None
+        )
+        self.pipe, self.output_names = build_pipeline(spec, self.params)
+        self.pipe.build()
+        # DALI shards are [floor(i·N/S), floor((i+1)·N/S)); the reader pads each to the largest
+        shard_size = math.ceil(self.pipe.reader_meta(READER_NAME)["epoch_size"] / spec.num_shards)
+        if drop_last and shard_size < spec.batch_size:
+            raise ValueError(
+                f"`batch_size`={spec.batch_size} is larger than this rank's shard of "
+                f"{shard_size} files; with drop_last every batch would be dropped"
+            )
+        if self.params is not None:
+            self.params.steps_per_epoch = math.ceil(shard_size / spec.batch_size)
+        self._iter = DALIGenericIterator(
+            self.pipe, self.output_names, reader_name=READER_NAME, auto_reset=True,
+            last_batch_policy=LastBatchPolicy.DROP if drop_last else LastBatchPolicy.PARTIAL,
+            last_batch_padded=False,
+        )
+        self.device = torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
+        targets = getattr(spec.source, "targets", ())
+        self._class_of = torch.tensor(targets, dtype=torch.int64, device=self.device)
+        self.epoch = 0
+        self._batches_done = 0
+
+    def __len__(self) -> int:
+        return len(self._iter)
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Declare the epoch about to start (call before iterating it)."""
+        check_type("epoch", epoch, int)
+        check_range("epoch", epoch, 0)
+        if self.params is not None and epoch != self.epoch:
+            # the parameter stream counts pipeline runs; shift it so runs from now map to `epoch`
+            self.params.first_epoch += epoch - self.epoch
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        for out in self._iter:
+            yield self._to_batch(out[0])
+            self._batches_done += 1
+        self.epoch += 1
+
+    def _to_batch(self, out: dict[str, torch.Tensor]) -> Batch:
+        images = out["images"]
+        dev = images.device
+        key = out["key"]
+        if isinstance(self.source, FileSource):
+            index = key.view(-1).to(dev, torch.int64)
+            labels = self._class_of.to(dev)[index]
+        else:
+            labels = parse_ascii_labels(key.to(dev))
+            index = torch.full_like(labels, -1)
+        b = labels.shape[0]
+        lam = torch.ones(b, dtype=torch.float32, device=dev)
+        partner = torch.arange(b, device=dev)
+        target, cells = labels, None
+        mixer = next(((i, a) for i, a in enumerate(self.spec.augments) if a.mixing), None)
+        if mixer is not None:
+            i, aug = mixer
+            lam = out[f"{i}.lam"].to(dev).view(-1)
+            partner = out[f"{i}.partner"].to(dev, torch.int64).view(-1)
+            target = mix_target(
+                labels, partner, lam, self.num_classes, getattr(aug, "label_smoothing", 0.0)
+            )
+            if f"{i}.cells" in out:
+                cells = patch_labels(labels, partner, out[f"{i}.cells"].to(dev))
+        epoch = int(out["epoch"][0]) if "epoch" in out else self.epoch
+        return Batch(
+            images=images, target=target, labels=labels, index=index, lam=lam, partner=partner,
+            patch_labels=cells, clean=out.get("clean"), epoch=epoch,
+        )
+
+    def params_of(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The augmentation parameters in a raw iterator output (for tests and previews)."""
+        return {k: v for k, v in out.items() if "." in k}
+
+    def raw(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Iterate DALI's raw output dicts (images, key, clean, parameters) for one epoch."""
+        for out in self._iter:
+            yield out[0]
+        self.epoch += 1
+
+
+def _channels(name: str, value: float | Sequence[float]) -> tuple[float, float, float]:
+    if isinstance(value, (int, float)):
+        return (float(value),) * 3
+    vals = tuple(float(v) for v in value)
+    if len(vals) != 3:
+        raise ValueError(f"`{name}` must be a number or 3 per-channel values, got {value!r}")
+    return vals  # type: ignore[return-value]
+
+
+def _distributed(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
+    dist = torch.distributed
+    initialized = dist.is_available() and dist.is_initialized()
+    world = num_shards if num_shards is not None else (dist.get_world_size() if initialized else 1)
+    rank = shard_id if shard_id is not None else (dist.get_rank() if initialized else 0)
+    check_type("num_shards", world, int)
+    check_range("num_shards", world, 1)
+    check_type("shard_id", rank, int)
+    if not 0 <= rank < world:
+        raise ValueError(f"`shard_id` must be in [0, {world - 1}] (num_shards={world}), got {rank}")
+    return rank, world
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("`device`='gpu' but no CUDA device is usable; use 'cpu' or 'auto'")
+    return device
+
+
+def _device_id() -> int:
+    local = os.environ.get("LOCAL_RANK")
+    return int(local) if local is not None else torch.cuda.current_device()
+
+
+__all__ = ["DaliLoader", "create_loader"]
