@@ -1,0 +1,16 @@
+"""Test helpers: provenance of pixels in flat-colour datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def color_ids(images: torch.Tensor, colors: list[tuple[int, int, int]]) -> np.ndarray:
+    """``(B, H, W)`` index of the palette colour of each pixel (raw-pixel CHW images);
+    −1 for pixels matching no colour within ±2 (e.g. dropped pixels, which are 0)."""
+    x = images.float().permute(0, 2, 3, 1).cpu().numpy()  # B H W C
+    pal = np.asarray(colors, np.float32)  # K 3
+    dist = np.abs(x[..., None, :] - pal).max(-1)  # B H W K
+    ids = dist.argmin(-1)
+    return np.where(dist.min(-1) <= 2, ids, -1)
