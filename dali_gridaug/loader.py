@@ -148,6 +148,9 @@ class DaliLoader:
             self.pipe, self.output_names, reader_name=READER_NAME, auto_reset=True,
             last_batch_policy=LastBatchPolicy.DROP if drop_last else LastBatchPolicy.PARTIAL,
             last_batch_padded=False,
+            # no prefetch before the first batch is asked for: set_epoch/resume offsets set
+            # after construction still reach the first batches' parameters
+            prepare_first_batch=False,
         )
         self.device = torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
         targets = getattr(spec.source, "targets", ())

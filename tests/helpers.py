@@ -14,3 +14,13 @@ def color_ids(images: torch.Tensor, colors: list[tuple[int, int, int]]) -> np.nd
     dist = np.abs(x[..., None, :] - pal).max(-1)  # B H W K
     ids = dist.argmin(-1)
     return np.where(dist.min(-1) <= 2, ids, -1)
+
+
+def collect(loader, epochs: int, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Concatenate raw loader outputs (images + the given parameter keys) over epochs."""
+    out: dict[str, list[np.ndarray]] = {"images": [], "key": [], **{k: [] for k in keys}}
+    for _ in range(epochs):
+        for raw in loader.raw():
+            for k in out:
+                out[k].append(raw[k].cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}

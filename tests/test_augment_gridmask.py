@@ -1,0 +1,134 @@
+"""GridMask against SPEC: keep fraction vs the official algorithm, stationarity, mode 0,
+ramp, H≠W, random GridMask, and DALI vs kernel backends on the same parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dali_gridaug import GridMask, create_loader
+from dali_gridaug.kernels import grid_keep_mask
+from dali_gridaug.synthetic import make_constant_dataset
+from tests.conftest import COLORS
+from tests.helpers import collect
+from tests.reference.official import gridmask_official
+
+KEYS = ("0.applied", "0.tile", "0.ratio", "0.angle", "0.shift_x", "0.shift_y")
+CFG = dict(r=0.6, d=(16, 48), rotate=360, p=1.0, ramp_epochs=0)
+DRAWS_EPOCHS = 63  # 32 images per epoch → 2,016 draws
+
+
+def _loader(root: Path, size=(64, 64), **kw):
+    return create_loader(
+        root, batch_size=32, device="cpu", image_size=size, mean=0, std=1,
+        augment=[GridMask(**{**CFG, **kw})], seed=5,
+    )
+
+
+def _kept(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) 1 where the pixel survived (every palette colour is ≥ 40, dropped = 0)."""
+    return (np.abs(images).max(1) > 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def draws(color_data: Path) -> dict[str, np.ndarray]:
+    return collect(_loader(color_data), DRAWS_EPOCHS, KEYS)
+
+
+def test_keep_fraction_matches_official_algorithm(draws: dict[str, np.ndarray]) -> None:
+    ours = _kept(draws["images"]).mean((1, 2))
+    rng = np.random.default_rng(0)
+    ref = np.array([
+        gridmask_official(64, 64, rng, r=0.6, d=(16, 48), rotate=360, mode=1).mean()
+        for _ in range(len(ours))
+    ])
+    assert len(ours) >= 2000
+    se = np.hypot(ours.std(), ref.std()) / np.sqrt(len(ours))
+    assert abs(ours.mean() - ref.mean()) < 4 * se + 0.005, (ours.mean(), ref.mean())
+    # same spread of per-image keep fractions, not just the same mean
+    assert np.allclose(np.quantile(ours, [0.1, 0.5, 0.9]), np.quantile(ref, [0.1, 0.5, 0.9]), atol=0.03)
+    approx = 1 - (1 - 0.6) ** 2  # the paper's ≈ keep ratio
+    assert abs(ours.mean() - approx) < 0.08
+
+
+def test_mask_is_stationary_including_corners(draws: dict[str, np.ndarray]) -> None:
+    drop = 1 - _kept(draws["images"]).mean(0)  # (H, W) drop probability per pixel
+    overall = drop.mean()
+    corners = [drop[:6, :6], drop[:6, -6:], drop[-6:, :6], drop[-6:, -6:], drop[29:35, 29:35]]
+    for patch in corners:
+        assert abs(patch.mean() - overall) < 0.05
+    assert drop.std() < 0.03  # no pixel is systematically favoured
+
+
+def test_dali_output_equals_numpy_kernel_on_emitted_params(draws: dict[str, np.ndarray]) -> None:
+    ref = grid_keep_mask(
+        np, 64, 64, draws["0.tile"], draws["0.ratio"] * draws["0.applied"], draws["0.angle"],
+        draws["0.shift_x"], draws["0.shift_y"],
+    )
+    mismatch = (ref != _kept(draws["images"])).mean()
+    assert mismatch < 1e-3  # float rounding exactly on a square's edge only
+
+
+def test_mode0_is_the_exact_complement(color_data: Path) -> None:
+    a = collect(_loader(color_data, backend="kernel"), 2, KEYS)
+    b = collect(_loader(color_data, mode=0), 2, KEYS)
+    for k in KEYS:
+        assert np.array_equal(a[k], b[k])  # same draw
+    assert np.array_equal(_kept(a["images"]) + _kept(b["images"]), np.ones_like(_kept(a["images"])))
+
+
+def test_backends_agree(color_data: Path) -> None:
+    a = collect(_loader(color_data, backend="dali"), 2)
+    b = collect(_loader(color_data, backend="kernel"), 2)
+    assert (_kept(a["images"]) != _kept(b["images"])).mean() < 1e-3
+
+
+def test_non_square_images(color_data: Path) -> None:
+    out = collect(_loader(color_data, size=(40, 72)), 2, KEYS)
+    assert out["images"].shape[1:] == (3, 40, 72)
+    ref = grid_keep_mask(
+        np, 40, 72, out["0.tile"], out["0.ratio"], out["0.angle"], out["0.shift_x"], out["0.shift_y"]
+    )
+    assert (ref != _kept(out["images"])).mean() < 1e-3
+
+
+def test_apply_probability_follows_the_ramp(tmp_path: Path) -> None:
+    root = make_constant_dataset(tmp_path, COLORS[:8], per_class=32, size=(32, 32))  # 256 files
+    loader = create_loader(
+        root, batch_size=32, device="cpu", image_size=32, mean=0, std=1, seed=1,
+        augment=[GridMask(r=0.4, d=(8, 16), p=0.8, ramp_epochs=4)],
+    )
+    for epoch in range(7):
+        out = collect(loader, 1, ("0.applied", "epoch"))
+        assert (out["epoch"] == epoch).all()
+        rate = out["0.applied"].mean()
+        expected = 0.8 * min(1.0, epoch / 4)
+        dropped = (_kept(out["images"]).min((1, 2)) == 0).mean()  # image shows a dropped pixel
+        assert abs(rate - expected) <= 4 * np.sqrt(expected * (1 - expected) / 256) + 1e-9
+        assert abs(dropped - rate) < 0.02
+
+
+def test_set_epoch_jumps_the_schedule_without_rebuilding(color_data: Path) -> None:
+    loader = create_loader(
+        color_data, batch_size=32, device="cpu", image_size=32, mean=0, std=1,
+        augment=[GridMask(r=0.4, d=(8, 16), p=0.8, ramp_epochs=10)],
+    )
+    pipe = loader.pipe
+    loader.set_epoch(10)
+    out = collect(loader, 1, ("epoch",))
+    assert (out["epoch"] == 10).all() and loader.pipe is pipe
+
+
+def test_random_gridmask_drops_each_square_with_square_p(color_data: Path) -> None:
+    full = collect(_loader(color_data, backend="kernel"), 20)
+    half = collect(_loader(color_data, square_p=0.5), 20)
+    ratio = (1 - _kept(half["images"])).mean() / (1 - _kept(full["images"])).mean()
+    assert abs(ratio - 0.5) < 0.05
+    assert ((1 - _kept(half["images"])) <= (1 - _kept(full["images"]))).all()  # a subset
+
+
+def test_dali_backend_refuses_what_it_cannot_express() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        GridMask(mode=0, backend="dali")
