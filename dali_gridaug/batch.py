@@ -20,8 +20,10 @@ class Batch:
         labels: hard labels of the (un-mixed) images, ``(B,)`` int64.
         index: position of each sample in the dataset's file list, ``(B,)`` int64
             (``-1`` where the source has no index, e.g. tar shards).
-        lam: fraction of each output image's pixels that come from the image itself,
-            ``(B,)`` float32 (1.0 when nothing was mixed).
+        lam: weight of the image's own label in ``target``, ``(B,)`` float32: the fraction of
+            the output's pixels that come from the image itself (where ``partner`` is the
+            sample itself the paste copies its own pixels and the label is its own either way;
+            1.0 when nothing was mixed).
         partner: batch position of the image mixed in, ``(B,)`` int64 (own position when
             nothing was mixed).
         patch_labels: GridMix per-cell labels ``(B, n, n)`` int64, else ``None``.
