@@ -8,10 +8,11 @@ of the last batch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
-from dali_gridaug.augment import AUGMENTATIONS
+from dali_gridaug.augment import AUGMENTATIONS, Augment, Cutout, GridMask
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 from dali_gridaug.loader import create_loader
 from dali_gridaug.synthetic import make_sample_dataset
@@ -26,6 +27,15 @@ def ensure_sample_data(root: Path) -> dict[str, Path]:
         print(f"generating the sample dataset in {root} ...")
         return make_sample_dataset(root)
     return {"train": root / "train", "val": root / "val"}
+
+
+def _fit(aug: Augment, size: int) -> Augment:
+    """ImageNet defaults scaled to ``size`` (GridMask's period, Cutout's length)."""
+    if isinstance(aug, GridMask):
+        return aug.scaled_to(size)
+    if isinstance(aug, Cutout):
+        return dataclasses.replace(aug, length=max(1, min(aug.length, size // 2)))
+    return aug
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
     augment = [AUGMENTATIONS[n](**({"ramp_epochs": 0} if n == "gridmask" else {})) for n in names]
+    augment = [_fit(aug, a.image_size) for aug in augment]
     loader = create_loader(
         paths["train"], batch_size=a.batch_size, image_size=a.image_size, augment=augment,
         device=a.device,

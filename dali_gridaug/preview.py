@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dali_gridaug.augment import AUGMENTATIONS
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
-from dali_gridaug.demo import DEFAULT_ROOT, ensure_sample_data
+from dali_gridaug.demo import DEFAULT_ROOT, _fit, ensure_sample_data
 from dali_gridaug.loader import create_loader
 from dali_gridaug.viz import save_grid
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"))
     a = ap.parse_args(argv)
     paths = ensure_sample_data(a.root)
-    aug = AUGMENTATIONS[a.augment](**_VISIBLE.get(a.augment, {}))
+    aug = _fit(AUGMENTATIONS[a.augment](**_VISIBLE.get(a.augment, {})), a.image_size)
     loader = create_loader(
         paths["train"], batch_size=max(a.n, 2), image_size=a.image_size, augment=[aug],
         device=a.device, seed=a.seed,

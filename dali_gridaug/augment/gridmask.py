@@ -84,6 +84,12 @@ class GridMask(Augment):
                 f"GridMask: `d` min must be ≤ the image side {max(height, width)}, got {self.d}"
             )
 
+    def scaled_to(self, size: int, reference: int = 224) -> GridMask:
+        """The same config with ``d`` scaled from ``reference``-pixel images to ``size``."""
+        lo = max(1, round(self.d[0] * size / reference))
+        hi = max(lo + 1, round(self.d[1] * size / reference))
+        return dataclasses.replace(self, d=(lo, hi))
+
     def apply_prob(self, epoch: int) -> float:
         """Per-sample apply probability in ``epoch``."""
         return linear_ramp(self.p, epoch, self.ramp_epochs)
