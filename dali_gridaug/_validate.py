@@ -34,7 +34,9 @@ def check_range(
     if bad:
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        interval = f"{left}{lo}, {hi}{right}"
         raise ValueError(f"`{name}` must be in {interval}, got {value!r}")
 
 

@@ -14,7 +14,15 @@ READER_NAME: str = "Reader"
 
 #: File extensions an ImageFolder accepts (torchvision's ``IMG_EXTENSIONS``).
 IMG_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
 )
 
 #: nvJPEG preallocation hints of DALI's ResNet-50 example (largest ImageNet image).

@@ -21,7 +21,9 @@ from dali_gridaug.constants import (
 def _decoder_kwargs(device: str) -> dict[str, object]:
     from nvidia.dali import types
 
-    kw: dict[str, object] = dict(device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    kw: dict[str, object] = dict(
+        device="mixed" if device == "gpu" else "cpu", output_type=types.RGB
+    )
     if device == "gpu":
         kw.update(
             hw_decoder_load=HW_DECODER_LOAD,
@@ -55,9 +57,7 @@ def decode_train(
         num_attempts=10,
         **_decoder_kwargs(device),
     )
-    return fn.resize(
-        images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True
-    )
+    return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
 
 
 def decode_val(encoded: object, *, device: str, size: tuple[int, int]) -> object:

@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--augment", default="gridmask,gridmix",
-                    help=f"comma-separated, from {', '.join(AUGMENTATIONS)}, or 'none'")
+    ap.add_argument(
+        "--augment",
+        default="gridmask,gridmix",
+        help=f"comma-separated, from {', '.join(AUGMENTATIONS)}, or 'none'",
+    )
     ap.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"))
     ap.add_argument("--out", type=Path, default=Path("demo_batch.png"))
     a = ap.parse_args(argv)
@@ -61,11 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     augment = [AUGMENTATIONS[n](**({"ramp_epochs": 0} if n == "gridmask" else {})) for n in names]
     augment = [_fit(aug, a.image_size) for aug in augment]
     loader = create_loader(
-        paths["train"], batch_size=a.batch_size, image_size=a.image_size, augment=augment,
+        paths["train"],
+        batch_size=a.batch_size,
+        image_size=a.image_size,
+        augment=augment,
         device=a.device,
     )
-    print(f"device={loader.spec.device} images={len(loader.source)} classes={loader.num_classes} "
-          f"batch={a.batch_size} augment={names or 'none'}")
+    print(
+        f"device={loader.spec.device} images={len(loader.source)} classes={loader.num_classes} "
+        f"batch={a.batch_size} augment={names or 'none'}"
+    )
     batch = None
     for epoch in range(a.epochs):
         loader.set_epoch(epoch)
@@ -75,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         rate = count / (time.perf_counter() - start)
         print(f"epoch {epoch}: {count} images, {rate:,.0f} images/s")
     if batch is not None:
-        save_grid(batch, a.out, mean=IMAGENET_MEAN, std=IMAGENET_STD, classes=loader.classes,
-                  title=f"dali-gridaug demo: {', '.join(names) or 'no augmentation'}")
+        save_grid(
+            batch,
+            a.out,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            classes=loader.classes,
+            title=f"dali-gridaug demo: {', '.join(names) or 'no augmentation'}",
+        )
         print(f"wrote {a.out}")
     return 0

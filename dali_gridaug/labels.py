@@ -39,7 +39,8 @@ def mix_target(
 
 def patch_labels(labels: torch.Tensor, partner: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """GridMix per-cell labels ``(B, n, n)`` int64: ``y`` where the cell is the sample's own
-    (``cells`` = 1), else ``y[partner]``. Their mean one-hot over cells equals the soft target."""
+    (``cells`` = 1), else ``y[partner]``. Their mean one-hot over cells equals the soft target.
+    """
     own = labels.long()[:, None, None]
     other = labels.long()[partner.long()][:, None, None]
     return torch.where(cells.bool(), own, other)
@@ -47,7 +48,8 @@ def patch_labels(labels: torch.Tensor, partner: torch.Tensor, cells: torch.Tenso
 
 def parse_ascii_labels(raw: torch.Tensor) -> torch.Tensor:
     """Decode WebDataset ``cls`` members: ``(B, L)`` uint8 ASCII digits (zero-padded, maybe a
-    trailing newline) → ``(B,)`` int64."""
+    trailing newline) → ``(B,)`` int64.
+    """
     raw = raw.long()
     digit = (raw >= 48) & (raw <= 57)
     count = digit.sum(1, keepdim=True)

@@ -66,4 +66,6 @@ class GridMixLoss(nn.Module):
                 f"{tuple(patch_labels.shape[-2:])}"
             )
         local = F.cross_entropy(local_logits.float(), patch_labels.long(), reduction="none")
-        return soft_target_cross_entropy(global_logits, target) + self.gamma * local.sum((1, 2)).mean()
+        return (
+            soft_target_cross_entropy(global_logits, target) + self.gamma * local.sum((1, 2)).mean()
+        )

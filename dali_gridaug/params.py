@@ -47,7 +47,9 @@ class ParamSource:
         self.steps_per_epoch = steps_per_epoch
         self.first_epoch = 0
         self.first_step = 0
-        self.keys = ["epoch"] + [f"{i}.{k}" for i, a in enumerate(self.augments) for k in self._keys(a)]
+        self.keys = ["epoch"] + [
+            f"{i}.{k}" for i, a in enumerate(self.augments) for k in self._keys(a)
+        ]
 
     def _keys(self, aug: Augment) -> list[str]:
         probe = aug.sample(np.random.default_rng(0), self.batch_size, self.height, self.width, 0)

@@ -39,11 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     paths = ensure_sample_data(a.root)
     aug = _fit(AUGMENTATIONS[a.augment](**_VISIBLE.get(a.augment, {})), a.image_size)
     loader = create_loader(
-        paths["train"], batch_size=max(a.n, 2), image_size=a.image_size, augment=[aug],
-        device=a.device, seed=a.seed,
+        paths["train"],
+        batch_size=max(a.n, 2),
+        image_size=a.image_size,
+        augment=[aug],
+        device=a.device,
+        seed=a.seed,
     )
     batch = next(iter(loader))
-    save_grid(batch, a.out, mean=IMAGENET_MEAN, std=IMAGENET_STD, classes=loader.classes,
-              title=repr(aug), max_images=a.n)
+    save_grid(
+        batch,
+        a.out,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        classes=loader.classes,
+        title=repr(aug),
+        max_images=a.n,
+    )
     print(f"wrote {a.out}")
     return 0

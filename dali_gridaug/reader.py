@@ -98,7 +98,9 @@ def image_folder(root: str | os.PathLike[str]) -> FileSource:
     return FileSource(tuple(files), tuple(targets), tuple(classes))
 
 
-def file_list(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> FileSource:
+def file_list(
+    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> FileSource:
     """Read a file list: one ``<path> <class index>`` per line (paths relative to ``root``,
     default the list's folder), the format ``check-data`` writes and DALI's ``file_list`` uses.
 
@@ -153,7 +155,9 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
     )
 
 
-def tar_shards(paths: Sequence[str | os.PathLike[str]], num_classes: int | None = None) -> TarSource:
+def tar_shards(
+    paths: Sequence[str | os.PathLike[str]], num_classes: int | None = None
+) -> TarSource:
     """Tar shards; ``num_classes`` defaults to the line count of ``classes.txt`` beside them."""
     paths = tuple(os.path.abspath(os.fspath(p)) for p in paths)
     missing = [p for p in paths if not os.path.isfile(p)]
@@ -162,7 +166,9 @@ def tar_shards(paths: Sequence[str | os.PathLike[str]], num_classes: int | None 
     if num_classes is None:
         names = Path(paths[0]).parent / "classes.txt"
         if not names.is_file():
-            raise ValueError("`num_classes` is needed for tar shards without a classes.txt beside them")
+            raise ValueError(
+                "`num_classes` is needed for tar shards without a classes.txt beside them"
+            )
         num_classes = len(names.read_text().split())
     return TarSource(paths, num_classes)
 

@@ -23,7 +23,9 @@ def class_names(num_classes: int) -> list[str]:
     return [f"c{k:02d}_{_PATTERNS[k % len(_PATTERNS)]}" for k in range(num_classes)]
 
 
-def render(k: int, num_classes: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def render(
+    k: int, num_classes: int, height: int, width: int, rng: np.random.Generator
+) -> np.ndarray:
     """One ``(height, width, 3)`` uint8 image of class ``k``."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     period = rng.uniform(18, 30) * (1 + (k // len(_PATTERNS)) % 3) * 0.7
@@ -85,7 +87,8 @@ def make_constant_dataset(
     size: tuple[int, int] = (64, 48),
 ) -> Path:
     """An ImageFolder whose class-``k`` images are the flat colour ``colors[k]`` (JPEG
-    quality 100; flat colours survive compression exactly). For pixel-provenance tests."""
+    quality 100; flat colours survive compression exactly). For pixel-provenance tests.
+    """
     root = Path(root)
     for k, color in enumerate(colors):
         folder = root / f"class{k:03d}"
@@ -108,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     paths = make_sample_dataset(
-        a.root, num_classes=a.classes, train_per_class=a.train_per_class,
-        val_per_class=a.val_per_class, seed=a.seed,
+        a.root,
+        num_classes=a.classes,
+        train_per_class=a.train_per_class,
+        val_per_class=a.val_per_class,
+        seed=a.seed,
     )
     print(f"wrote {paths['train']} and {paths['val']}")
     return 0

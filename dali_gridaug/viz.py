@@ -42,7 +42,7 @@ def save_grid(
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
     name = (lambda k: classes[k][:12]) if classes else str
-    for ax, i in zip(axes.flat, range(n)):
+    for ax, i in zip(axes.flat, range(n), strict=False):
         ax.imshow(pix[i])
         y, yp = int(batch.labels[i]), int(batch.labels[batch.partner[i]])
         lam = float(batch.lam[i])
@@ -57,11 +57,26 @@ def save_grid(
                     y0, y1 = r * h // g, (r + 1) * h // g
                     x0, x1 = c * w // g, (c + 1) * w // g
                     own = cells[r, c] == y
-                    ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False,
-                                               ec="lime" if own else "red", lw=0.8))
-                    ax.text((x0 + x1) / 2, (y0 + y1) / 2, str(cells[r, c]), color="white",
-                            ha="center", va="center", fontsize=7,
-                            bbox=dict(fc="black", alpha=0.4, pad=0.5, lw=0))
+                    ax.add_patch(
+                        plt.Rectangle(
+                            (x0, y0),
+                            x1 - x0,
+                            y1 - y0,
+                            fill=False,
+                            ec="lime" if own else "red",
+                            lw=0.8,
+                        )
+                    )
+                    ax.text(
+                        (x0 + x1) / 2,
+                        (y0 + y1) / 2,
+                        str(cells[r, c]),
+                        color="white",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        bbox=dict(fc="black", alpha=0.4, pad=0.5, lw=0),
+                    )
         if batch.boxes is not None:
             y0, x0, y1, x1 = (int(v) for v in batch.boxes[i])
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))

@@ -69,4 +69,6 @@ def test_random_erasing_constant_fill(color_data: Path) -> None:
 
 def test_cutout_longer_than_the_image_fails_at_construction(color_data: Path) -> None:
     with pytest.raises(ValueError, match=r"`length` must be in \[1, 32\].*got 40"):
-        create_loader(color_data, batch_size=4, image_size=32, augment=[Cutout(length=40)], device="cpu")
+        create_loader(
+            color_data, batch_size=4, image_size=32, augment=[Cutout(length=40)], device="cpu"
+        )

@@ -22,8 +22,14 @@ DRAWS_EPOCHS = 63  # 32 images per epoch → 2,016 draws
 
 def _loader(root: Path, size=(64, 64), **kw):
     return create_loader(
-        root, batch_size=32, device="cpu", image_size=size, mean=0, std=1,
-        augment=[GridMask(**{**CFG, **kw})], seed=5,
+        root,
+        batch_size=32,
+        device="cpu",
+        image_size=size,
+        mean=0,
+        std=1,
+        augment=[GridMask(**{**CFG, **kw})],
+        seed=5,
     )
 
 
@@ -40,15 +46,19 @@ def draws(color_data: Path) -> dict[str, np.ndarray]:
 def test_keep_fraction_matches_official_algorithm(draws: dict[str, np.ndarray]) -> None:
     ours = _kept(draws["images"]).mean((1, 2))
     rng = np.random.default_rng(0)
-    ref = np.array([
-        gridmask_official(64, 64, rng, r=0.6, d=(16, 48), rotate=360, mode=1).mean()
-        for _ in range(len(ours))
-    ])
+    ref = np.array(
+        [
+            gridmask_official(64, 64, rng, r=0.6, d=(16, 48), rotate=360, mode=1).mean()
+            for _ in range(len(ours))
+        ]
+    )
     assert len(ours) >= 2000
     se = np.hypot(ours.std(), ref.std()) / np.sqrt(len(ours))
     assert abs(ours.mean() - ref.mean()) < 4 * se + 0.005, (ours.mean(), ref.mean())
     # same spread of per-image keep fractions, not just the same mean
-    assert np.allclose(np.quantile(ours, [0.1, 0.5, 0.9]), np.quantile(ref, [0.1, 0.5, 0.9]), atol=0.03)
+    assert np.allclose(
+        np.quantile(ours, [0.1, 0.5, 0.9]), np.quantile(ref, [0.1, 0.5, 0.9]), atol=0.03
+    )
     approx = 1 - (1 - 0.6) ** 2  # the paper's ≈ keep ratio
     assert abs(ours.mean() - approx) < 0.08
 
@@ -64,8 +74,14 @@ def test_mask_is_stationary_including_corners(draws: dict[str, np.ndarray]) -> N
 
 def test_dali_output_equals_numpy_kernel_on_emitted_params(draws: dict[str, np.ndarray]) -> None:
     ref = grid_keep_mask(
-        np, 64, 64, draws["0.tile"], draws["0.ratio"] * draws["0.applied"], draws["0.angle"],
-        draws["0.shift_x"], draws["0.shift_y"],
+        np,
+        64,
+        64,
+        draws["0.tile"],
+        draws["0.ratio"] * draws["0.applied"],
+        draws["0.angle"],
+        draws["0.shift_x"],
+        draws["0.shift_y"],
     )
     mismatch = (ref != _kept(draws["images"])).mean()
     assert mismatch < 1e-3  # float rounding exactly on a square's edge only
@@ -89,7 +105,14 @@ def test_non_square_images(color_data: Path) -> None:
     out = collect(_loader(color_data, size=(40, 72)), 2, KEYS)
     assert out["images"].shape[1:] == (3, 40, 72)
     ref = grid_keep_mask(
-        np, 40, 72, out["0.tile"], out["0.ratio"], out["0.angle"], out["0.shift_x"], out["0.shift_y"]
+        np,
+        40,
+        72,
+        out["0.tile"],
+        out["0.ratio"],
+        out["0.angle"],
+        out["0.shift_x"],
+        out["0.shift_y"],
     )
     assert (ref != _kept(out["images"])).mean() < 1e-3
 
@@ -97,7 +120,13 @@ def test_non_square_images(color_data: Path) -> None:
 def test_apply_probability_follows_the_ramp(tmp_path: Path) -> None:
     root = make_constant_dataset(tmp_path, COLORS[:8], per_class=32, size=(32, 32))  # 256 files
     loader = create_loader(
-        root, batch_size=32, device="cpu", image_size=32, mean=0, std=1, seed=1,
+        root,
+        batch_size=32,
+        device="cpu",
+        image_size=32,
+        mean=0,
+        std=1,
+        seed=1,
         augment=[GridMask(r=0.4, d=(8, 16), p=0.8, ramp_epochs=4)],
     )
     for epoch in range(7):
@@ -112,7 +141,12 @@ def test_apply_probability_follows_the_ramp(tmp_path: Path) -> None:
 
 def test_set_epoch_jumps_the_schedule_without_rebuilding(color_data: Path) -> None:
     loader = create_loader(
-        color_data, batch_size=32, device="cpu", image_size=32, mean=0, std=1,
+        color_data,
+        batch_size=32,
+        device="cpu",
+        image_size=32,
+        mean=0,
+        std=1,
         augment=[GridMask(r=0.4, d=(8, 16), p=0.8, ramp_epochs=10)],
     )
     pipe = loader.pipe

@@ -51,7 +51,9 @@ def test_cutmix_lam_is_the_exact_pixel_fraction(cutmix_draws: list) -> None:
 def test_cutmix_target_arithmetic(cutmix_draws: list) -> None:
     for b in cutmix_draws:
         k = b.target.shape[1]
-        expected = b.lam[:, None] * one_hot(b.labels, k) + (1 - b.lam[:, None]) * one_hot(b.labels[b.partner], k)
+        expected = b.lam[:, None] * one_hot(b.labels, k) + (1 - b.lam[:, None]) * one_hot(
+            b.labels[b.partner], k
+        )
         assert torch.equal(b.target, expected)
         torch.testing.assert_close(b.target.sum(1), torch.ones(len(b)))
         mixed = (b.labels != b.labels[b.partner]) & (b.lam < 1)

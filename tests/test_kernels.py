@@ -8,9 +8,14 @@ import pytest
 from dali_gridaug import CutMix, GridMask, GridMix, RandomErasing
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask, mix_by_mask
 
-AUGS = [GridMask(r=0.5, d=(8, 20), p=1.0, ramp_epochs=0), GridMask(mode=0, d=(8, 20), p=1.0, ramp_epochs=0),
-        GridMask(square_p=0.5, d=(8, 20), p=1.0, ramp_epochs=0), RandomErasing(p=1.0, backend="kernel"),
-        CutMix(mode="elem"), GridMix(n=3)]
+AUGS = [
+    GridMask(r=0.5, d=(8, 20), p=1.0, ramp_epochs=0),
+    GridMask(mode=0, d=(8, 20), p=1.0, ramp_epochs=0),
+    GridMask(square_p=0.5, d=(8, 20), p=1.0, ramp_epochs=0),
+    RandomErasing(p=1.0, backend="kernel"),
+    CutMix(mode="elem"),
+    GridMix(n=3),
+]
 
 
 def _params(aug, b=6, h=30, w=40, seed=0):
@@ -39,7 +44,9 @@ def test_masks_on_known_geometry() -> None:
         for x in range(8):
             dropped[y, x] = (y % 4 < 2) and (x % 4 < 2)
     assert np.array_equal(m == 0, dropped)
-    assert np.array_equal(grid_keep_mask(np, 8, 8, [4], [0.5], [0.0], [0.0], [0.0], mode=0)[0], 1 - m)
+    assert np.array_equal(
+        grid_keep_mask(np, 8, 8, [4], [0.5], [0.0], [0.0], [0.0], mode=0)[0], 1 - m
+    )
     assert box_keep_mask(np, 4, 4, np.array([[1, 1, 3, 3]]))[0].sum() == 12
     cells = cell_keep_mask(np, 7, 5, np.array([[[1, 0], [0, 1]]]))[0]
     assert cells[:3, :2].all() and not cells[:3, 2:].any() and cells[3:, 2:].all()
@@ -62,7 +69,9 @@ def test_cupy_matches_numpy(aug) -> None:
     out = aug.apply_xp(cupy, cupy.asarray(x), {k: cupy.asarray(v) for k, v in p.items()})
     if isinstance(aug, RandomErasing):  # noise comes from each library's own generator
         keep = box_keep_mask(np, 30, 40, p["box"])[..., None].astype(bool)
-        assert np.array_equal(cupy.asnumpy(out)[np.broadcast_to(keep, x.shape)], ref[np.broadcast_to(keep, x.shape)])
+        assert np.array_equal(
+            cupy.asnumpy(out)[np.broadcast_to(keep, x.shape)], ref[np.broadcast_to(keep, x.shape)]
+        )
     else:
         assert (cupy.asnumpy(out) != ref).mean() < 1e-3
 
@@ -75,8 +84,16 @@ def test_gpu_pipeline_kernel_backend_matches_cpu(color_data, aug) -> None:
     from dali_gridaug import create_loader
 
     def run(device):
-        loader = create_loader(color_data, batch_size=16, image_size=48, mean=0, std=1, seed=3,
-                               augment=[replace(aug, backend="kernel")], device=device)
+        loader = create_loader(
+            color_data,
+            batch_size=16,
+            image_size=48,
+            mean=0,
+            std=1,
+            seed=3,
+            augment=[replace(aug, backend="kernel")],
+            device=device,
+        )
         return next(iter(loader))
 
     a, b = run("cpu"), run("gpu")

@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -38,7 +37,11 @@ def test_labels_equal_torchvision_imagefolder(sample_data: dict[str, Path]) -> N
 def test_every_file_exactly_once_per_epoch(sample_data: dict[str, Path], train: bool) -> None:
     n = len(image_folder(sample_data["train"]))
     loader = create_loader(
-        sample_data["train"], batch_size=7, train=train, device="cpu", image_size=32,
+        sample_data["train"],
+        batch_size=7,
+        train=train,
+        device="cpu",
+        image_size=32,
         drop_last=False,
     )
     assert len(loader) == -(-n // 7)
@@ -88,10 +91,20 @@ def test_two_ranks_partition_the_dataset(
     procs = []
     for rank in range(2):
         env = dict(
-            os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port), PYTHONPATH=os.getcwd(),
+            os.environ,
+            RANK=str(rank),
+            WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            PYTHONPATH=os.getcwd(),
         )
-        cmd = [sys.executable, str(script), str(root), str(tmp_path / f"r{rank}.json"), "1" if train else "0"]
+        cmd = [
+            sys.executable,
+            str(script),
+            str(root),
+            str(tmp_path / f"r{rank}.json"),
+            "1" if train else "0",
+        ]
         procs.append(subprocess.Popen(cmd, env=env))
     for p in procs:
         assert p.wait(timeout=240) == 0
@@ -107,8 +120,13 @@ def test_uneven_shards_still_cover_every_file_once(sample_data: dict[str, Path])
     seen: list[int] = []
     for rank in range(7):
         loader = create_loader(
-            sample_data["train"], batch_size=4, train=False, device="cpu", image_size=16,
-            shard_id=rank, num_shards=7,
+            sample_data["train"],
+            batch_size=4,
+            train=False,
+            device="cpu",
+            image_size=16,
+            shard_id=rank,
+            num_shards=7,
         )
         seen += _epoch(loader)
     assert sorted(seen) == list(range(n))
@@ -116,12 +134,16 @@ def test_uneven_shards_still_cover_every_file_once(sample_data: dict[str, Path])
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_shapes_dtypes_layout(sample_data: dict[str, Path], dtype: torch.dtype) -> None:
-    train = create_loader(sample_data["train"], batch_size=4, device="cpu", image_size=(48, 64), dtype=dtype)
+    train = create_loader(
+        sample_data["train"], batch_size=4, device="cpu", image_size=(48, 64), dtype=dtype
+    )
     batch = next(iter(train))
     images, target = batch
     assert images.shape == (4, 3, 48, 64) and images.dtype == dtype
     assert target is batch.target and target.dtype == torch.int64 and target.shape == (4,)
-    assert batch.labels.dtype == torch.int64 and batch.lam.shape == (4,) and batch.patch_labels is None
+    assert (
+        batch.labels.dtype == torch.int64 and batch.lam.shape == (4,) and batch.patch_labels is None
+    )
     val = create_loader(sample_data["val"], batch_size=4, train=False, device="cpu", dtype=dtype)
     assert next(iter(val)).images.shape == (4, 3, 224, 224)
 
@@ -143,7 +165,9 @@ def test_raw_pixels_and_normalization(color_data: Path) -> None:
 
 def test_seeds_control_the_crops(sample_data: dict[str, Path]) -> None:
     def first(seed: int) -> torch.Tensor:
-        loader = create_loader(sample_data["train"], batch_size=6, device="cpu", image_size=32, seed=seed)
+        loader = create_loader(
+            sample_data["train"], batch_size=6, device="cpu", image_size=32, seed=seed
+        )
         return next(iter(loader)).images
 
     a, b, c = first(1), first(1), first(2)
@@ -156,7 +180,9 @@ def test_file_list_and_tar_shards_sources(sample_data: dict[str, Path], tmp_path
 
     src = image_folder(sample_data["val"])
     listing = tmp_path / "list.txt"
-    listing.write_text("".join(f"{os.path.relpath(f, tmp_path)} {y}\n" for f, y in zip(src.files, src.targets)))
+    listing.write_text(
+        "".join(f"{os.path.relpath(f, tmp_path)} {y}\n" for f, y in zip(src.files, src.targets))
+    )
     fl = file_list(listing)
     assert fl.files == src.files and fl.targets == src.targets
     loader = create_loader(listing, batch_size=6, train=False, device="cpu", image_size=32)
@@ -185,7 +211,9 @@ def test_set_epoch_and_len_like_a_dataloader(sample_data: dict[str, Path]) -> No
 
 @pytest.mark.gpu
 def test_mixed_decoder_on_gpu(sample_data: dict[str, Path]) -> None:
-    loader = create_loader(sample_data["train"], batch_size=8, device="gpu", image_size=64, drop_last=False)
+    loader = create_loader(
+        sample_data["train"], batch_size=8, device="gpu", image_size=64, drop_last=False
+    )
     seen = [i for b in loader for i in b.index.tolist()]
     batch = next(iter(loader))
     assert batch.images.is_cuda and batch.labels.is_cuda

@@ -34,13 +34,20 @@ def test_gridmix_loss_is_global_plus_gamma_sum_over_cells() -> None:
     expected = -math.log(0.5) + 0.15 * cells  # a SUM over cells, as the paper's eq. 4
     assert GridMixLoss(0.15)(g, local, target, patch).item() == pytest.approx(expected, rel=1e-6)
     # batch average: two copies give the same value
-    two = GridMixLoss(0.15)(g.repeat(2, 1), local.repeat(2, 1, 1, 1), target.repeat(2, 1), patch.repeat(2, 1, 1))
+    two = GridMixLoss(0.15)(
+        g.repeat(2, 1), local.repeat(2, 1, 1, 1), target.repeat(2, 1), patch.repeat(2, 1, 1)
+    )
     assert two.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_gridmix_loss_rejects_mismatched_cells() -> None:
     with pytest.raises(ValueError, match="cells"):
-        GridMixLoss()(torch.zeros(1, 2), torch.zeros(1, 2, 3, 3), torch.ones(1, 2) / 2, torch.zeros(1, 4, 4).long())
+        GridMixLoss()(
+            torch.zeros(1, 2),
+            torch.zeros(1, 2, 3, 3),
+            torch.ones(1, 2) / 2,
+            torch.zeros(1, 4, 4).long(),
+        )
     with pytest.raises(ValueError, match=r"`gamma` must be in \[0"):
         GridMixLoss(-1)
 
@@ -56,8 +63,12 @@ def test_gridmix_head_modes() -> None:
 def test_gridmix_head_trains_on_sample_data(sample_data: dict[str, Path]) -> None:
     torch.manual_seed(0)
     loader = create_loader(
-        sample_data["train"], batch_size=20, image_size=64, augment=[GridMix(n=4, p=0.8)],
-        device="cpu", seed=0,
+        sample_data["train"],
+        batch_size=20,
+        image_size=64,
+        augment=[GridMix(n=4, p=0.8)],
+        device="cpu",
+        seed=0,
     )
     head = GridMixHead(torchvision.models.resnet18(num_classes=10), num_classes=10, n=4)
     opt = torch.optim.Adam(head.parameters(), lr=1e-3)

@@ -1,5 +1,6 @@
 """Stage 3, augment: one module per paper idea, each a frozen config with ``sample`` (host,
-once per batch) and ``apply_dali``/``apply_xp`` (in the DALI graph)."""
+once per batch) and ``apply_dali``/``apply_xp`` (in the DALI graph).
+"""
 
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.augment.cutmix import CutMix

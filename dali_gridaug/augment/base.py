@@ -59,7 +59,8 @@ class Augment:
 
     def check_geometry(self, height: int, width: int, batch_size: int) -> None:
         """Raise ``ValueError`` if the config cannot run on ``height×width`` images in batches
-        of ``batch_size`` (called by ``create_loader``)."""
+        of ``batch_size`` (called by ``create_loader``).
+        """
         if self.mixing and batch_size < 2:
             raise ValueError(
                 f"{type(self).__name__} mixes images within a batch: `batch_size` must be ≥ 2, "
@@ -70,7 +71,8 @@ class Augment:
         self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
     ) -> Params:
         """Draw this batch's parameters: arrays with leading dimension ``batch_size``
-        (or, for ``_`` keys, per-sample lists)."""
+        (or, for ``_`` keys, per-sample lists).
+        """
         raise NotImplementedError
 
     def apply_dali(self, images: Any, params: dict[str, Any], height: int, width: int) -> Any:

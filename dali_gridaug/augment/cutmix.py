@@ -70,8 +70,13 @@ class CutMix(Augment):
         sh, sw = (height * cut).astype(np.int64), (width * cut).astype(np.int64)
         cy, cx = rng.integers(0, height, n), rng.integers(0, width, n)
         box = np.stack(
-            [np.clip(cy - sh // 2, 0, height), np.clip(cx - sw // 2, 0, width),
-             np.clip(cy + sh // 2, 0, height), np.clip(cx + sw // 2, 0, width)], axis=1,
+            [
+                np.clip(cy - sh // 2, 0, height),
+                np.clip(cx - sw // 2, 0, width),
+                np.clip(cy + sh // 2, 0, height),
+                np.clip(cx + sw // 2, 0, width),
+            ],
+            axis=1,
         )
         applied = rng.random(n) < self.p
         box = np.broadcast_to(np.where(applied[:, None], box, 0), (b, 4))
@@ -99,7 +104,8 @@ class CutMix(Augment):
 
 def random_partner(rng: np.random.Generator, batch_size: int, derangement: bool) -> np.ndarray:
     """A random permutation of ``range(batch_size)`` (without fixed points if ``derangement``,
-    by a uniformly random cyclic shift of a random order)."""
+    by a uniformly random cyclic shift of a random order).
+    """
     perm = rng.permutation(batch_size)
     if not derangement:
         return perm.astype(np.int32)

@@ -39,7 +39,10 @@ class _BoxDrop(Augment):
         shape = fn.cast(box[2:4] - box[0:2], dtype=types.FLOAT)
         if not self._fill_noise():
             return fn.erase(
-                images, anchor=anchor, shape=shape, axis_names="HW",
+                images,
+                anchor=anchor,
+                shape=shape,
+                axis_names="HW",
                 fill_value=self._fill_value(),
             )
         keep = fn.erase(images * 0 + 1, anchor=anchor, shape=shape, axis_names="HW", fill_value=0)
@@ -101,8 +104,13 @@ class Cutout(_BoxDrop):
         cy, cx = rng.integers(0, height, b), rng.integers(0, width, b)
         applied = rng.random(b) < self.p
         box = np.stack(
-            [np.clip(cy - half, 0, height), np.clip(cx - half, 0, width),
-             np.clip(cy + half, 0, height), np.clip(cx + half, 0, width)], axis=1,
+            [
+                np.clip(cy - half, 0, height),
+                np.clip(cx - half, 0, width),
+                np.clip(cy + half, 0, height),
+                np.clip(cx + half, 0, width),
+            ],
+            axis=1,
         )
         box[~applied] = 0
         return {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}

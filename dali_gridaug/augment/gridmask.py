@@ -136,9 +136,16 @@ class GridMask(Augment):
         _, h, w, _ = images.shape
         applied = xp.asarray(params["applied"]).astype(bool)
         keep = grid_keep_mask(
-            xp, h, w, params["tile"], params["ratio"], params["angle"],
-            params["shift_x"], params["shift_y"],
-            mode=self.mode, square_keep=params.get("_square_keep"),
+            xp,
+            h,
+            w,
+            params["tile"],
+            params["ratio"],
+            params["angle"],
+            params["shift_x"],
+            params["shift_y"],
+            mode=self.mode,
+            square_keep=params.get("_square_keep"),
         )
         keep = xp.where(applied[:, None, None], keep, 1.0)
         return mix_by_mask(xp, images, keep)

@@ -49,7 +49,9 @@ def from_xp(array: Any, device: Any = None) -> Any:
     """Zero-copy torch tensor from a numpy or cupy array (``device`` moves it if given)."""
     import torch
 
-    out = torch.from_dlpack(array) if hasattr(array, "__dlpack__") and not isinstance(
-        array, __import__("numpy").ndarray
-    ) else torch.from_numpy(array)
+    out = (
+        torch.from_dlpack(array)
+        if hasattr(array, "__dlpack__") and not isinstance(array, __import__("numpy").ndarray)
+        else torch.from_numpy(array)
+    )
     return out if device is None else out.to(device)

@@ -9,7 +9,14 @@ from PIL import Image
 
 
 def gridmask_official(
-    h: int, w: int, rng: np.random.Generator, *, r: float, d: tuple[int, int], rotate: int, mode: int
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    *,
+    r: float,
+    d: tuple[int, int],
+    rotate: int,
+    mode: int,
 ) -> np.ndarray:
     """The official GridMask mask (dvlab-research/GridMask ``Grid.__call__``): 1 = kept."""
     hh = math.ceil(math.sqrt(h * h + w * w))
