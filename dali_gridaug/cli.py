@@ -25,6 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
         print("usage: dali-gridaug <command> [options]\n\ncommands:\n" + "\n".join(lines))
         return 0 if args and args[0] in ("-h", "--help") else 2
+    if args[0] == "bench":
+        # benchmarks/ lives beside the package in a source checkout, not inside the wheel
+        from pathlib import Path
+
+        checkout = Path(__file__).resolve().parents[1]
+        if (checkout / "benchmarks" / "__main__.py").exists():
+            sys.path.insert(0, str(checkout))
     module = importlib.import_module(COMMANDS[args[0]][0])
     return int(module.main(args[1:]) or 0)
 

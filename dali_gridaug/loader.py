@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
 import torch
 
 from dali_gridaug._validate import check_choice, check_range, check_type
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.batch import Batch
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD, READER_NAME
+from dali_gridaug.errors import name_bad_files
 from dali_gridaug.labels import mix_target, parse_ascii_labels, patch_labels
 from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
@@ -38,6 +41,7 @@ def create_loader(
     auto_augment: str | None = None,
     exclude: Sequence[str] = (),
     checkpointing: bool = False,
+    resume: Mapping[str, Any] | None = None,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
@@ -62,6 +66,9 @@ def create_loader(
             (with DALI's ``auto_aug``) before normalization; the clean view stays available.
         exclude: file paths to leave out (e.g. the bad files ``dali-gridaug check-data`` found).
         checkpointing: enable DALI pipeline checkpoints (:meth:`DaliLoader.state_dict`).
+        resume: a :meth:`DaliLoader.state_dict` of this rank's loader (same source, batch
+            size, shards and seed; implies ``checkpointing``): continue exactly where it was
+            taken, mid-epoch included.
 
     Returns:
         A :class:`DaliLoader`.
@@ -70,10 +77,27 @@ def create_loader(
     check_range("batch_size", batch_size, 1)
     check_choice("device", device, ("auto", "gpu", "cpu"))
     check_choice("dtype", dtype, (torch.float32, torch.float16))
+    check_type("train", train, bool)
+    check_type("keep_clean", keep_clean, bool)
+    if drop_last is not None:
+        check_type("drop_last", drop_last, bool)
+    check_type("seed", seed, int)
+    check_range("seed", seed, 0)
+    if num_threads is not None:
+        check_type("num_threads", num_threads, int)
+        check_range("num_threads", num_threads, 1)
+    if not isinstance(image_size, (int, tuple, list)) or (
+        not isinstance(image_size, int) and len(image_size) != 2
+    ):
+        raise TypeError(f"`image_size` must be an int or an (H, W) pair, got {image_size!r}")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     for i, s in enumerate(size):
         check_type(f"image_size[{i}]", s, int)
         check_range(f"image_size[{i}]", s, 1)
+    if isinstance(augment, Augment):
+        raise TypeError(f"`augment` must be a sequence of configs, e.g. [{augment!r}]")
+    if isinstance(exclude, (str, os.PathLike)):
+        raise TypeError(f"`exclude` must be a sequence of file paths, got one path {exclude!r}")
     augment = tuple(augment)
     for a in augment:
         if not isinstance(a, Augment):
@@ -100,11 +124,11 @@ def create_loader(
         num_threads=num_threads or max(1, min(8, os.cpu_count() or 1)),
         shard_id=rank, num_shards=world, mean=mean_t, std=std_t,
         half=dtype == torch.float16, keep_clean=keep_clean, auto_augment=auto_augment,
-        checkpointing=checkpointing,
+        checkpointing=checkpointing or resume is not None,
     )
     if isinstance(src, FileSource) and len(src) < world:
         raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")
-    return DaliLoader(spec, drop_last=train if drop_last is None else drop_last)
+    return DaliLoader(spec, drop_last=train if drop_last is None else drop_last, state=resume)
 
 
 class DaliLoader:
@@ -115,9 +139,9 @@ class DaliLoader:
     (resume), the parameter stream, without rebuilding or stalling the pipeline.
     """
 
-    def __init__(self, spec: PipelineSpec, *, drop_last: bool) -> None:
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-
+    def __init__(
+        self, spec: PipelineSpec, *, drop_last: bool, state: Mapping[str, Any] | None = None
+    ) -> None:
         self.spec = spec
         self.source = spec.source
         self.drop_last = drop_last
@@ -133,11 +157,34 @@ class DaliLoader:
             )
             if spec.augments else None
         )
-        self.pipe, self.output_names = build_pipeline(spec, self.params)
+        self.device = (
+            torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
+        )
+        targets = getattr(spec.source, "targets", ())
+        self._class_of = torch.tensor(targets, dtype=torch.int64, device=self.device)
+        self.epoch = 0
+        self._batches_done = 0
+        self._build(state)
+
+    def _build(self, state: Mapping[str, Any] | None) -> None:
+        """(Re)build the pipeline and its DALI iterator, restored from ``state`` if given."""
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        spec, checkpoint = self.spec, None
+        if state is not None:
+            self._check_state(state)
+            checkpoint = state["dali"]
+            self.epoch, self._batches_done = int(state["epoch"]), int(state["batches_done"])
+            if self.params is not None:
+                # DALI restores the external_source iteration counter with the checkpoint
+                # (pipeline_data["iter"]); these offsets complete the (epoch, step) mapping
+                self.params.first_epoch = int(state["first_epoch"])
+                self.params.first_step = int(state["first_step"])
+        self.pipe, self.output_names = build_pipeline(spec, self.params, checkpoint=checkpoint)
         self.pipe.build()
         # DALI shards are [floor(i·N/S), floor((i+1)·N/S)); the reader pads each to the largest
         shard_size = math.ceil(self.pipe.reader_meta(READER_NAME)["epoch_size"] / spec.num_shards)
-        if drop_last and shard_size < spec.batch_size:
+        if self.drop_last and shard_size < spec.batch_size:
             raise ValueError(
                 f"`batch_size`={spec.batch_size} is larger than this rank's shard of "
                 f"{shard_size} files; with drop_last every batch would be dropped"
@@ -146,17 +193,64 @@ class DaliLoader:
             self.params.steps_per_epoch = math.ceil(shard_size / spec.batch_size)
         self._iter = DALIGenericIterator(
             self.pipe, self.output_names, reader_name=READER_NAME, auto_reset=True,
-            last_batch_policy=LastBatchPolicy.DROP if drop_last else LastBatchPolicy.PARTIAL,
+            last_batch_policy=LastBatchPolicy.DROP if self.drop_last else LastBatchPolicy.PARTIAL,
             last_batch_padded=False,
             # no prefetch before the first batch is asked for: set_epoch/resume offsets set
             # after construction still reach the first batches' parameters
             prepare_first_batch=False,
         )
-        self.device = torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
-        targets = getattr(spec.source, "targets", ())
-        self._class_of = torch.tensor(targets, dtype=torch.int64, device=self.device)
-        self.epoch = 0
-        self._batches_done = 0
+
+    def _identity(self) -> dict[str, int]:
+        """What a saved state must match to be restorable into this loader."""
+        s = self.spec
+        return {
+            "batch_size": s.batch_size, "shard_id": s.shard_id, "num_shards": s.num_shards,
+            "seed": s.seed, "num_files": len(s.source) if isinstance(s.source, FileSource) else -1,
+        }
+
+    def _check_state(self, state: Mapping[str, Any]) -> None:
+        if not self.spec.checkpointing:
+            raise ValueError("restoring a loader state needs `checkpointing`=True")
+        missing = {"dali", "epoch", "batches_done", "first_epoch", "first_step", *self._identity()}
+        missing -= set(state)
+        if missing:
+            raise ValueError(f"loader state is missing {', '.join(sorted(missing))}")
+        for key, value in self._identity().items():
+            if state[key] != value:
+                raise ValueError(
+                    f"loader state was saved with `{key}`={state[key]}, this loader has {value}; "
+                    "a DALI checkpoint restores only into the same pipeline"
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's position: the DALI checkpoint (reader position and every operator's
+        random state, net of batches DALI prefetched but the loader did not hand out), the
+        epoch, and the parameter-stream offsets. Restore with ``create_loader(resume=...)``
+        or :meth:`load_state_dict`. Needs ``checkpointing=True``.
+
+        Taken between two batches of an epoch, the restored loader yields the rest of that
+        epoch (``set_epoch`` with the same epoch is a no-op); taken after an epoch ended, it
+        starts the next one.
+        """
+        if not self.spec.checkpointing:
+            raise ValueError("`state_dict` needs a loader created with `checkpointing`=True")
+        return {
+            "dali": self._iter.checkpoints()[0],
+            "epoch": self.epoch,
+            "batches_done": self._batches_done,
+            "first_epoch": self.params.first_epoch if self.params is not None else 0,
+            "first_step": self.params.first_step if self.params is not None else 0,
+            **self._identity(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Rebuild the pipeline from a :meth:`state_dict`.
+
+        ``create_loader(resume=...)`` does the same without building a pipeline first.
+        """
+        self._check_state(state)
+        del self._iter, self.pipe
+        self._build(state)
 
     def __len__(self) -> int:
         return len(self._iter)
@@ -175,7 +269,7 @@ class DaliLoader:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
-        for out in self._iter:
+        for out in name_bad_files(self._iter, self.source):
             yield self._to_batch(out[0])
             self._batches_done += 1
         self.epoch += 1
@@ -216,7 +310,7 @@ class DaliLoader:
 
     def raw(self) -> Iterator[dict[str, torch.Tensor]]:
         """Iterate DALI's raw output dicts (images, key, clean, parameters) for one epoch."""
-        for out in self._iter:
+        for out in name_bad_files(self._iter, self.source):
             yield out[0]
         self.epoch += 1
 

@@ -41,8 +41,14 @@ class PipelineSpec:
     checkpointing: bool = False
 
 
-def build_pipeline(spec: PipelineSpec, params: ParamSource | None) -> tuple[Any, list[str]]:
+def build_pipeline(
+    spec: PipelineSpec, params: ParamSource | None, *, checkpoint: str | bytes | None = None
+) -> tuple[Any, list[str]]:
     """Build the pipeline for ``spec``; ``params`` feeds the augmentations (None: none).
+
+    ``checkpoint`` (from the DALI iterator's ``checkpoints()``, needs ``spec.checkpointing``)
+    restores the reader position and the random state of every DALI operator, and the
+    ``external_source`` iteration counter that keys ``params``.
 
     Returns:
         ``(pipeline, output_names)``.
@@ -100,7 +106,9 @@ def build_pipeline(spec: PipelineSpec, params: ParamSource | None) -> tuple[Any,
             outputs.update({k: v for k, v in nodes.items() if "._" not in k})
         return (images, *outputs.values())
 
-    pipe = graph()
+    if checkpoint is not None and not spec.checkpointing:
+        raise ValueError("`checkpoint` needs a pipeline built with `checkpointing`=True")
+    pipe = graph(checkpoint=checkpoint)
     names = ["images", "key"]
     if spec.keep_clean:
         names.append("clean")

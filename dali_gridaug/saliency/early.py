@@ -13,6 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dali_gridaug._validate import check_range, check_type
+
+_RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+_RESNET_PARTS += ("avgpool", "fc")
+
 EARLY_LOSS_WEIGHT = 0.3
 """Weight of the early head's auxiliary loss in the paper."""
 
@@ -20,34 +25,34 @@ EARLY_LOSS_WEIGHT = 0.3
 class EarlyHeadResNet(nn.Module):
     """A torchvision ResNet with an extra avg-pool + linear head after ``layer1``.
 
+    Same wrapping convention as :class:`dali_gridaug.models.GridMixHead`.
+
     ``forward`` returns ``(logits, early_logits)`` in train mode (both ``(B, K)``) and plain
     ``(B, K)`` logits in eval mode, so evaluation code and the saliency pass (eval mode) see a
     normal classifier. Train with :func:`early_head_loss`.
 
     Args:
-        model: a :class:`torchvision.models.ResNet` (any depth/width); it becomes the
-            ``resnet`` submodule, its parameters are shared, not copied.
+        model: a torchvision ResNet (``conv1 … layer4, avgpool, fc``, any depth or width); it
+            becomes the ``resnet`` submodule, its parameters shared, not copied.
         num_classes: logit count K of the early head; ``None`` takes ``model.fc.out_features``.
             It must equal the main head's K, since both heads share the labels.
 
     Raises:
-        TypeError: when ``model`` is not a torchvision ResNet.
+        TypeError: when ``model`` lacks the ResNet parts or ``num_classes`` is not an int.
         ValueError: when ``num_classes`` differs from the main head's.
     """
 
     def __init__(self, model: nn.Module, num_classes: int | None = None) -> None:
         super().__init__()
-        from torchvision.models import ResNet
-
-        if not isinstance(model, ResNet):
+        if not all(hasattr(model, name) for name in _RESNET_PARTS):
             raise TypeError(
-                f"`model` must be a torchvision.models.ResNet, got {type(model).__name__}"
+                "`model` must be a torchvision ResNet (conv1, bn1, relu, maxpool, layer1 … "
+                f"layer4, avgpool, fc), got {type(model).__name__}"
             )
         main_classes = model.fc.out_features
         if num_classes is None:
             num_classes = main_classes
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError(f"`num_classes` must be an int, got {type(num_classes).__name__}")
+        check_type("num_classes", num_classes, int)
         if num_classes != main_classes:
             raise ValueError(
                 f"`num_classes` must equal the model's logit count {main_classes}, "
@@ -105,6 +110,5 @@ def early_head_loss(
     Returns:
         Scalar loss.
     """
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-        raise ValueError(f"`weight` must be a real number >= 0, got {weight!r}")
+    check_range("weight", weight, 0)
     return main_loss + weight * F.cross_entropy(early_logits, target)

@@ -1,0 +1,57 @@
+"""Stage 6, after the loader: saliency-guided Keep augmentations on the batch's device.
+
+KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778). Data flow:
+``maps`` (saliency of the current model) → ``regions`` (window scores, rank eligibility,
+masked-multinomial choice) → ``keep`` (:class:`KeepStage`, masks from
+:mod:`dali_gridaug.kernels`); ``early`` adds the early head for cheap saliency.
+"""
+
+from dali_gridaug.saliency.early import EARLY_LOSS_WEIGHT, EarlyHeadResNet, early_head_loss
+from dali_gridaug.saliency.keep import (
+    METHODS,
+    SALIENCY_KINDS,
+    GridDraws,
+    KeepGridMaskConfig,
+    KeepParams,
+    KeepStage,
+)
+from dali_gridaug.saliency.maps import (
+    eval_mode,
+    lowres_images,
+    saliency_and_logits,
+    saliency_map,
+)
+from dali_gridaug.saliency.regions import (
+    cut_count,
+    eligibility_weights,
+    integral_image,
+    masked_choice,
+    quantize_saliency,
+    select_windows,
+    upscale_boxes,
+    window_scores,
+)
+
+__all__ = [
+    "EARLY_LOSS_WEIGHT",
+    "METHODS",
+    "SALIENCY_KINDS",
+    "EarlyHeadResNet",
+    "GridDraws",
+    "KeepGridMaskConfig",
+    "KeepParams",
+    "KeepStage",
+    "cut_count",
+    "early_head_loss",
+    "eligibility_weights",
+    "eval_mode",
+    "integral_image",
+    "lowres_images",
+    "masked_choice",
+    "quantize_saliency",
+    "saliency_and_logits",
+    "saliency_map",
+    "select_windows",
+    "upscale_boxes",
+    "window_scores",
+]

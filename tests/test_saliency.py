@@ -1,0 +1,385 @@
+"""Saliency maps, window scores, rank eligibility and the early head (KeepAugment §3, §3.1).
+
+Oracles are independent: per-sample autograd loops for the saliency, brute-force NumPy window
+sums and sorts for the regions, chi-square tests for the uniformity of the choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from dali_gridaug.saliency import (
+    EarlyHeadResNet,
+    cut_count,
+    early_head_loss,
+    eligibility_weights,
+    integral_image,
+    lowres_images,
+    quantize_saliency,
+    saliency_and_logits,
+    saliency_map,
+    select_windows,
+    upscale_boxes,
+    window_scores,
+)
+
+K = 5
+
+
+def tiny_model(seed: int = 0, num_classes: int = K) -> nn.Sequential:
+    """BatchNorm and Dropout make train and eval mode differ, so the mode matters."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
+
+
+def tiny_resnet(block: type = BasicBlock, num_classes: int = K) -> ResNet:
+    torch.manual_seed(0)
+    return ResNet(block, [1, 1, 1, 1], num_classes=num_classes)
+
+
+def chi_square_p_ok(counts: np.ndarray, expected: np.ndarray, p_min: float = 1e-3) -> bool:
+    """Two-sided-enough goodness of fit: True when p > p_min (scipy, else Wilson–Hilferty)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert abs(counts.sum() - expected.sum()) < 1e-6 * counts.sum()
+    try:
+        from scipy.stats import chisquare
+    except ImportError:
+        stat = float(((counts - expected) ** 2 / expected).sum())
+        dof = len(counts) - 1
+        z = 3.090  # one-sided normal quantile for p = 0.001
+        critical = dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
+        return stat < critical
+    return float(chisquare(counts, expected).pvalue) > p_min
+
+
+# -- saliency maps ---------------------------------------------------------------------------
+
+
+def reference_saliency(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """One sample at a time, on a copy of the model in eval mode."""
+    ref = copy.deepcopy(model).eval()
+    maps = []
+    for i in range(images.shape[0]):
+        x = images[i : i + 1].clone().requires_grad_(True)
+        logit = ref(x)[0, labels[i]]
+        (grad,) = torch.autograd.grad(logit, x)
+        maps.append(grad.abs().amax(dim=1)[0])
+    return torch.stack(maps)
+
+
+def test_saliency_equals_per_sample_gradient() -> None:
+    model = tiny_model().train()
+    torch.manual_seed(1)
+    images = torch.randn(6, 3, 16, 16)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    before = images.clone()
+    g, logits = saliency_and_logits(model, images, labels)
+    expected = reference_saliency(model, images, labels)
+    assert g.shape == (6, 16, 16) and g.dtype == torch.float32
+    torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-7)
+    assert g.abs().sum() > 0
+    assert logits.shape == (6, K) and not logits.requires_grad
+    assert torch.equal(images, before)
+
+
+def test_saliency_restores_modes_and_accumulates_no_parameter_grads() -> None:
+    model = tiny_model().train()
+    model[1].eval()  # a frozen BatchNorm inside a training model: mixed modes survive
+    model[0].bias.requires_grad_(False)
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    saliency_map(model, torch.randn(3, 3, 16, 16), torch.tensor([1, 2, 3]))
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+
+    model.eval()
+    saliency_map(model, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]))
+    assert not any(m.training for m in model.modules())
+
+
+def test_saliency_restores_mode_when_forward_fails() -> None:
+    model = tiny_model().train()
+    with pytest.raises(RuntimeError):
+        saliency_map(model, torch.randn(2, 5, 16, 16), torch.tensor([0, 1]))  # 5 channels
+    assert all(m.training for m in model.modules())
+
+
+def test_saliency_under_autocast_is_float32_and_close() -> None:
+    model = tiny_model()
+    torch.manual_seed(2)
+    images = torch.randn(4, 3, 16, 16)
+    labels = torch.tensor([0, 1, 2, 3])
+    exact = saliency_map(model, images, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        approx = saliency_map(model, images, labels)
+    assert approx.dtype == torch.float32 and approx.shape == exact.shape
+    corr = torch.corrcoef(torch.stack((approx.flatten(), exact.flatten())))[0, 1]
+    assert corr > 0.9
+
+
+def test_saliency_rejects_bad_shapes_and_inference_mode() -> None:
+    model = tiny_model()
+    with pytest.raises(ValueError, match="`labels` must have shape"):
+        saliency_map(model, torch.randn(2, 3, 8, 8), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="`images` must be"):
+        saliency_map(model, torch.randn(3, 8, 8), torch.tensor([0, 1, 2]))
+    with torch.inference_mode(), pytest.raises(ValueError, match="inference_mode"):
+        saliency_map(model, torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
+
+
+def test_lowres_images_is_half_size_bicubic() -> None:
+    x = torch.randn(2, 3, 33, 32)
+    low = lowres_images(x)
+    assert low.shape == (2, 3, 16, 16)
+    expected = F.interpolate(x, scale_factor=0.5, mode="bicubic", align_corners=False)
+    assert torch.equal(low, expected)
+
+
+# -- window scores -----------------------------------------------------------------------------
+
+
+def brute_window_sums(q: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``(H − h + 1, W − w + 1)`` sums by explicit slicing (any dtype)."""
+    rows, cols = q.shape[0] - h + 1, q.shape[1] - w + 1
+    out = np.zeros((rows, cols), dtype=q.dtype)
+    for y in range(rows):
+        for x in range(cols):
+            out[y, x] = q[y : y + h, x : x + w].sum()
+    return out
+
+
+def test_window_scores_equal_bruteforce_sums_for_per_sample_sizes() -> None:
+    torch.manual_seed(3)
+    g = torch.rand(4, 9, 11)
+    heights = torch.tensor([3, 0, 9, 1])
+    widths = torch.tensor([4, 5, 11, 11])
+    scores, valid = window_scores(integral_image(g), heights, widths)
+    q = quantize_saliency(g).numpy()
+    assert q.max() == 2**24
+    for b in range(4):
+        h, w = int(heights[b]), int(widths[b])
+        sums = brute_window_sums(q[b], h, w)[:9, :11]  # the grid holds top-lefts inside
+        rows, cols = sums.shape
+        expected_valid = np.zeros((9, 11), dtype=bool)
+        expected_valid[:rows, :cols] = True
+        np.testing.assert_array_equal(valid[b].numpy(), expected_valid)
+        np.testing.assert_array_equal(scores[b, :rows, :cols].numpy(), sums)
+
+
+def test_cut_count_is_ceil_tau_n_with_both_sets_non_empty() -> None:
+    n = torch.tensor([10, 10, 36, 1, 2, 5])
+    taus = [0.7, 0.6, 0.6, 0.6, 0.99, 0.01]
+    got = [int(cut_count(n[i : i + 1], t)[0]) for i, t in enumerate(taus)]
+    assert got == [7, 6, 22, 1, 1, 1]
+
+
+def test_cut_and_paste_weights_partition_the_candidates() -> None:
+    torch.manual_seed(4)
+    scores = torch.randint(0, 4, (50, 13))  # many ties
+    cut = eligibility_weights(scores, 0.6, "cut")
+    paste = eligibility_weights(scores, 0.6, "paste")
+    torch.testing.assert_close(cut + paste, torch.ones_like(cut))
+    torch.testing.assert_close(cut.sum(1), torch.full((50,), 8.0))  # ceil(0.6 · 13)
+    # weights are monotone in the score: a lower score is never less cut-eligible
+    order = scores.argsort(dim=1, stable=True)
+    sorted_cut = cut.gather(1, order)
+    assert bool((sorted_cut[:, 1:] <= sorted_cut[:, :-1] + 1e-7).all())
+
+
+def test_single_candidate_is_both_cut_and_paste_eligible() -> None:
+    g = torch.rand(3, 6, 6)
+    for which in ("cut", "paste"):
+        boxes = select_windows(g, 6, 6, tau=0.6, which=which, generator=torch.Generator())
+        assert boxes.tolist() == [[0, 0, 6, 6]] * 3
+
+
+# -- selection: eligibility and uniformity -----------------------------------------------------
+
+H = W = 8
+L = 3
+DRAWS = 4000
+
+
+def brute_eligible(g: np.ndarray, tau: float, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Window sums in float64 and the eligible set by sorting (distinct scores)."""
+    sums = brute_window_sums(g.astype(np.float64), L, L).ravel()
+    n = sums.size
+    k = min(max(math.ceil(round(tau * n, 9)), 1), max(n - 1, 1))
+    ranked = np.argsort(sums, kind="stable")
+    eligible = ranked[:k] if which == "cut" else ranked[k:]
+    return sums, np.sort(eligible)
+
+
+def draw_many(g: np.ndarray, which: str, seed: int) -> np.ndarray:
+    """Flat window index (on the ``(H − L + 1)²`` grid) of DRAWS batched draws on one map."""
+    maps = torch.from_numpy(g).float().expand(DRAWS, H, W).contiguous()
+    gen = torch.Generator().manual_seed(seed)
+    boxes = select_windows(maps, L, L, tau=0.6, which=which, generator=gen)
+    assert bool(
+        ((boxes[:, 2] - boxes[:, 0]) == L).all() and ((boxes[:, 3] - boxes[:, 1]) == L).all()
+    )
+    assert bool((boxes[:, :2] >= 0).all() and (boxes[:, 2] <= H).all() and (boxes[:, 3] <= W).all())
+    return (boxes[:, 0] * (W - L + 1) + boxes[:, 1]).numpy()
+
+
+@pytest.mark.parametrize("which", ["cut", "paste"])
+def test_chosen_windows_are_eligible_and_uniform(which: str) -> None:
+    g = np.random.default_rng(5).random((H, W))
+    sums, eligible = brute_eligible(g, 0.6, which)
+    gaps = np.diff(np.sort(sums))
+    assert gaps.min() > L * L * 2.0**-24 * g.max()  # distinct beyond the score quantization
+    chosen = draw_many(g, which, seed=6)
+    assert set(chosen.tolist()) <= set(eligible.tolist())
+    counts = np.bincount(chosen, minlength=sums.size)[eligible]
+    assert chi_square_p_ok(counts, np.full(eligible.size, DRAWS / eligible.size))
+    # the whole eligible set is reachable (22 cut / 14 paste of 36)
+    assert eligible.size == (22 if which == "cut" else 14) and (counts > 0).all()
+
+
+@pytest.mark.parametrize("which", ["cut", "paste"])
+@pytest.mark.parametrize("value", [0.0, 0.37])
+def test_constant_saliency_terminates_and_is_uniform_over_all(which: str, value: float) -> None:
+    g = np.full((H, W), value)
+    chosen = draw_many(g, which, seed=7)
+    n = (H - L + 1) * (W - L + 1)
+    counts = np.bincount(chosen, minlength=n)
+    assert chi_square_p_ok(counts, np.full(n, DRAWS / n))
+
+
+@pytest.mark.parametrize("which", ["cut", "paste"])
+def test_ties_straddling_the_threshold_follow_the_random_rank_rule(which: str) -> None:
+    g = np.zeros((H, W))
+    g[4, 4] = 1.0  # 9 windows contain the pixel (score 1), 27 are tied at 0
+    sums = brute_window_sums(g, L, L).ravel()
+    n = sums.size
+    k = math.ceil(0.6 * n)
+    lo, hi = (0, k) if which == "cut" else (k, n)
+    # shuffle ties, take ranks [lo, hi): a tie block [lt, lt + eq) contributes its overlap
+    lt = np.array([(sums < v).sum() for v in sums])
+    eq = np.array([(sums == v).sum() for v in sums])
+    overlap = np.clip(np.minimum(hi, lt + eq) - np.maximum(lo, lt), 0, None)
+    probs = overlap / eq / (hi - lo)
+    assert abs(probs.sum() - 1) < 1e-12
+    chosen = draw_many(g, which, seed=8)
+    counts = np.bincount(chosen, minlength=n)
+    assert (counts[probs == 0] == 0).all()
+    support = probs > 0
+    assert chi_square_p_ok(counts[support], DRAWS * probs[support])
+
+
+def test_same_generator_seed_gives_same_windows() -> None:
+    g = torch.rand(16, 12, 12)
+    a = select_windows(g, 4, 4, tau=0.6, which="cut", generator=torch.Generator().manual_seed(9))
+    b = select_windows(g, 4, 4, tau=0.6, which="cut", generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("size", "length"), [((33, 31), 7), ((32, 32), 8), ((9, 20), 1)])
+def test_lowres_boxes_map_back_inside_the_image(size: tuple[int, int], length: int) -> None:
+    height, width = size
+    low_h, low_w = height // 2, width // 2
+    low_len = max(length // 2, 1)
+    ys, xs = torch.meshgrid(
+        torch.arange(low_h - low_len + 1), torch.arange(low_w - low_len + 1), indexing="ij"
+    )
+    low = torch.stack((ys, xs, ys + low_len, xs + low_len), dim=-1).reshape(-1, 4)
+    full = upscale_boxes(low, length, length, height, width)
+    assert bool((full[:, :2] >= 0).all() and (full[:, 2] <= height).all())
+    assert bool((full[:, 3] <= width).all())
+    assert bool(((full[:, 2:] - full[:, :2]) == length).all())
+    unclipped = (2 * low[:, 0] + length <= height) & (2 * low[:, 1] + length <= width)
+    assert torch.equal(full[unclipped, :2], 2 * low[unclipped, :2])
+
+
+# -- early head --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("block", "channels"), [(BasicBlock, 64), (Bottleneck, 256)])
+def test_early_head_shapes_and_modes(block: type, channels: int) -> None:
+    model = EarlyHeadResNet(tiny_resnet(block), K)
+    assert model.early_fc.in_features == channels
+    x = torch.randn(2, 3, 32, 32)
+    model.train()
+    logits, early = model(x)
+    assert logits.shape == (2, K) and early.shape == (2, K)
+    model.eval()
+    out = model(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, K)
+    torch.testing.assert_close(out, model.resnet(x))  # eval: the plain ResNet's logits
+    torch.testing.assert_close(
+        model.early_logits(x),
+        model.early_fc(torch.flatten(F.adaptive_avg_pool2d(_stage1(model.resnet, x), 1), 1)),
+    )
+
+
+def _stage1(r: ResNet, x: torch.Tensor) -> torch.Tensor:
+    return r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))
+
+
+def test_early_logits_run_only_stem_and_first_block() -> None:
+    model = EarlyHeadResNet(tiny_resnet(), K).eval()
+    calls: list[str] = []
+    for name in ("layer1", "layer2", "layer3", "layer4", "fc"):
+        getattr(model.resnet, name).register_forward_hook(lambda *_, n=name: calls.append(n))
+    model.early_logits(torch.randn(1, 3, 32, 32))
+    assert calls == ["layer1"]
+
+
+def test_early_saliency_is_the_gradient_of_the_early_logit() -> None:
+    model = EarlyHeadResNet(tiny_resnet(), K).train()
+    torch.manual_seed(10)
+    images = torch.randn(3, 3, 32, 32)
+    labels = torch.tensor([0, 2, 4])
+    g = saliency_map(model, images, labels, forward=model.early_logits)
+    ref = copy.deepcopy(model).eval()
+    for i in range(3):
+        x = images[i : i + 1].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(ref.early_logits(x)[0, labels[i]], x)
+        torch.testing.assert_close(g[i], grad.abs().amax(dim=1)[0], rtol=1e-5, atol=1e-7)
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_early_head_loss_adds_weighted_cross_entropy() -> None:
+    torch.manual_seed(11)
+    early = torch.randn(4, K)
+    labels = torch.tensor([0, 1, 2, 3])
+    main = torch.tensor(1.25)
+    expected = main + 0.3 * F.cross_entropy(early, labels)
+    torch.testing.assert_close(early_head_loss(main, early, labels), expected)
+    soft = F.one_hot(labels, K).float()
+    torch.testing.assert_close(
+        early_head_loss(main, early, soft, weight=0.5), main + 0.5 * F.cross_entropy(early, labels)
+    )
+    with pytest.raises(ValueError, match=r"`weight` must be in \[0, inf\), got -1"):
+        early_head_loss(main, early, labels, weight=-1)
+
+
+def test_early_head_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match=r"`model` must be a torchvision ResNet .*got Sequential"):
+        EarlyHeadResNet(tiny_model(), K)
+    with pytest.raises(
+        ValueError, match=r"`num_classes` must equal the model's logit count 5, got 7"
+    ):
+        EarlyHeadResNet(tiny_resnet(), 7)
