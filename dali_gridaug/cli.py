@@ -1,4 +1,8 @@
-"""``dali-gridaug`` command line: one subcommand per task, each a module's ``main(argv)``."""
+"""``dali-gridaug`` command line: one subcommand per task, each a module's ``main(argv)``.
+
+A subcommand signals a user mistake by raising :class:`~dali_gridaug.errors.UsageError`; the
+dispatcher prints it as one line (``dali-gridaug <command>: error: …``) and returns 2.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +21,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: dali-gridaug [--version] <command> [options]\n\ncommands:\n" + "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch ``dali-gridaug <command> [args]``."""
+    """Dispatch ``dali-gridaug <command> [args]``; returns the exit status."""
+    from dali_gridaug import __version__
+    from dali_gridaug.errors import UsageError
+
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
-        width = max(map(len, COMMANDS))
-        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: dali-gridaug <command> [options]\n\ncommands:\n" + "\n".join(lines))
-        return 0 if args and args[0] in ("-h", "--help") else 2
+    if args and args[0] == "--version":
+        print(f"dali-gridaug {__version__}")
+        return 0
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] not in COMMANDS:
+        print(_usage())
+        print(f"dali-gridaug: error: unknown command {args[0]!r}", file=sys.stderr)
+        return 2
     if args[0] == "bench":
         # benchmarks/ lives beside the package in a source checkout, not inside the wheel
         from pathlib import Path
@@ -33,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (checkout / "benchmarks" / "__main__.py").exists():
             sys.path.insert(0, str(checkout))
     module = importlib.import_module(COMMANDS[args[0]][0])
-    return int(module.main(args[1:]) or 0)
+    try:
+        return int(module.main(args[1:]) or 0)
+    except UsageError as exc:
+        print(f"dali-gridaug {args[0]}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,6 +33,14 @@ _DATA_MARKERS = (
 )
 
 
+class UsageError(ValueError):
+    """A user mistake on the command line or in a recipe (bad path, unknown name, bad value).
+
+    The ``dali-gridaug`` dispatcher prints it as one line and exits with status 2, without a
+    traceback; library callers can catch it as a ``ValueError``.
+    """
+
+
 class DecodeError(RuntimeError):
     """A dataset file could not be read or decoded by the DALI pipeline.
 

@@ -96,3 +96,15 @@ def test_demo_runs_and_reports_throughput(tmp_path: Path, capsys: pytest.Capture
 def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["nope"]) == 2
     assert "commands:" in capsys.readouterr().out
+
+
+def test_unknown_command_is_named(capsys: pytest.CaptureFixture) -> None:
+    assert main(["trian"]) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture) -> None:
+    import dali_gridaug
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dali-gridaug {dali_gridaug.__version__}"
