@@ -1,7 +1,10 @@
-"""Stage 7, loss: soft-target cross-entropy and GridMix's global + local loss.
+"""Stage 7, loss: soft-target cross-entropy, GridMix's global + local loss, the early head's
+auxiliary loss.
 
-GridMix (SPEC §GridMix 5): ``L = CE_soft(f_g(x̃), ỹ) + γ · Σ_ij CE(f_l(x̃)_ij, y_p,ij)``,
-averaged over the batch — a **sum** over the n² cells, as the paper's eq. 4.
+GridMix (Baek, Bang & Shim, 2021, eq. 4): ``L = CE_soft(f_g(x̃), ỹ) + γ · Σ_ij
+CE(f_l(x̃)_ij, y_p,ij)``, averaged over the batch — a **sum** over the n² cells.
+KeepAugment's early head (Gong et al., 2021, §4 "Settings"): the main loss plus 0.3 times the
+early head's cross-entropy, as Inception's auxiliary heads.
 """
 
 from __future__ import annotations
@@ -69,3 +72,28 @@ class GridMixLoss(nn.Module):
         return (
             soft_target_cross_entropy(global_logits, target) + self.gamma * local.sum((1, 2)).mean()
         )
+
+
+EARLY_LOSS_WEIGHT = 0.3
+"""Weight of the early head's auxiliary loss in the KeepAugment paper."""
+
+
+def early_head_loss(
+    main_loss: torch.Tensor,
+    early_logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: float = EARLY_LOSS_WEIGHT,
+) -> torch.Tensor:
+    """``main_loss + weight · CE(early_logits, target)``.
+
+    Args:
+        main_loss: scalar loss of the main head.
+        early_logits: ``(B, K)`` early-head logits.
+        target: ``(B,)`` int64 labels or ``(B, K)`` float soft targets (rows sum to 1).
+        weight: auxiliary loss coefficient, ≥ 0 (paper: 0.3).
+
+    Returns:
+        Scalar loss.
+    """
+    check_range("weight", weight, 0)
+    return main_loss + weight * F.cross_entropy(early_logits.float(), target)
