@@ -183,8 +183,15 @@ def _describe(e: Mapping[str, Any], root: type) -> str:
             return f"unknown top-level key {keys[-1]!r}; valid: {valid}"
         valid = ", ".join(f.name for f in dataclasses.fields(owner))
         return f"[{'.'.join(keys[:-1])}] unknown key {keys[-1]!r}; valid keys: {valid}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # a tuple too short
+        name = ".".join(keys)
+        return f"`{name}` must list {loc[-1] + 1} or more values, got {list(value)!r}"
     if kind == "missing":
         return f"missing `{dotted}`"
+    if kind in ("too_long", "too_short"):
+        return f"`{dotted}` must list {_length(e['ctx'])} values, got {list(value)!r}"
+    if kind == "tuple_type":
+        return f"`{dotted}` must be a list, got {value!r}"
     if kind in _TYPES:
         return f"`{dotted}` must be {_TYPES[kind]}, got {value!r} ({type(value).__name__})"
     if kind == "literal_error":
@@ -194,6 +201,10 @@ def _describe(e: Mapping[str, Any], root: type) -> str:
     if kind.startswith("dataclass") and not isinstance(value, Mapping):
         return f"[{dotted}] must be a table, got {value!r}"
     return f"`{dotted}`: {e['msg']}, got {value!r}"
+
+
+def _length(ctx: Mapping[str, Any]) -> str:
+    return str(ctx.get("max_length") or ctx.get("min_length"))
 
 
 def _field_type(root: type, keys: list[str]) -> Any:
@@ -218,8 +229,8 @@ def _interval(root: type, keys: list[str]) -> str:
     fields = getattr(owner, "__pydantic_fields__", {})
     info = fields.get(keys[-1])
     metadata = list(info.metadata) if info is not None else []
-    for hint in _flatten(info.annotation) if info is not None else []:
-        metadata += list(getattr(hint, "__metadata__", ()))
+    for item in _flatten(info.annotation) if info is not None else []:
+        metadata += list(getattr(item, "metadata", None) or [item])  # FieldInfo or a bound
     low, high, left, right = "-inf", "inf", "(", ")"
     for m in metadata:
         if isinstance(m, annotated_types.Gt):

@@ -252,16 +252,31 @@ class Recipe:
             return "gridmix"
         return "soft_ce" if mixer is not None or self.keep is not None else "ce"
 
-    def loader_kwargs(self, train: bool = True) -> dict[str, Any]:
-        """The ``create_loader`` keyword arguments this recipe sets (the trainer adds the
-        source, the per-rank batch size, device, seed and checkpointing).
+    def loader_kwargs(self, train: bool = True, world_size: int = 1) -> dict[str, Any]:
+        """The ``create_loader`` keyword arguments this recipe sets; the trainer adds the
+        source, device, seed and checkpointing.
 
         Args:
             train: the training loader (augmentations, colour ops, label smoothing, Keep's
                 clean view) or the validation one (geometry and normalization only).
+            world_size: ranks sharing the global batch; ``batch_size`` is per rank.
+
+        Raises:
+            RecipeError: the global training batch does not split evenly over the ranks.
         """
         d = self.data
-        out: dict[str, Any] = {"image_size": d.image_size, "mean": d.mean, "std": d.std}
+        if train and d.batch_size % world_size:
+            raise RecipeError(
+                f"recipe {self.name}: `data.batch_size`={d.batch_size} is not divisible by "
+                f"the {world_size} ranks"
+            )
+        batch = d.batch_size if train else max(1, (d.val_batch_size or d.batch_size))
+        out: dict[str, Any] = {
+            "batch_size": max(1, batch // world_size),
+            "image_size": d.image_size,
+            "mean": d.mean,
+            "std": d.std,
+        }
         optional = {"preset": d.preset, "num_threads": d.workers}
         if train:
             keep = self.keep
