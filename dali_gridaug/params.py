@@ -134,7 +134,7 @@ class ParamSource:
         nodes = fn.external_source(
             source=self, num_outputs=len(self.keys), batch=True, batch_info=True
         )
-        flat = dict(zip(self.keys, nodes, strict=True))
+        flat = {k: nodes[j] for j, k in enumerate(self.keys)}  # (autograph has no zip strict)
         per_aug = tuple(
             {s.name: flat[f"{i}.{s.name}"] for s in schema} for i, schema in enumerate(self.schemas)
         )

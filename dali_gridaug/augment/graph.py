@@ -100,7 +100,7 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
     h, w = spec.size
     masks = _Masks()
     mixer: tuple[MixAugment, dict[str, Any]] | None = None
-    for aug, p in zip(spec.augments, nodes.augments, strict=True):
+    for aug, p in zip(spec.augments, nodes.augments):  # noqa: B905 (autograph: no strict)
         if isinstance(aug, MixAugment):
             mixer = (aug, p)
         elif isinstance(aug, MaskAugment):
@@ -134,7 +134,7 @@ def _per_op(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
     images = normalize(
         pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=None, layout="HWC", half=False
     )
-    for aug, p in zip(spec.augments, nodes.augments, strict=True):
+    for aug, p in zip(spec.augments, nodes.augments):  # noqa: B905 (autograph: no strict)
         if aug.resolve_backend() == "kernel":
             images = _kernel(aug, images, p, spec.device)
         elif isinstance(aug, MixAugment):
