@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from dali_gridaug.augment.base import Augment
-from dali_gridaug.augment.graph import augment_graph
+from dali_gridaug.augment.graph import augment_graph, check_kernel_dependencies
 from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.decode import decode_train, decode_val, normalize
 from dali_gridaug.params import ParamSource
@@ -58,6 +58,8 @@ def build_pipeline(
         ``(pipeline, output_names)``.
     """
     from nvidia.dali import pipeline_def
+
+    check_kernel_dependencies(spec.augments, spec.device)
 
     @pipeline_def(
         batch_size=spec.batch_size,

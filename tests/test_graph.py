@@ -256,3 +256,16 @@ def test_the_walk_sees_a_python_function(color_data: Path) -> None:
     assert aug.backends() == ("kernel",)
     ops = _op_names({"root": color_data, "augments": (aug,)}, "cpu")
     assert any("PythonFunction" in o for o in ops)
+
+
+def test_auto_never_picks_a_gpu_kernel_without_cupy(color_data: Path) -> None:
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    aug = GridMask(d=(8, 16), square_p=0.5)
+    with pytest.raises(ValueError, match="`cupy` is not installed"):
+        _op_names({"root": color_data, "augments": (aug,)}, "gpu")
+    assert _op_names({"root": color_data, "augments": (GridMask(d=(8, 16)),)}, "gpu")

@@ -81,6 +81,23 @@ class _Masks:
         return out
 
 
+def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
+    """Raise ``ValueError`` when a GPU pipeline needs an ``xp`` kernel and CuPy is missing
+    (``backend="auto"`` never silently picks a path that cannot run).
+    """
+    kernels = [type(a).__name__ for a in augments if a.resolve_backend() == "kernel"]
+    if device != "gpu" or not kernels:
+        return
+    try:
+        import cupy  # noqa: F401
+    except ImportError as e:
+        raise ValueError(
+            f"{', '.join(kernels)} run as CuPy kernels on the GPU (backend 'kernel'; random "
+            "GridMask has no DALI operator), but `cupy` is not installed: install the `gpu` "
+            "extra, or use `device`='cpu'"
+        ) from e
+
+
 def augment_graph(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
     """Augment, flip and normalize ``pixels`` (HWC uint8 crops of ``spec.size``).
 
