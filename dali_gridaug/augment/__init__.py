@@ -1,8 +1,10 @@
-"""Stage 3, augment: one module per paper idea, each a frozen config with ``sample`` (host,
-once per batch) and ``apply_dali``/``apply_xp`` (in the DALI graph).
+"""Stage 3, augment: one module per paper idea, each a frozen config declaring its parameter
+``schema``, drawing them with ``sample`` (host, once per batch) and applying them in the DALI
+graph: a keep-mask (:class:`MaskAugment`) or a paste plus a label update (:class:`MixAugment`);
+``apply_xp`` is the ``xp`` kernel of the ``"kernel"`` backend.
 """
 
-from dali_gridaug.augment.base import Augment
+from dali_gridaug.augment.base import Augment, LabelUpdate, MaskAugment, MixAugment, ParamSpec
 from dali_gridaug.augment.cutmix import CutMix
 from dali_gridaug.augment.cutout import Cutout, RandomErasing
 from dali_gridaug.augment.gridmask import GridMask
@@ -13,4 +15,16 @@ AUGMENTATIONS: dict[str, type[Augment]] = {
     cls.name: cls for cls in (GridMask, Cutout, RandomErasing, CutMix, GridMix)
 }
 
-__all__ = ["AUGMENTATIONS", "Augment", "CutMix", "Cutout", "GridMask", "GridMix", "RandomErasing"]
+__all__ = [
+    "AUGMENTATIONS",
+    "Augment",
+    "CutMix",
+    "Cutout",
+    "GridMask",
+    "GridMix",
+    "LabelUpdate",
+    "MaskAugment",
+    "MixAugment",
+    "ParamSpec",
+    "RandomErasing",
+]

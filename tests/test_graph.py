@@ -1,0 +1,271 @@
+"""The graph arrangement and the augmentation contract: pixel provenance through the flip and
+the uint8 paste, masks travelling with pastes, label smoothing, the parameter schema, a new
+mixing augmentation written against the contract alone, and no ``python_function`` in any
+``backend="auto"`` graph."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing, create_loader
+from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_specs
+from dali_gridaug.geometry import random_partner
+from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask
+from dali_gridaug.labels import mix_target, one_hot
+
+
+@pytest.fixture(scope="module")
+def photos(sample_data: dict[str, Path]) -> Path:
+    return sample_data["train"]
+
+
+def _first(root: Path, augment, *, batch_size: int = 16, size: int = 48, **kw):
+    loader = create_loader(
+        root, batch_size=batch_size, device="cpu", image_size=size, mean=0, std=1,
+        augment=augment, keep_clean=True, seed=3, **kw,
+    )  # fmt: skip
+    raw = next(iter(loader.raw()))
+    return loader._to_batch(raw), raw  # the batch and the raw outputs it was made from
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()
+
+
+def _partner_view(clean: np.ndarray, flip: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """What a paste shows of partner p in image i: p's un-flipped pixels flipped by i's coin,
+    i.e. the clean partner, mirrored where the two coins differ."""
+    other = clean[partner]
+    differ = flip != flip[partner]
+    return np.where(differ[:, None, None, None], other[..., ::-1], other)
+
+
+def test_clean_view_shares_crop_and_flip(photos: Path) -> None:
+    batch, raw = _first(photos, [])
+    assert torch.equal(batch.images, batch.clean)
+    flip = _np(raw["flip"])
+    assert 0 < flip.mean() < 1  # both orientations occur, so sharing the coin is tested
+
+
+def test_cutmix_box_and_flip_describe_the_output(photos: Path) -> None:
+    batch, raw = _first(photos, [CutMix(mode="elem")])
+    x, clean = _np(batch.images), _np(batch.clean)
+    box, flip, partner = _np(raw["0.box"]), _np(raw["flip"]), _np(batch.partner)
+    inside = box_keep_mask(np, 48, 48, box)[:, None] == 0
+    expected = np.where(inside, _partner_view(clean, flip, partner), clean)
+    assert np.array_equal(x, expected)
+    assert inside.any() and (flip != flip[partner]).any()
+
+
+def test_gridmix_cells_describe_the_output(photos: Path) -> None:
+    batch, raw = _first(photos, [GridMix(n=3, p=0.5)], size=50)
+    x, clean = _np(batch.images), _np(batch.clean)
+    cells, flip, partner = _np(raw["0.cells"]), _np(raw["flip"]), _np(batch.partner)
+    own = cell_keep_mask(np, 50, 50, cells)[:, None] == 1
+    assert np.array_equal(x, np.where(own, clean, _partner_view(clean, flip, partner)))
+
+
+def test_gridmask_drops_to_exact_zero_where_the_emitted_grid_says(photos: Path) -> None:
+    for mode in (1, 0):
+        aug = GridMask(r=0.5, d=(8, 24), p=1.0, ramp_epochs=0, mode=mode)
+        batch, raw = _first(photos, [aug])
+        p = {k.split(".", 1)[1]: _np(v) for k, v in raw.items() if k.startswith("0.")}
+        keep = grid_keep_mask(
+            np, 48, 48, p["tile"], p["ratio"], p["angle"], p["shift_x"], p["shift_y"], mode=mode
+        )[:, None]
+        x, clean = _np(batch.images), _np(batch.clean)
+        assert np.array_equal(x[x != clean], np.zeros(int((x != clean).sum()), np.float32))
+        assert ((x == clean) | (x == 0)).all()
+        dropped = (x == 0) & (clean != 0)
+        assert (dropped != (keep == 0) & (clean != 0)).mean() < 1e-3  # square edges only
+
+
+def test_masks_travel_with_the_paste(photos: Path) -> None:
+    """Cutout then CutMix: a partner's pixels arrive with the partner's own cutout."""
+    batch, raw = _first(photos, [Cutout(length=12, p=1.0), CutMix(mode="elem")])
+    x, clean = _np(batch.images), _np(batch.clean)
+    flip, partner = _np(raw["flip"]), _np(batch.partner)
+    keep = box_keep_mask(np, 48, 48, _np(raw["0.box"]))[:, None]
+    cut = box_keep_mask(np, 48, 48, _np(raw["1.box"]))[:, None] == 0
+    own = clean * keep
+    other = _partner_view(clean * keep, flip, partner)
+    assert np.array_equal(x, np.where(cut, other, own))
+
+
+@pytest.mark.parametrize("value", ["random", 2.5])
+def test_random_erasing_fill_is_native_and_exact(photos: Path, value) -> None:
+    batch, raw = _first(photos, [RandomErasing(p=1.0, value=value)], batch_size=32)
+    x, clean = _np(batch.images), _np(batch.clean)
+    erased = box_keep_mask(np, 48, 48, _np(raw["0.box"]))[:, None].repeat(3, 1) == 0
+    assert np.array_equal(x[~erased], clean[~erased]) and erased.sum() > 1000
+    if value == "random":
+        assert abs(x[erased].mean()) < 0.1 and abs(x[erased].std() - 1) < 0.1
+    else:
+        assert (x[erased] == 2.5).all()
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+def test_label_smoothing_hard_targets(color_data: Path) -> None:
+    b = next(iter(create_loader(color_data, batch_size=8, device="cpu", image_size=32,
+                                label_smoothing=0.1)))  # fmt: skip
+    k = b.target.shape[1]
+    assert b.target.dtype == torch.float32 and b.target.shape == (8, 32)
+    torch.testing.assert_close(b.target, 0.9 * one_hot(b.labels, k) + 0.1 / k)
+
+
+def test_label_smoothing_soft_targets_equal_timms(color_data: Path) -> None:
+    timm_mixup = pytest.importorskip("timm.data.mixup")
+    loader = create_loader(color_data, batch_size=8, device="cpu", image_size=32,
+                           augment=[CutMix(mode="elem")], label_smoothing=0.1)  # fmt: skip
+    b = next(iter(loader))
+    k = b.target.shape[1]
+    assert not torch.equal(b.target, mix_target(b.labels, b.partner, b.lam, k))
+    torch.testing.assert_close(b.target, 0.9 * mix_target(b.labels, b.partner, b.lam, k) + 0.1 / k)
+    # timm's mixup_target mixes y with y.flip(0): same as a reversed-batch partner
+    flip = torch.arange(len(b)).flip(0)
+    for lam in (0.3, 1.0):
+        ref = timm_mixup.mixup_target(b.labels, k, lam=lam, smoothing=0.1)
+        ours = 0.9 * mix_target(b.labels, flip, torch.full((len(b),), lam), k) + 0.1 / k
+        torch.testing.assert_close(ours, ref)
+
+
+def test_one_smoothing_knob(color_data: Path) -> None:
+    own = next(iter(create_loader(color_data, batch_size=8, device="cpu", image_size=32,
+                                  augment=[CutMix(label_smoothing=0.2)])))  # fmt: skip
+    k = own.target.shape[1]
+    torch.testing.assert_close(own.target, mix_target(own.labels, own.partner, own.lam, k, 0.2))
+    with pytest.raises(ValueError, match=r"`label_smoothing`=0.1.*`label_smoothing`=0.2"):
+        create_loader(color_data, batch_size=8, device="cpu", augment=[CutMix(label_smoothing=0.2)],
+                      label_smoothing=0.1)  # fmt: skip
+    with pytest.raises(ValueError, match="label_smoothing"):
+        create_loader(color_data, batch_size=8, device="cpu", label_smoothing=1.0)
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfSwap(MixAugment):
+    """A mixing augmentation written against the contract alone: the right half of every
+    image comes from its partner (λ = 0.5 up to rounding)."""
+
+    backend: str = "auto"
+    name: ClassVar[str] = "half_swap"
+
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        return (ParamSpec("lam", np.float32), ParamSpec("partner", np.int32), *paste_specs(1))
+
+    def sample(self, rng, batch_size, height, width, epoch, flip=None):
+        partner = random_partner(rng, batch_size, derangement=True)
+        box = np.broadcast_to(np.array([[[0, width // 2, height, width]]]), (batch_size, 1, 4))
+        lam = np.full(batch_size, (width // 2) / width, np.float32)
+        return {"lam": lam, "partner": partner, **paste_args(partner, box, height, width, flip)}
+
+
+def test_a_new_mixing_augmentation_needs_only_the_contract(photos: Path) -> None:
+    batch, raw = _first(photos, [HalfSwap()])
+    x, clean = _np(batch.images), _np(batch.clean)
+    flip, partner = _np(raw["flip"]), _np(batch.partner)
+    assert np.array_equal(x[..., :24], clean[..., :24])
+    assert np.array_equal(x[..., 24:], _partner_view(clean, flip, partner)[..., 24:])
+    k = batch.target.shape[1]
+    torch.testing.assert_close(batch.target, mix_target(batch.labels, batch.partner, batch.lam, k))
+
+
+def test_a_draw_that_breaks_its_schema_is_refused(photos: Path) -> None:
+    class Bad(HalfSwap):
+        def sample(self, *args, **kw):
+            return {**super().sample(*args, **kw), "lam": np.zeros(3, np.float64)}
+
+    loader = create_loader(photos, batch_size=4, device="cpu", image_size=32, augment=[Bad()])
+    with pytest.raises(Exception, match=r"`lam` is float64\(3,\).*float32\(4,\)"):
+        next(iter(loader))
+
+
+# --- no python_function in auto graphs -------------------------------------------------------
+
+AUTO_AUGMENTS = {
+    "gridmask": [GridMask(d=(8, 16))],
+    "gridmask_reversed": [GridMask(d=(8, 16), mode=0)],
+    "cutout": [Cutout(length=8)],
+    "erasing_noise": [RandomErasing(value="random")],
+    "erasing_constant": [RandomErasing(value=0.5)],
+    "cutmix": [CutMix()],
+    "gridmix": [GridMix()],
+    "all": [GridMask(d=(8, 16)), RandomErasing(), Cutout(length=8), CutMix()],
+}
+
+
+def _op_names(spec_kw: dict, device: str) -> list[str]:
+    from dali_gridaug.augment.graph import is_native
+    from dali_gridaug.params import ParamSource
+    from dali_gridaug.pipeline import PipelineSpec, build_pipeline
+    from dali_gridaug.reader import resolve_source
+
+    spec = PipelineSpec(
+        source=resolve_source(spec_kw.pop("root")), batch_size=4, size=(32, 32), device=device,
+        device_id=0 if device == "gpu" else None, seed=0, num_threads=1, shard_id=0,
+        num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3, **{"train": True, "augments": (),
+                                                          "half": False, **spec_kw},
+    )  # fmt: skip
+    params = (
+        ParamSource(spec.augments, batch_size=4, height=32, width=32, seed=0, rank=0,
+                    steps_per_epoch=1, paste_before_flip=is_native(spec.augments))
+        if spec.train else None
+    )  # fmt: skip
+    pipe, _ = build_pipeline(spec, params)
+    pipe._build_graph()  # the operator list, without building (no GPU needed)
+    return [f"{o._op.schema.Name()}@{o._op.device}" for o in pipe._ops]
+
+
+GRAPHS = {
+    **{k: {"augments": tuple(v)} for k, v in AUTO_AUGMENTS.items()},
+    "fp16_all": {"augments": tuple(AUTO_AUGMENTS["all"]), "half": True},
+    "val": {"train": False},
+    "plain": {},
+    "keep_clean_auto_augment": {
+        "keep_clean": True,
+        "auto_augment": "rand_augment",
+        "augments": (CutMix(),),
+    },  # fmt: skip
+    "checkpointing": {"checkpointing": True, "augments": tuple(AUTO_AUGMENTS["all"])},
+}
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_auto_graphs_have_no_python_function(color_data: Path, name: str, device: str) -> None:
+    ops = _op_names({"root": color_data, **GRAPHS[name]}, device)
+    assert not [o for o in ops if "PythonFunction" in o], ops
+    if name != "val":
+        assert any(o.startswith("CropMirrorNormalize") for o in ops)
+    assert not any(o.startswith("Transpose") for o in ops)  # CMN writes CHW itself
+
+
+def test_the_walk_sees_a_python_function(color_data: Path) -> None:
+    """Control: random GridMask is kernel-only, and the walk finds its python_function."""
+    aug = GridMask(d=(8, 16), square_p=0.5)
+    assert aug.backends() == ("kernel",)
+    ops = _op_names({"root": color_data, "augments": (aug,)}, "cpu")
+    assert any("PythonFunction" in o for o in ops)
+
+
+def test_auto_never_picks_a_gpu_kernel_without_cupy(color_data: Path) -> None:
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    aug = GridMask(d=(8, 16), square_p=0.5)
+    with pytest.raises(ValueError, match="`cupy` is not installed"):
+        _op_names({"root": color_data, "augments": (aug,)}, "gpu")
+    assert _op_names({"root": color_data, "augments": (GridMask(d=(8, 16)),)}, "gpu")
