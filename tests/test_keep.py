@@ -388,16 +388,26 @@ def test_invalid_arguments_fail_at_construction(
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\], got 0.0"),
+        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\), got 0.0"),
+        # GridMask's range: r = 1 would keep the whole period (l = d), i.e. drop nothing
+        ({"r": 1.0}, r"`gridmask.r` must be in \(0, 1\), got 1.0"),
         ({"d": (5, 5)}, r"`gridmask.d` must satisfy min < max, got \(5, 5\)"),
         ({"d": (0, 5)}, r"`gridmask.d\[0\]` must be in \[1, inf\), got 0"),
-        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, inf\), got 0"),
+        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, 360\], got 0"),
+        ({"rotate": 361}, r"`gridmask.rotate` must be in \[1, 360\], got 361"),
         ({"mode": 2}, r"`gridmask.mode` must be one of 0, 1; got 2"),
     ],
 )
 def test_invalid_gridmask_config(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         KeepGridMaskConfig(**kwargs)
+
+
+def test_gridmask_config_periods_and_angles_are_integers() -> None:
+    with pytest.raises(TypeError, match=r"`gridmask.d\[0\]` must be int, got 4.0 \(float\)"):
+        KeepGridMaskConfig(d=(4.0, 8))
+    with pytest.raises(TypeError, match=r"`gridmask.rotate` must be int, got 1.5 \(float\)"):
+        KeepGridMaskConfig(rotate=1.5)
 
 
 def test_gridmask_accepts_any_object_with_the_attributes() -> None:
@@ -410,7 +420,7 @@ def test_gridmask_accepts_any_object_with_the_attributes() -> None:
 
     stage = KeepStage(tiny_model(), "gridmask", gridmask=GridMask(r=0.4, d=(24, 33), rotate=1))
     assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(24, 33), rotate=1, mode=1)
-    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\), got 1.5"):
         Cfg.r = 1.5
         KeepStage(tiny_model(), "gridmask", gridmask=Cfg())
 

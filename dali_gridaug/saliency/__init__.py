@@ -2,19 +2,20 @@
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778). Data flow:
 ``maps`` (saliency of the current model) → ``regions`` (window scores, rank eligibility,
-masked-multinomial choice) → ``keep`` (:class:`KeepStage`, masks from
-:mod:`dali_gridaug.kernels`); ``early`` adds the early head for cheap saliency.
+masked-multinomial choice) → ``grid`` (KeepGridMask candidates) → ``keep``
+(:class:`KeepStage`, masks from :mod:`dali_gridaug.kernels`); ``early`` adds the early head
+for cheap saliency.
 """
 
 from dali_gridaug.saliency.early import EARLY_LOSS_WEIGHT, EarlyHeadResNet, early_head_loss
-from dali_gridaug.saliency.keep import (
-    METHODS,
-    SALIENCY_KINDS,
+from dali_gridaug.saliency.grid import (
+    MAX_MASK_ELEMENTS,
     GridDraws,
     KeepGridMaskConfig,
-    KeepParams,
-    KeepStage,
+    choose_grid_draw,
+    sample_grid_draws,
 )
+from dali_gridaug.saliency.keep import BOX_RULES, METHODS, SALIENCY_KINDS, KeepParams, KeepStage
 from dali_gridaug.saliency.maps import (
     eval_mode,
     lowres_images,
@@ -22,18 +23,25 @@ from dali_gridaug.saliency.maps import (
     saliency_map,
 )
 from dali_gridaug.saliency.regions import (
+    clip_boxes,
+    clipped_box_scores,
     cut_count,
     eligibility_weights,
     integral_image,
     masked_choice,
     quantize_saliency,
+    saliency_peak,
+    select_clipped_boxes,
     select_windows,
     upscale_boxes,
+    upscale_positions,
     window_scores,
 )
 
 __all__ = [
+    "BOX_RULES",
     "EARLY_LOSS_WEIGHT",
+    "MAX_MASK_ELEMENTS",
     "METHODS",
     "SALIENCY_KINDS",
     "EarlyHeadResNet",
@@ -41,6 +49,9 @@ __all__ = [
     "KeepGridMaskConfig",
     "KeepParams",
     "KeepStage",
+    "choose_grid_draw",
+    "clip_boxes",
+    "clipped_box_scores",
     "cut_count",
     "early_head_loss",
     "eligibility_weights",
@@ -51,7 +62,11 @@ __all__ = [
     "quantize_saliency",
     "saliency_and_logits",
     "saliency_map",
+    "saliency_peak",
+    "sample_grid_draws",
+    "select_clipped_boxes",
     "select_windows",
     "upscale_boxes",
+    "upscale_positions",
     "window_scores",
 ]

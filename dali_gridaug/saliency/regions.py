@@ -1,10 +1,12 @@
 """Window scores, rank-based eligibility and masked-multinomial choice, batched in torch.
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778), Algorithm 1 and the
-"Remark" of §3, in the exact form of SPEC §"Keep variants" 2–3:
+"Remark" of §3:
 
-1. Candidates are all ``h×w`` windows fully inside the image, stride 1; a window's score is
-   the sum of the saliency over it (a box filter, evaluated with an integral image).
+1. Candidates are all ``h×w`` windows fully inside the image, stride 1 (``box="inside"``),
+   or the boxes centred on every pixel and clipped to the image, as the Cutout and CutMix
+   baselines draw them (``box="clip"``); a candidate's score is the sum of the saliency over
+   it (a box filter, evaluated with an integral image).
 2. Per image, with ``n`` candidates and ``k = ceil(τ·n)`` (clamped to ``[1, n − 1]`` so that
    both sets are non-empty; a single candidate belongs to both), the candidates are ranked by
    score: cut-eligible = the ``k`` lowest-ranked, paste-eligible = the other ``n − k``.
@@ -18,7 +20,7 @@ Tied candidates are ranked in a uniformly random order, not by index: a block of
 candidates of which ``m`` fall inside the eligible ranks gets weight ``m / c`` each, which is
 the marginal of "shuffle the ties, take the ranks, choose uniformly". Away from ties the
 weights are exactly 0/1. Constant or all-zero saliency therefore gives the uniform
-distribution over *all* candidates (SPEC: "constant saliency → uniform over all candidates"),
+distribution over *all* candidates (degenerate saliency terminates and is uniform),
 where an index tie-break would only ever cut windows from the top rows of the image.
 """
 
@@ -47,9 +49,23 @@ def quantize_saliency(saliency: torch.Tensor, bits: int = SCORE_BITS) -> torch.T
     Returns:
         ``(B, H, W)`` int64; an all-zero map stays all zero.
     """
-    g = torch.nan_to_num(saliency.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
-    peak = g.amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    g = _clean(saliency)
+    peak = saliency_peak(g)[:, None, None]
     return torch.round(g / peak * float(2**bits)).to(torch.int64)
+
+
+def _clean(saliency: torch.Tensor) -> torch.Tensor:
+    return torch.nan_to_num(saliency.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+
+
+def saliency_peak(saliency: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` float32 per-image maximum that :func:`quantize_saliency` scales by (≥ tiny).
+
+    Args:
+        saliency: ``(B, H, W)`` saliency; NaN and negative values count as 0.
+    """
+    tiny = torch.finfo(torch.float32).tiny
+    return _clean(saliency).amax(dim=(-2, -1)).clamp_min(tiny)
 
 
 def integral_image(saliency: torch.Tensor) -> torch.Tensor:
@@ -218,17 +234,152 @@ def select_windows(
     return torch.stack((y0, x0, y0 + hs, x0 + ws), dim=1)
 
 
+def clip_boxes(
+    cy: torch.Tensor,
+    cx: torch.Tensor,
+    half_h: torch.Tensor,
+    half_w: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """The Cutout/CutMix baselines' box ``[c − half, c + half)`` per axis, clipped to the image.
+
+    Args:
+        cy: centre rows, int64, any shape broadcastable with the others.
+        cx: centre columns, int64.
+        half_h: half heights ``s // 2``, int64.
+        half_w: half widths, int64.
+        height: image height H.
+        width: image width W.
+
+    Returns:
+        int64 ``(..., 4)`` boxes ``(y0, x0, y1, x1)``, half-open, inside ``[0, H] × [0, W]``.
+    """
+    y0, y1 = (cy - half_h).clamp(0, height), (cy + half_h).clamp(0, height)
+    x0, x1 = (cx - half_w).clamp(0, width), (cx + half_w).clamp(0, width)
+    return torch.stack(torch.broadcast_tensors(y0, x0, y1, x1), dim=-1)
+
+
+def clipped_box_scores(
+    integral: torch.Tensor, half_heights: int | torch.Tensor, half_widths: int | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of the clipped boxes centred on every pixel (the Cutout/CutMix baselines' rule).
+
+    The box of centre ``(cy, cx)`` is ``[cy − hh, cy + hh) × [cx − hw, cx + hw)`` clipped to
+    the image, as in the official Cutout and CutMix code (``hh = s // 2`` for a side ``s``).
+    Every pixel is a candidate, so there are ``H·W`` per image and none is padding.
+
+    Args:
+        integral: ``(B, H + 1, W + 1)`` int64 from :func:`integral_image`.
+        half_heights: half box height ``hh ≥ 0`` in pixels, an int or ``(B,)`` int64.
+        half_widths: half box width ``hw ≥ 0`` in pixels, an int or ``(B,)`` int64.
+
+    Returns:
+        ``scores``: ``(B, H, W)`` int64 saliency sum over the clipped box of each centre;
+        ``boxes``: ``(B, H, W, 4)`` int64 ``(y0, x0, y1, x1)`` of those clipped boxes.
+    """
+    b, hp1, wp1 = integral.shape
+    height, width = hp1 - 1, wp1 - 1
+    dev = integral.device
+    hh = _per_sample(half_heights, b, dev)[:, None, None]
+    hw = _per_sample(half_widths, b, dev)[:, None, None]
+    y = torch.arange(height, device=dev)[None, :, None]
+    x = torch.arange(width, device=dev)[None, None, :]
+    boxes = clip_boxes(y, x, hh, hw, height, width).expand(b, height, width, 4)
+    y0, x0, y1, x1 = boxes.unbind(-1)
+    flat = integral.reshape(b, -1)
+
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return flat.gather(1, (yy * wp1 + xx).reshape(b, -1)).reshape(b, height, width)
+
+    scores = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
+    return scores, boxes
+
+
+def select_clipped_boxes(
+    saliency: torch.Tensor,
+    half_heights: int | torch.Tensor,
+    half_widths: int | torch.Tensor,
+    *,
+    tau: float,
+    which: Which,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one cut- or paste-eligible clipped box per image (centre among all pixels).
+
+    The candidates are the ``H·W`` clipped boxes of :func:`clipped_box_scores`; eligibility is
+    the rank rule of :func:`eligibility_weights` over them and the choice is uniform among the
+    eligible centres. Without saliency information (constant map) the centre is uniform over
+    all pixels: exactly the baselines' box distribution.
+
+    Args:
+        saliency: ``(B, H, W)`` non-negative saliency.
+        half_heights: half box height in pixels, an int or ``(B,)`` int64.
+        half_widths: half box width in pixels, an int or ``(B,)`` int64.
+        tau: quantile in ``(0, 1)``.
+        which: ``"cut"`` or ``"paste"``.
+        generator: torch generator on the device of ``saliency``.
+
+    Returns:
+        ``boxes``: ``(B, 4)`` int64 clipped boxes ``(y0, x0, y1, x1)``, half-open (possibly
+        empty for a zero half size); ``centres``: ``(B, 2)`` int64 ``(cy, cx)``.
+    """
+    b, height, width = saliency.shape
+    scores, boxes = clipped_box_scores(integral_image(saliency), half_heights, half_widths)
+    index = masked_choice(eligibility_weights(scores.reshape(b, -1), tau, which), generator)
+    chosen = boxes.reshape(b, -1, 4).gather(1, index[:, None, None].expand(b, 1, 4))[:, 0]
+    cy = torch.div(index, width, rounding_mode="floor")
+    return chosen, torch.stack((cy, index - cy * width), dim=1)
+
+
+def upscale_positions(
+    low: torch.Tensor,
+    low_last: int | torch.Tensor,
+    full_last: int | torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Map positions on a ×0.5 map to full resolution, reaching every full position.
+
+    Low position ``p`` stands for the full positions ``2p`` and ``2p + 1``; the last low
+    position ``low_last`` stands for every full position from ``2·low_last`` up to
+    ``full_last``. The full position is drawn uniformly among those (``2p + U{0, …, span}``,
+    ``span = 1``, or ``max(1, full_last − 2·low_last)`` at the last position) and clamped to
+    ``full_last``. So every full position in ``[0, full_last]`` is reachable (odd ones
+    included), and a uniform choice on the low map gives probability ``1 / (2·n_low)`` to
+    each of the interior full positions.
+
+    Args:
+        low: ``(B,)`` int64 positions on the low-resolution axis, in ``[0, low_last]``.
+        low_last: largest low position (``(B,)`` int64 or int).
+        full_last: largest full-resolution position (``(B,)`` int64 or int), ``≥ 0``.
+        generator: torch generator on the device of ``low``.
+
+    Returns:
+        ``(B,)`` int64 full-resolution positions in ``[0, full_last]``.
+    """
+    b, dev = low.shape[0], low.device
+    low_last = _per_sample(low_last, b, dev)
+    full_last = _per_sample(full_last, b, dev)
+    span = torch.where(low >= low_last, (full_last - 2 * low).clamp_min(1), 1)
+    u = torch.rand(b, generator=generator, device=dev, dtype=torch.float64)
+    offset = torch.floor(u * (span + 1).to(torch.float64)).to(torch.int64).clamp(max=span)
+    return torch.minimum(2 * low + offset, full_last)
+
+
 def upscale_boxes(
     boxes: torch.Tensor,
     heights: int | torch.Tensor,
     widths: int | torch.Tensor,
     height: int,
     width: int,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Map boxes chosen on a ×0.5 map back to full resolution (low-resolution saliency).
+    """Map fully-inside windows chosen on a ×0.5 map back to full resolution.
 
-    The top-left corner is doubled and the full-resolution size is kept; a box that would
-    cross the border (odd sizes) is shifted back inside.
+    The top-left corner goes through :func:`upscale_positions` on each axis (the low map has
+    ``height // 2`` rows, so its last top-left row is ``height // 2 − h_low``; the full last
+    one is ``height − h``); the full-resolution size is kept. Every full-resolution top-left
+    position is reachable, odd offsets included.
 
     Args:
         boxes: ``(B, 4)`` int64 ``(y0, x0, y1, x1)`` on the low-resolution map.
@@ -236,6 +387,7 @@ def upscale_boxes(
         widths: full-resolution box width (≤ ``width``), an int or ``(B,)`` int64.
         height: full image height H.
         width: full image width W.
+        generator: torch generator on the device of ``boxes`` for the offsets (rows first).
 
     Returns:
         ``(B, 4)`` int64 boxes fully inside the ``H×W`` image.
@@ -243,6 +395,7 @@ def upscale_boxes(
     b = boxes.shape[0]
     hs = _per_sample(heights, b, boxes.device)
     ws = _per_sample(widths, b, boxes.device)
-    y0 = torch.minimum(2 * boxes[:, 0], height - hs)
-    x0 = torch.minimum(2 * boxes[:, 1], width - ws)
+    low_h, low_w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    y0 = upscale_positions(boxes[:, 0], height // 2 - low_h, height - hs, generator)
+    x0 = upscale_positions(boxes[:, 1], width // 2 - low_w, width - ws, generator)
     return torch.stack((y0, x0, y0 + hs, x0 + ws), dim=1)
