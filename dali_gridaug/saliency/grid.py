@@ -17,7 +17,6 @@ result does not depend on the chunk size.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ from dali_gridaug.saliency.regions import (
     quantize_saliency,
     saliency_peak,
 )
+from dali_gridaug.saliency.torch_geometry import degrees_to_radians, grid_ratio, uniform_below
 
 MAX_MASK_ELEMENTS = 1 << 23
 """Default bound on candidate-mask values alive at once (8 Mi: 32 MiB of float32 masks plus
@@ -137,15 +137,6 @@ class GridDraws:
         return GridDraws(*(f.gather(1, index) for f in dataclasses.astuple(self)))
 
 
-def _uniform_int(
-    low: torch.Tensor | int, high: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """``U{low … high − 1}`` per element (float64 ``floor``), without a host sync."""
-    u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
-    span = (high - low).to(torch.float64)
-    return (low + torch.floor(u * span).to(torch.int64)).minimum(high - 1)
-
-
 def sample_grid_draws(
     cfg: KeepGridMaskConfig,
     batch: int,
@@ -156,20 +147,20 @@ def sample_grid_draws(
 ) -> GridDraws:
     """GridMask parameters as the GridMask augmentation draws them, for ``(batch, draws)``.
 
-    Random draws in this order: period, degrees, shift x, shift y.
+    The rule of :func:`dali_gridaug.geometry.sample_grid` (``d ~ U{d_min … d_max − 1}``,
+    ``l = ceil(d·r)``, degrees ``U{0 … rotate − 1}``, offsets ``U{0 … d − 1}``, drawn in that
+    order), with torch on ``device`` through :mod:`~dali_gridaug.saliency.torch_geometry`.
     """
     d_min, d_max = cfg.period_range(height)
     shape = (batch, draws)
     tile = torch.randint(d_min, d_max, shape, generator=generator, device=device)
-    kept = torch.ceil(tile.to(torch.float64) * cfg.r)
     degrees = torch.randint(0, cfg.rotate, shape, generator=generator, device=device)
-    shift_x = _uniform_int(0, tile, generator)
-    shift_y = _uniform_int(0, tile, generator)
-    tile64 = tile.to(torch.float64)
+    shift_x = uniform_below(tile, generator)
+    shift_y = uniform_below(tile, generator)
     return GridDraws(
         tile=tile.float(),
-        ratio=((tile64 - kept) / tile64).float(),
-        angle=(degrees.to(torch.float64) * (math.pi / 180.0)).float(),
+        ratio=grid_ratio(tile, cfg.r),
+        angle=degrees_to_radians(degrees),
         shift_x=shift_x.float(),
         shift_y=shift_y.float(),
     )

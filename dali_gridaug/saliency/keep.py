@@ -27,6 +27,7 @@ from torch import nn
 
 from dali_gridaug._validate import check_choice, check_range, check_type
 from dali_gridaug.batch import Batch
+from dali_gridaug.geometry import box_area
 from dali_gridaug.kernels import box_keep_mask, from_xp, to_xp
 from dali_gridaug.labels import mix_target
 from dali_gridaug.saliency.grid import (
@@ -45,6 +46,7 @@ from dali_gridaug.saliency.regions import (
     upscale_boxes,
     upscale_positions,
 )
+from dali_gridaug.saliency.torch_geometry import cut_sides
 
 Method = Literal["cutout", "cutmix", "gridmask", "paste"]
 SaliencyKind = Literal["full", "lowres", "early"]
@@ -240,21 +242,19 @@ class KeepStage:
         if self.method == "cutmix":
             lam = _sample_beta(self.alpha, b, gen, device)
             partner = torch.randperm(b, generator=gen, device=device)
-            cut = torch.sqrt(1.0 - lam)
-            hs = torch.floor(height * cut).to(torch.int64)
-            ws = torch.floor(width * cut).to(torch.int64)
+            hs, ws = cut_sides(lam, height, width)
         else:
             hs = ws = torch.full((b,), self.length, dtype=torch.int64, device=device)
         if self.method == "paste":
             boxes = self._select_inside(g, hs, ws, height, width, "paste", gen)
         elif self.box == "clip":
-            boxes = self._select_clipped(g, hs // 2, ws // 2, height, width, gen)
+            boxes = self._select_clipped(g, hs, ws, height, width, gen)
         else:
             boxes = self._select_inside(g, hs, ws, height, width, "cut", gen)
         lam = torch.ones(b, dtype=torch.float32, device=device)
         if self.method == "cutmix":  # λ from the area actually pasted
-            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            lam = (1.0 - area.to(torch.float64) / (height * width)).to(torch.float32)
+            area = box_area(boxes).to(torch.float64)
+            lam = (1.0 - area / (height * width)).to(torch.float32)
         return KeepParams(
             keep=self._box_keep(boxes, height, width),
             boxes=boxes,
@@ -321,27 +321,23 @@ class KeepStage:
     def _select_clipped(
         self,
         g: torch.Tensor,
-        half_h: torch.Tensor,
-        half_w: torch.Tensor,
+        heights: torch.Tensor,
+        widths: torch.Tensor,
         height: int,
         width: int,
         gen: torch.Generator,
     ) -> torch.Tensor:
+        kw = {"tau": self.tau, "which": "cut", "generator": gen}
         if g.shape[-2:] == (height, width):
-            boxes, _ = select_clipped_boxes(
-                g, half_h, half_w, tau=self.tau, which="cut", generator=gen
-            )
-            return boxes
-        # Low resolution: half the half-side (at least 1 unless 0), centre mapped back ×2.
-        low_hh = torch.where(half_h > 0, (half_h // 2).clamp_min(1), half_h)
-        low_hw = torch.where(half_w > 0, (half_w // 2).clamp_min(1), half_w)
-        _, centre = select_clipped_boxes(
-            g, low_hh, low_hw, tau=self.tau, which="cut", generator=gen
-        )
+            return select_clipped_boxes(g, heights, widths, **kw)[0]
+        # Low resolution: boxes of half the side (at least 1 unless empty), centre mapped back.
+        low_h = torch.where(heights > 0, (heights // 2).clamp_min(1), heights)
+        low_w = torch.where(widths > 0, (widths // 2).clamp_min(1), widths)
+        _, centre = select_clipped_boxes(g, low_h, low_w, **kw)
         low_height, low_width = g.shape[-2:]
         cy = upscale_positions(centre[:, 0], low_height - 1, height - 1, gen)
         cx = upscale_positions(centre[:, 1], low_width - 1, width - 1, gen)
-        return clip_boxes(cy, cx, half_h, half_w, height, width)
+        return clip_boxes(cy, cx, heights, widths, height, width)
 
     @staticmethod
     def _box_keep(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from dali_gridaug.geometry import centred_box
+
 Which = Literal["cut", "paste"]
 WHICH = ("cut", "paste")
 
@@ -237,42 +239,44 @@ def select_windows(
 def clip_boxes(
     cy: torch.Tensor,
     cx: torch.Tensor,
-    half_h: torch.Tensor,
-    half_w: torch.Tensor,
+    side_h: torch.Tensor,
+    side_w: torch.Tensor,
     height: int,
     width: int,
 ) -> torch.Tensor:
-    """The Cutout/CutMix baselines' box ``[c − half, c + half)`` per axis, clipped to the image.
+    """The Cutout/CutMix baselines' box ``[c − s//2, c + s//2)`` per axis, clipped to the image.
+
+    Stacks :func:`dali_gridaug.geometry.centred_box` (the one definition of the rule, shared
+    with the augmentations), evaluated on torch tensors.
 
     Args:
         cy: centre rows, int64, any shape broadcastable with the others.
         cx: centre columns, int64.
-        half_h: half heights ``s // 2``, int64.
-        half_w: half widths, int64.
+        side_h: box heights ``s`` in pixels, int64.
+        side_w: box widths in pixels, int64.
         height: image height H.
         width: image width W.
 
     Returns:
         int64 ``(..., 4)`` boxes ``(y0, x0, y1, x1)``, half-open, inside ``[0, H] × [0, W]``.
     """
-    y0, y1 = (cy - half_h).clamp(0, height), (cy + half_h).clamp(0, height)
-    x0, x1 = (cx - half_w).clamp(0, width), (cx + half_w).clamp(0, width)
-    return torch.stack(torch.broadcast_tensors(y0, x0, y1, x1), dim=-1)
+    box = centred_box(cy, cx, side_h, side_w, height, width)
+    return torch.stack(torch.broadcast_tensors(*box), dim=-1)
 
 
 def clipped_box_scores(
-    integral: torch.Tensor, half_heights: int | torch.Tensor, half_widths: int | torch.Tensor
+    integral: torch.Tensor, heights: int | torch.Tensor, widths: int | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores of the clipped boxes centred on every pixel (the Cutout/CutMix baselines' rule).
 
-    The box of centre ``(cy, cx)`` is ``[cy − hh, cy + hh) × [cx − hw, cx + hw)`` clipped to
-    the image, as in the official Cutout and CutMix code (``hh = s // 2`` for a side ``s``).
-    Every pixel is a candidate, so there are ``H·W`` per image and none is padding.
+    The box of side ``s`` and centre ``c`` is ``[c − s//2, c + s//2)`` per axis clipped to the
+    image (:func:`clip_boxes`), as in the official Cutout and CutMix code. Every pixel is a
+    candidate, so there are ``H·W`` per image and none is padding.
 
     Args:
         integral: ``(B, H + 1, W + 1)`` int64 from :func:`integral_image`.
-        half_heights: half box height ``hh ≥ 0`` in pixels, an int or ``(B,)`` int64.
-        half_widths: half box width ``hw ≥ 0`` in pixels, an int or ``(B,)`` int64.
+        heights: box side ``s ≥ 0`` along y in pixels, an int or ``(B,)`` int64.
+        widths: box side along x in pixels, an int or ``(B,)`` int64.
 
     Returns:
         ``scores``: ``(B, H, W)`` int64 saliency sum over the clipped box of each centre;
@@ -281,11 +285,11 @@ def clipped_box_scores(
     b, hp1, wp1 = integral.shape
     height, width = hp1 - 1, wp1 - 1
     dev = integral.device
-    hh = _per_sample(half_heights, b, dev)[:, None, None]
-    hw = _per_sample(half_widths, b, dev)[:, None, None]
+    hs = _per_sample(heights, b, dev)[:, None, None]
+    ws = _per_sample(widths, b, dev)[:, None, None]
     y = torch.arange(height, device=dev)[None, :, None]
     x = torch.arange(width, device=dev)[None, None, :]
-    boxes = clip_boxes(y, x, hh, hw, height, width).expand(b, height, width, 4)
+    boxes = clip_boxes(y, x, hs, ws, height, width).expand(b, height, width, 4)
     y0, x0, y1, x1 = boxes.unbind(-1)
     flat = integral.reshape(b, -1)
 
@@ -298,8 +302,8 @@ def clipped_box_scores(
 
 def select_clipped_boxes(
     saliency: torch.Tensor,
-    half_heights: int | torch.Tensor,
-    half_widths: int | torch.Tensor,
+    heights: int | torch.Tensor,
+    widths: int | torch.Tensor,
     *,
     tau: float,
     which: Which,
@@ -314,18 +318,18 @@ def select_clipped_boxes(
 
     Args:
         saliency: ``(B, H, W)`` non-negative saliency.
-        half_heights: half box height in pixels, an int or ``(B,)`` int64.
-        half_widths: half box width in pixels, an int or ``(B,)`` int64.
+        heights: box side along y in pixels, an int or ``(B,)`` int64.
+        widths: box side along x in pixels, an int or ``(B,)`` int64.
         tau: quantile in ``(0, 1)``.
         which: ``"cut"`` or ``"paste"``.
         generator: torch generator on the device of ``saliency``.
 
     Returns:
         ``boxes``: ``(B, 4)`` int64 clipped boxes ``(y0, x0, y1, x1)``, half-open (possibly
-        empty for a zero half size); ``centres``: ``(B, 2)`` int64 ``(cy, cx)``.
+        empty for a side below 2); ``centres``: ``(B, 2)`` int64 ``(cy, cx)``.
     """
     b, height, width = saliency.shape
-    scores, boxes = clipped_box_scores(integral_image(saliency), half_heights, half_widths)
+    scores, boxes = clipped_box_scores(integral_image(saliency), heights, widths)
     index = masked_choice(eligibility_weights(scores.reshape(b, -1), tau, which), generator)
     chosen = boxes.reshape(b, -1, 4).gather(1, index[:, None, None].expand(b, 1, 4))[:, 0]
     cy = torch.div(index, width, rounding_mode="floor")
