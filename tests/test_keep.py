@@ -371,6 +371,12 @@ def test_same_seed_same_batch_and_params_replay(method: str) -> None:
         ({"alpha": 0.0}, ValueError, r"`alpha` must be in \(0, inf\), got 0.0"),
         ({"alpha": float("inf")}, ValueError, r"`alpha` must be in \(0, inf\), got inf"),
         ({"draws": 0}, ValueError, r"`draws` must be in \[1, inf\), got 0"),
+        ({"box": "clipped"}, ValueError, r"`box` must be one of 'clip', 'inside'; got 'clipped'"),
+        (
+            {"max_mask_elements": 0},
+            ValueError,
+            r"`max_mask_elements` must be in \[1, inf\), got 0",
+        ),
         ({"draws": True}, TypeError, r"`draws` must be int, got True \(bool\)"),
         ({"generator": 0}, TypeError, r"`generator` must be a torch.Generator or None, got int"),
         ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or an object with"),

@@ -313,8 +313,11 @@ def select_clipped_boxes(
 
     The candidates are the ``H·W`` clipped boxes of :func:`clipped_box_scores`; eligibility is
     the rank rule of :func:`eligibility_weights` over them and the choice is uniform among the
-    eligible centres. Without saliency information (constant map) the centre is uniform over
-    all pixels: exactly the baselines' box distribution.
+    eligible centres. With an all-zero map every candidate ties and the centre is uniform over
+    all pixels: exactly the baselines' box distribution. Otherwise border boxes, clipped and
+    so covering less saliency, are cut-eligible more often than interior ones, so the mean
+    cut area is somewhat below the baselines' (KeepCutMix, α = 1, 32×32: about 0.25 of the
+    image against CutMix's 0.30).
 
     Args:
         saliency: ``(B, H, W)`` non-negative saliency.
