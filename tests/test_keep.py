@@ -217,13 +217,13 @@ def test_cutmix_lam_is_the_measured_pixel_fraction(alpha: float) -> None:
 
 def test_cutmix_box_sides_follow_int_S_sqrt_one_minus_lambda() -> None:
     """With a fixed generator the λ draws can be replayed: sides are int(S·sqrt(1 − λ))."""
-    from dali_gridaug.saliency.keep import _sample_beta
+    from dali_gridaug.saliency.torch_geometry import sample_beta
 
     model = tiny_model()
     height, width = 24, 40
     batch = make_batch(random_images(12, height=height, width=width))
     out = KeepStage(model, "cutmix", generator=gen(13))(batch)
-    lam = _sample_beta(1.0, B, gen(13), torch.device("cpu"))
+    lam = sample_beta(1.0, B, gen(13), torch.device("cpu"))
     sides = out.boxes[:, 2:] - out.boxes[:, :2]
     expected = [[int(height * math.sqrt(1 - v)), int(width * math.sqrt(1 - v))] for v in lam]
     assert sides.tolist() == expected

@@ -27,11 +27,11 @@ from dali_gridaug.saliency import (
     sample_grid_draws,
     select_clipped_boxes,
 )
-from dali_gridaug.saliency.keep import _sample_beta
 from dali_gridaug.saliency.torch_geometry import (
     cut_sides,
     degrees_to_radians,
     grid_ratio,
+    sample_beta,
     uniform_below,
 )
 
@@ -280,7 +280,7 @@ def test_keep_cutmix_clip_boxes_are_cut_eligible_with_lam_from_the_clipped_area(
     model = tiny_model()
     images = random_images(13, batch, size)
     out = KeepStage(model, "cutmix", box="clip", generator=gen(14))(make_batch(images))
-    lam = _sample_beta(1.0, batch, gen(14), torch.device("cpu"))
+    lam = sample_beta(1.0, batch, gen(14), torch.device("cpu"))
     sides_h, sides_w = geometry.cut_sides(lam.numpy(), size, size)
     torch.testing.assert_close(out.lam, (1 - areas(out.boxes) / size**2).float())
     own = (out.images == images).all(dim=1).float().mean(dim=(1, 2))

@@ -2,11 +2,21 @@
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778). Data flow:
 ``maps`` (saliency of the current model) → ``regions`` (window scores, rank eligibility,
-masked-multinomial choice) → ``grid`` (KeepGridMask candidates) → ``keep``
+masked-multinomial choice) → ``boxes`` (clip/inside candidates, low-resolution mapping) →
+``grid`` (KeepGridMask candidates) → ``keep``
 (:class:`KeepStage`, masks from :mod:`dali_gridaug.kernels`); ``early`` adds the early head
 for cheap saliency.
 """
 
+from dali_gridaug.saliency.boxes import (
+    BOX_RULES,
+    clip_boxes,
+    clipped_box_scores,
+    select_boxes,
+    select_clipped_boxes,
+    upscale_boxes,
+    upscale_positions,
+)
 from dali_gridaug.saliency.early import EARLY_LOSS_WEIGHT, EarlyHeadResNet, early_head_loss
 from dali_gridaug.saliency.grid import (
     MAX_MASK_ELEMENTS,
@@ -15,7 +25,7 @@ from dali_gridaug.saliency.grid import (
     choose_grid_draw,
     sample_grid_draws,
 )
-from dali_gridaug.saliency.keep import BOX_RULES, METHODS, SALIENCY_KINDS, KeepParams, KeepStage
+from dali_gridaug.saliency.keep import METHODS, SALIENCY_KINDS, KeepParams, KeepStage
 from dali_gridaug.saliency.maps import (
     eval_mode,
     lowres_images,
@@ -23,18 +33,13 @@ from dali_gridaug.saliency.maps import (
     saliency_map,
 )
 from dali_gridaug.saliency.regions import (
-    clip_boxes,
-    clipped_box_scores,
     cut_count,
     eligibility_weights,
     integral_image,
     masked_choice,
     quantize_saliency,
     saliency_peak,
-    select_clipped_boxes,
     select_windows,
-    upscale_boxes,
-    upscale_positions,
     window_scores,
 )
 
@@ -64,6 +69,7 @@ __all__ = [
     "saliency_map",
     "saliency_peak",
     "sample_grid_draws",
+    "select_boxes",
     "select_clipped_boxes",
     "select_windows",
     "upscale_boxes",

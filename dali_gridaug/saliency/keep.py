@@ -30,6 +30,7 @@ from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import box_area
 from dali_gridaug.kernels import box_keep_mask, from_xp, to_xp
 from dali_gridaug.labels import mix_target
+from dali_gridaug.saliency.boxes import BOX_RULES, BoxRule, select_boxes
 from dali_gridaug.saliency.grid import (
     MAX_MASK_ELEMENTS,
     GridDraws,
@@ -39,21 +40,12 @@ from dali_gridaug.saliency.grid import (
     sample_grid_draws,
 )
 from dali_gridaug.saliency.maps import lowres_images, saliency_and_logits
-from dali_gridaug.saliency.regions import (
-    clip_boxes,
-    select_clipped_boxes,
-    select_windows,
-    upscale_boxes,
-    upscale_positions,
-)
-from dali_gridaug.saliency.torch_geometry import cut_sides
+from dali_gridaug.saliency.torch_geometry import cut_sides, sample_beta
 
 Method = Literal["cutout", "cutmix", "gridmask", "paste"]
 SaliencyKind = Literal["full", "lowres", "early"]
-BoxRule = Literal["clip", "inside"]
 METHODS: tuple[str, ...] = ("cutout", "cutmix", "gridmask", "paste")
 SALIENCY_KINDS: tuple[str, ...] = ("full", "lowres", "early")
-BOX_RULES: tuple[str, ...] = ("clip", "inside")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,17 +233,22 @@ class KeepStage:
             return self._sample_gridmask(g, num_classes, height, width, gen)
         partner = torch.arange(b, device=device)
         if self.method == "cutmix":
-            lam = _sample_beta(self.alpha, b, gen, device)
+            lam = sample_beta(self.alpha, b, gen, device)
             partner = torch.randperm(b, generator=gen, device=device)
             hs, ws = cut_sides(lam, height, width)
         else:
             hs = ws = torch.full((b,), self.length, dtype=torch.int64, device=device)
-        if self.method == "paste":
-            boxes = self._select_inside(g, hs, ws, height, width, "paste", gen)
-        elif self.box == "clip":
-            boxes = self._select_clipped(g, hs, ws, height, width, gen)
-        else:
-            boxes = self._select_inside(g, hs, ws, height, width, "cut", gen)
+        paste = self.method == "paste"
+        boxes = select_boxes(
+            g,
+            hs,
+            ws,
+            (height, width),
+            rule="inside" if paste else self.box,
+            which="paste" if paste else "cut",
+            tau=self.tau,
+            generator=gen,
+        )
         lam = torch.ones(b, dtype=torch.float32, device=device)
         if self.method == "cutmix":  # λ from the area actually pasted
             area = box_area(boxes).to(torch.float64)
@@ -300,45 +297,6 @@ class KeepStage:
         forward = self.model.early_logits if self.saliency == "early" else None
         g, logits = saliency_and_logits(self.model, images, labels, forward=forward)
         return g, int(logits.shape[1])
-
-    def _select_inside(
-        self,
-        g: torch.Tensor,
-        heights: torch.Tensor,
-        widths: torch.Tensor,
-        height: int,
-        width: int,
-        which: Literal["cut", "paste"],
-        gen: torch.Generator,
-    ) -> torch.Tensor:
-        if g.shape[-2:] == (height, width):
-            return select_windows(g, heights, widths, tau=self.tau, which=which, generator=gen)
-        # Low resolution: windows of half the side (at least 1 pixel unless the box is empty).
-        low_h = torch.where(heights > 0, (heights // 2).clamp_min(1), heights)
-        low_w = torch.where(widths > 0, (widths // 2).clamp_min(1), widths)
-        low = select_windows(g, low_h, low_w, tau=self.tau, which=which, generator=gen)
-        return upscale_boxes(low, heights, widths, height, width, generator=gen)
-
-    def _select_clipped(
-        self,
-        g: torch.Tensor,
-        heights: torch.Tensor,
-        widths: torch.Tensor,
-        height: int,
-        width: int,
-        gen: torch.Generator,
-    ) -> torch.Tensor:
-        kw = {"tau": self.tau, "which": "cut", "generator": gen}
-        if g.shape[-2:] == (height, width):
-            return select_clipped_boxes(g, heights, widths, **kw)[0]
-        # Low resolution: boxes of half the side (at least 1 unless empty), centre mapped back.
-        low_h = torch.where(heights > 0, (heights // 2).clamp_min(1), heights)
-        low_w = torch.where(widths > 0, (widths // 2).clamp_min(1), widths)
-        _, centre = select_clipped_boxes(g, low_h, low_w, **kw)
-        low_height, low_width = g.shape[-2:]
-        cy = upscale_positions(centre[:, 0], low_height - 1, height - 1, gen)
-        cx = upscale_positions(centre[:, 1], low_width - 1, width - 1, gen)
-        return clip_boxes(cy, cx, heights, widths, height, width)
 
     @staticmethod
     def _box_keep(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -429,17 +387,3 @@ _NO_CLEAN = (
     "method='paste' needs the clean view in `batch.clean`, got None; build the loader with "
     "`keep_clean=True`"
 )
-
-
-def _sample_beta(
-    alpha: float, n: int, generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    """``(n,)`` float64 draws of Beta(α, α) as ``X / (X + Y)`` with X, Y ~ Gamma(α).
-
-    ``torch.distributions.Beta`` takes no generator, hence the (long-stable, private)
-    ``torch._standard_gamma``, which is what it uses underneath.
-    """
-    concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
-    gamma = torch._standard_gamma(concentration, generator=generator)
-    total = gamma.sum(dim=0)
-    return torch.where(total > 0, gamma[0] / total.clamp_min(1e-300), 0.5)

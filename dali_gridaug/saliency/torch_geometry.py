@@ -59,3 +59,18 @@ def uniform_below(high: torch.Tensor, generator: torch.Generator | None) -> torc
     """
     u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
     return torch.floor(u * high.to(torch.float64)).to(torch.int64).minimum(high - 1)
+
+
+def sample_beta(
+    alpha: float, n: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """``(n,)`` float64 draws of Beta(α, α) as ``X / (X + Y)`` with X, Y ~ Gamma(α) (the CutMix
+    λ of ``rng.beta(α, α)``; an all-zero pair, possible for tiny α, gives 0.5).
+
+    ``torch.distributions.Beta`` takes no generator, hence the (long-stable, private)
+    ``torch._standard_gamma``, which is what it uses underneath.
+    """
+    concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
+    gamma = torch._standard_gamma(concentration, generator=generator)
+    total = gamma.sum(dim=0)
+    return torch.where(total > 0, gamma[0] / total.clamp_min(1e-300), 0.5)
