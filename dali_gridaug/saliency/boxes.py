@@ -3,8 +3,8 @@
 Two box rules for selective-cut (KeepAugment, Gong et al., 2021, with the Cutout and CutMix
 baselines' geometry from :mod:`dali_gridaug.geometry`):
 
-- ``"inside"``: all windows fully inside the image (:func:`~dali_gridaug.saliency.regions.
-  select_windows`);
+- ``"inside"``: all windows fully inside the image, stride 1
+  (:func:`dali_gridaug.saliency.regions.select_windows`);
 - ``"clip"``: the box ``[c − s//2, c + s//2)`` per axis centred on each of the H·W pixels and
   clipped to the image, as the official Cutout and CutMix code draws it.
 

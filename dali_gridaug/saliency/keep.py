@@ -115,7 +115,7 @@ class KeepStage:
     Saliency (all in eval mode, no parameter gradients): ``"full"``; ``"lowres"``: on a ×0.5
     bicubic copy with boxes of half the side (≥ 1) and positions mapped back ×2 plus a random
     offset, so that every full-resolution position is reachable (see
-    :func:`~dali_gridaug.saliency.regions.upscale_positions`); gridmask scores use the
+    :func:`~dali_gridaug.saliency.boxes.upscale_positions`); gridmask scores use the
     low-resolution map upsampled by nearest neighbour. ``"early"``: the logit of the model's
     early head (``model.early_logits(x)``, e.g. :class:`EarlyHeadResNet`).
 
