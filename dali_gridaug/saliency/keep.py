@@ -68,7 +68,8 @@ class KeepParams:
             for low-resolution saliency).
         grid: the gridmask candidates, else ``None``.
         draw_scores: ``(B, k)`` float32 saliency dropped by each gridmask candidate
-            ``Σ g·(1 − mask)``, else ``None``.
+            ``Σ g·(1 − mask)`` (summed exactly on ``g`` quantized to ``2^-24`` of each image's
+            maximum), else ``None``.
         draw: ``(B,)`` int64 index of the gridmask candidate kept, else ``None``.
     """
 
