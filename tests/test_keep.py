@@ -7,6 +7,7 @@ brute-force NumPy window sums of an independently computed saliency map.
 
 from __future__ import annotations
 
+import ast
 import math
 
 import numpy as np
@@ -216,13 +217,13 @@ def test_cutmix_lam_is_the_measured_pixel_fraction(alpha: float) -> None:
 
 def test_cutmix_box_sides_follow_int_S_sqrt_one_minus_lambda() -> None:
     """With a fixed generator the λ draws can be replayed: sides are int(S·sqrt(1 − λ))."""
-    from dali_gridaug.saliency.keep import _sample_beta
+    from dali_gridaug.saliency.torch_geometry import sample_beta
 
     model = tiny_model()
     height, width = 24, 40
     batch = make_batch(random_images(12, height=height, width=width))
     out = KeepStage(model, "cutmix", generator=gen(13))(batch)
-    lam = _sample_beta(1.0, B, gen(13), torch.device("cpu"))
+    lam = sample_beta(1.0, B, gen(13), torch.device("cpu"))
     sides = out.boxes[:, 2:] - out.boxes[:, :2]
     expected = [[int(height * math.sqrt(1 - v)), int(width * math.sqrt(1 - v))] for v in lam]
     assert sides.tolist() == expected
@@ -371,6 +372,12 @@ def test_same_seed_same_batch_and_params_replay(method: str) -> None:
         ({"alpha": 0.0}, ValueError, r"`alpha` must be in \(0, inf\), got 0.0"),
         ({"alpha": float("inf")}, ValueError, r"`alpha` must be in \(0, inf\), got inf"),
         ({"draws": 0}, ValueError, r"`draws` must be in \[1, inf\), got 0"),
+        ({"box": "clipped"}, ValueError, r"`box` must be one of 'clip', 'inside'; got 'clipped'"),
+        (
+            {"max_mask_elements": 0},
+            ValueError,
+            r"`max_mask_elements` must be in \[1, inf\), got 0",
+        ),
         ({"draws": True}, TypeError, r"`draws` must be int, got True \(bool\)"),
         ({"generator": 0}, TypeError, r"`generator` must be a torch.Generator or None, got int"),
         ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or an object with"),
@@ -388,16 +395,26 @@ def test_invalid_arguments_fail_at_construction(
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\], got 0.0"),
+        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\), got 0.0"),
+        # GridMask's range: r = 1 would keep the whole period (l = d), i.e. drop nothing
+        ({"r": 1.0}, r"`gridmask.r` must be in \(0, 1\), got 1.0"),
         ({"d": (5, 5)}, r"`gridmask.d` must satisfy min < max, got \(5, 5\)"),
         ({"d": (0, 5)}, r"`gridmask.d\[0\]` must be in \[1, inf\), got 0"),
-        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, inf\), got 0"),
+        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, 360\], got 0"),
+        ({"rotate": 361}, r"`gridmask.rotate` must be in \[1, 360\], got 361"),
         ({"mode": 2}, r"`gridmask.mode` must be one of 0, 1; got 2"),
     ],
 )
 def test_invalid_gridmask_config(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         KeepGridMaskConfig(**kwargs)
+
+
+def test_gridmask_config_periods_and_angles_are_integers() -> None:
+    with pytest.raises(TypeError, match=r"`gridmask.d\[0\]` must be int, got 4.0 \(float\)"):
+        KeepGridMaskConfig(d=(4.0, 8))
+    with pytest.raises(TypeError, match=r"`gridmask.rotate` must be int, got 1.5 \(float\)"):
+        KeepGridMaskConfig(rotate=1.5)
 
 
 def test_gridmask_accepts_any_object_with_the_attributes() -> None:
@@ -410,7 +427,7 @@ def test_gridmask_accepts_any_object_with_the_attributes() -> None:
 
     stage = KeepStage(tiny_model(), "gridmask", gridmask=GridMask(r=0.4, d=(24, 33), rotate=1))
     assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(24, 33), rotate=1, mode=1)
-    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\), got 1.5"):
         Cfg.r = 1.5
         KeepStage(tiny_model(), "gridmask", gridmask=Cfg())
 
@@ -427,7 +444,10 @@ def test_length_larger_than_the_image_fails_at_call_time() -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("method", ["cutout", "cutmix", "gridmask", "paste"])
 @pytest.mark.parametrize("saliency", ["full", "lowres"])
-def test_cuda_stage_stays_on_device_without_host_syncs(method: str, saliency: str) -> None:
+@pytest.mark.parametrize("box", ["inside", "clip"])
+def test_cuda_stage_stays_on_device_without_host_syncs(
+    method: str, saliency: str, box: str
+) -> None:
     dev = torch.device("cuda")
     model = tiny_model().to(dev)
     images = random_images(28).to(dev)
@@ -435,7 +455,13 @@ def test_cuda_stage_stays_on_device_without_host_syncs(method: str, saliency: st
     batch = batch.replace(index=batch.index.to(dev), lam=batch.lam.to(dev))
     batch = batch.replace(partner=batch.partner.to(dev))
     stage = KeepStage(
-        model, method, length=8, saliency=saliency, generator=torch.Generator(dev).manual_seed(0)
+        model,
+        method,
+        length=8,
+        saliency=saliency,
+        box=box,
+        generator=torch.Generator(dev).manual_seed(0),
+        max_mask_elements=3 * 8 * S * S,  # gridmask masks in chunks of 3 samples
     )
     stage(batch)  # warm-up: lazy CUDA/cuBLAS/CuPy initialisation may synchronise once
     torch.cuda.synchronize()
@@ -454,3 +480,45 @@ def test_cuda_stage_stays_on_device_without_host_syncs(method: str, saliency: st
         inside = box_mask(out.boxes.cpu(), S, S)[:, None].expand_as(images).to(dev)
         assert torch.equal(out.images[inside], batch.clean[inside])
     torch.testing.assert_close(out.target.sum(1), torch.ones(B, device=dev))
+
+
+_SYNC_METHODS = {"item", "tolist", "cpu", "numpy", "nonzero", "masked_select", "unique"}
+_SYNC_METHODS |= {"synchronize", "argwhere"}
+
+
+def _host_value(node: ast.expr) -> bool:
+    """An argument of int()/float() that is a host value: a name, a constant, constant
+    arithmetic or a tensor's ``.shape[...]``."""
+    if isinstance(node, (ast.Name, ast.Constant)):
+        return True
+    if isinstance(node, ast.BinOp):
+        return _host_value(node.left) and _host_value(node.right)
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "shape"
+    )
+
+
+@pytest.mark.parametrize("module", ["keep", "grid", "regions", "maps", "torch_geometry"])
+def test_stage_code_has_no_host_sync_calls(module: str) -> None:
+    """By construction (the CUDA test above needs a GPU): no ``.item()``, ``.tolist()``,
+    ``.cpu()``, ``bool(tensor)``, data-dependent ``nonzero``, or ``int()``/``float()`` of a
+    tensor anywhere in the stage's modules."""
+    import importlib
+    import inspect
+
+    source = inspect.getsource(importlib.import_module(f"dali_gridaug.saliency.{module}"))
+    offending = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _SYNC_METHODS:
+            offending.append(f"line {node.lineno}: .{func.attr}()")
+        if isinstance(func, ast.Name) and func.id == "bool":
+            offending.append(f"line {node.lineno}: bool()")
+        if isinstance(func, ast.Name) and func.id in ("int", "float"):
+            if not all(_host_value(arg) for arg in node.args):
+                offending.append(f"line {node.lineno}: {func.id}() of a computed value")
+    assert offending == []

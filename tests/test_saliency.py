@@ -28,6 +28,7 @@ from dali_gridaug.saliency import (
     saliency_map,
     select_windows,
     upscale_boxes,
+    upscale_positions,
     window_scores,
 )
 
@@ -305,12 +306,39 @@ def test_lowres_boxes_map_back_inside_the_image(size: tuple[int, int], length: i
         torch.arange(low_h - low_len + 1), torch.arange(low_w - low_len + 1), indexing="ij"
     )
     low = torch.stack((ys, xs, ys + low_len, xs + low_len), dim=-1).reshape(-1, 4)
-    full = upscale_boxes(low, length, length, height, width)
+    draws = 64  # every low box many times: the random offsets reach every full position
+    low = low.repeat(draws, 1)
+    full = upscale_boxes(
+        low, length, length, height, width, generator=torch.Generator().manual_seed(3)
+    )
     assert bool((full[:, :2] >= 0).all() and (full[:, 2] <= height).all())
     assert bool((full[:, 3] <= width).all())
     assert bool(((full[:, 2:] - full[:, :2]) == length).all())
-    unclipped = (2 * low[:, 0] + length <= height) & (2 * low[:, 1] + length <= width)
-    assert torch.equal(full[unclipped, :2], 2 * low[unclipped, :2])
+    # away from the last low position, the top-left is 2·p + {0, 1}, both offsets occurring
+    interior = (low[:, 0] < low_h - low_len) & (low[:, 1] < low_w - low_len)
+    offset = full[interior, :2] - 2 * low[interior, :2]
+    assert bool(((offset == 0) | (offset == 1)).all())
+    assert set(offset[:, 0].tolist()) == {0, 1} and set(offset[:, 1].tolist()) == {0, 1}
+    # every full-resolution top-left position is reached, odd ones included
+    assert set(full[:, 0].tolist()) == set(range(height - length + 1))
+    assert set(full[:, 1].tolist()) == set(range(width - length + 1))
+
+
+def test_upscale_positions_is_uniform_over_the_positions_a_low_position_stands_for() -> None:
+    gen = torch.Generator().manual_seed(4)
+    n = 40_000
+    # low positions 0..4 (last = 4) for full positions 0..12: the last stands for 8..12
+    low = torch.full((n,), 4, dtype=torch.int64)
+    full = upscale_positions(low, 4, 12, gen)
+    counts = np.bincount(full.numpy(), minlength=13)
+    assert counts[:8].sum() == 0
+    assert chi_square_p_ok(counts[8:], np.full(5, n / 5))
+    low = torch.full((n,), 2, dtype=torch.int64)
+    counts = np.bincount(upscale_positions(low, 4, 12, gen).numpy(), minlength=13)
+    assert counts[4] + counts[5] == n and abs(counts[4] / n - 0.5) < 0.02
+    # a last position whose pair overhangs the border is clamped to it
+    full = upscale_positions(torch.full((n,), 3, dtype=torch.int64), 3, 6, gen)
+    assert set(full.tolist()) == {6}
 
 
 # -- early head --------------------------------------------------------------------------------

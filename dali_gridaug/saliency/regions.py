@@ -1,10 +1,12 @@
 """Window scores, rank-based eligibility and masked-multinomial choice, batched in torch.
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778), Algorithm 1 and the
-"Remark" of §3, in the exact form of SPEC §"Keep variants" 2–3:
+"Remark" of §3:
 
-1. Candidates are all ``h×w`` windows fully inside the image, stride 1; a window's score is
-   the sum of the saliency over it (a box filter, evaluated with an integral image).
+1. Candidates are all ``h×w`` windows fully inside the image, stride 1 (``box="inside"``),
+   or the boxes centred on every pixel and clipped to the image, as the Cutout and CutMix
+   baselines draw them (``box="clip"``); a candidate's score is the sum of the saliency over
+   it (a box filter, evaluated with an integral image).
 2. Per image, with ``n`` candidates and ``k = ceil(τ·n)`` (clamped to ``[1, n − 1]`` so that
    both sets are non-empty; a single candidate belongs to both), the candidates are ranked by
    score: cut-eligible = the ``k`` lowest-ranked, paste-eligible = the other ``n − k``.
@@ -18,7 +20,7 @@ Tied candidates are ranked in a uniformly random order, not by index: a block of
 candidates of which ``m`` fall inside the eligible ranks gets weight ``m / c`` each, which is
 the marginal of "shuffle the ties, take the ranks, choose uniformly". Away from ties the
 weights are exactly 0/1. Constant or all-zero saliency therefore gives the uniform
-distribution over *all* candidates (SPEC: "constant saliency → uniform over all candidates"),
+distribution over *all* candidates (degenerate saliency terminates and is uniform),
 where an index tie-break would only ever cut windows from the top rows of the image.
 """
 
@@ -47,9 +49,23 @@ def quantize_saliency(saliency: torch.Tensor, bits: int = SCORE_BITS) -> torch.T
     Returns:
         ``(B, H, W)`` int64; an all-zero map stays all zero.
     """
-    g = torch.nan_to_num(saliency.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
-    peak = g.amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    g = _clean(saliency)
+    peak = saliency_peak(g)[:, None, None]
     return torch.round(g / peak * float(2**bits)).to(torch.int64)
+
+
+def _clean(saliency: torch.Tensor) -> torch.Tensor:
+    return torch.nan_to_num(saliency.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+
+
+def saliency_peak(saliency: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` float32 per-image maximum that :func:`quantize_saliency` scales by (≥ tiny).
+
+    Args:
+        saliency: ``(B, H, W)`` saliency; NaN and negative values count as 0.
+    """
+    tiny = torch.finfo(torch.float32).tiny
+    return _clean(saliency).amax(dim=(-2, -1)).clamp_min(tiny)
 
 
 def integral_image(saliency: torch.Tensor) -> torch.Tensor:
@@ -68,7 +84,8 @@ def integral_image(saliency: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _per_sample(size: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+def per_sample(size: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """``(batch,)`` int64 per-sample sizes from an int or a tensor (on ``device``)."""
     if isinstance(size, torch.Tensor):
         return size.to(device=device, dtype=torch.int64).reshape(batch)
     return torch.full((batch,), int(size), dtype=torch.int64, device=device)
@@ -95,8 +112,8 @@ def window_scores(
     b, hp1, wp1 = integral.shape
     height, width = hp1 - 1, wp1 - 1
     dev = integral.device
-    hs = _per_sample(heights, b, dev)[:, None, None]
-    ws = _per_sample(widths, b, dev)[:, None, None]
+    hs = per_sample(heights, b, dev)[:, None, None]
+    ws = per_sample(widths, b, dev)[:, None, None]
     y = torch.arange(height, device=dev)[None, :, None]
     x = torch.arange(width, device=dev)[None, None, :]
     valid = (y + hs <= height) & (x + ws <= width)
@@ -208,41 +225,11 @@ def select_windows(
         ``(B, 4)`` int64 boxes ``(y0, x0, y1, x1)``, half-open, fully inside the image.
     """
     b, height, width = saliency.shape
-    hs = _per_sample(heights, b, saliency.device)
-    ws = _per_sample(widths, b, saliency.device)
+    hs = per_sample(heights, b, saliency.device)
+    ws = per_sample(widths, b, saliency.device)
     scores, valid = window_scores(integral_image(saliency), hs, ws)
     weights = eligibility_weights(scores.reshape(b, -1), tau, which, valid.reshape(b, -1))
     index = masked_choice(weights, generator)
     y0 = torch.div(index, width, rounding_mode="floor")
     x0 = index - y0 * width
-    return torch.stack((y0, x0, y0 + hs, x0 + ws), dim=1)
-
-
-def upscale_boxes(
-    boxes: torch.Tensor,
-    heights: int | torch.Tensor,
-    widths: int | torch.Tensor,
-    height: int,
-    width: int,
-) -> torch.Tensor:
-    """Map boxes chosen on a ×0.5 map back to full resolution (low-resolution saliency).
-
-    The top-left corner is doubled and the full-resolution size is kept; a box that would
-    cross the border (odd sizes) is shifted back inside.
-
-    Args:
-        boxes: ``(B, 4)`` int64 ``(y0, x0, y1, x1)`` on the low-resolution map.
-        heights: full-resolution box height (≤ ``height``), an int or ``(B,)`` int64.
-        widths: full-resolution box width (≤ ``width``), an int or ``(B,)`` int64.
-        height: full image height H.
-        width: full image width W.
-
-    Returns:
-        ``(B, 4)`` int64 boxes fully inside the ``H×W`` image.
-    """
-    b = boxes.shape[0]
-    hs = _per_sample(heights, b, boxes.device)
-    ws = _per_sample(widths, b, boxes.device)
-    y0 = torch.minimum(2 * boxes[:, 0], height - hs)
-    x0 = torch.minimum(2 * boxes[:, 1], width - ws)
     return torch.stack((y0, x0, y0 + hs, x0 + ws), dim=1)

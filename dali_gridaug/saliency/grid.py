@@ -1,0 +1,225 @@
+"""KeepGridMask: GridMask candidates drawn on the batch's device and the saliency-guided choice.
+
+GridMask (Chen et al., 2020, https://arxiv.org/abs/2001.04086; official code
+github.com/dvlab-research/GridMask): period ``d ~ U{d_min … d_max − 1}``, kept stripes of
+``l = ceil(d·r)`` pixels, integer offsets ``U{0 … d − 1}`` per axis, rotation
+``U{0 … rotate − 1}`` degrees. KeepGridMask (our extension of KeepAugment, Gong et al., 2021)
+draws ``k`` such masks per image and keeps one, uniformly among those whose dropped saliency
+is cut-eligible by the rank rule over the ``k`` draws.
+
+The parameters are drawn with torch on the batch's device (no host synchronisation); the
+masks come from :func:`dali_gridaug.kernels.grid_keep_mask`, the kernel the GridMask
+augmentation uses. Masks are built in chunks of samples so that at most ``max_elements``
+candidate-mask values exist at a time; the choice is made once for the whole batch, so the
+result does not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
+from dali_gridaug.kernels import from_xp, grid_keep_mask, to_xp
+from dali_gridaug.saliency.regions import (
+    SCORE_BITS,
+    eligibility_weights,
+    masked_choice,
+    quantize_saliency,
+    saliency_peak,
+)
+from dali_gridaug.saliency.torch_geometry import degrees_to_radians, grid_ratio, uniform_below
+
+MAX_MASK_ELEMENTS = 1 << 23
+"""Default bound on candidate-mask values alive at once (8 Mi: 32 MiB of float32 masks plus
+64 MiB of int64 products)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepGridMaskConfig:
+    """GridMask parameters for KeepGridMask, with the semantics of the GridMask augmentation.
+
+    Attributes:
+        r: kept-stripe fraction of the period, in ``(0, 1)``; the kept stripe is
+            ``l = ceil(d·r)`` pixels wide and the dropped squares ``d − l``.
+        d: ``(d_min, d_max)`` integer period range in pixels, ``d ~ U{d_min … d_max − 1}``;
+            ``None`` means ``(max(2, H // 3), H)`` for images of height H (scales with the
+            image).
+        rotate: angles are ``U{0 … rotate − 1}`` integer degrees; in ``[1, 360]`` (1 = none).
+        mode: 1 = GridMask (drop squares), 0 = reversed GridMask (keep only the squares).
+
+    Raises:
+        TypeError, ValueError: naming the field (``gridmask.<field>``), its range and the value.
+    """
+
+    r: float = 0.6
+    d: tuple[int, int] | None = None
+    rotate: int = 360
+    mode: int = 1
+
+    def __post_init__(self) -> None:
+        check_range("gridmask.r", self.r, 0, 1, low_open=True, high_open=True)
+        if self.d is not None:
+            if isinstance(self.d, (tuple, list)) and len(self.d) == 2:
+                check_type("gridmask.d[0]", self.d[0], int)
+                check_type("gridmask.d[1]", self.d[1], int)
+            d_min, d_max = check_pair("gridmask.d", self.d, 1)
+            object.__setattr__(self, "d", (d_min, d_max))
+        check_type("gridmask.rotate", self.rotate, int)
+        check_range("gridmask.rotate", self.rotate, 1, 360)
+        check_type("gridmask.mode", self.mode, int)
+        check_choice("gridmask.mode", self.mode, (0, 1))
+
+    def period_range(self, height: int) -> tuple[int, int]:
+        """``(d_min, d_max)`` for images of height ``height`` (resolves the default)."""
+        if self.d is not None:
+            return self.d
+        if height < 3:
+            raise ValueError(
+                f"the default `gridmask.d` = (max(2, H // 3), H) needs H >= 3, got H = {height}; "
+                "pass `gridmask.d` explicitly"
+            )
+        return max(2, height // 3), height
+
+
+def as_gridmask_config(value: Any) -> KeepGridMaskConfig:
+    """``None`` → defaults; a :class:`KeepGridMaskConfig` as is; else copy ``r, d, rotate, mode``
+    from any object that has them (e.g. a :class:`~dali_gridaug.augment.GridMask`).
+    """
+    if value is None:
+        return KeepGridMaskConfig()
+    if isinstance(value, KeepGridMaskConfig):
+        return value
+    names = ("r", "d", "rotate", "mode")
+    if not all(hasattr(value, name) for name in names):
+        raise TypeError(
+            "`gridmask` must be None or an object with attributes r, d, rotate, mode "
+            f"(e.g. KeepGridMaskConfig), got {type(value).__name__}"
+        )
+    return KeepGridMaskConfig(**{name: getattr(value, name) for name in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class GridDraws:
+    """The ``k`` GridMask candidates of each sample, ``(B, k)`` float32 each.
+
+    Attributes:
+        tile: period ``d`` in pixels (an integer value).
+        ratio: dropped fraction of the period per axis, ``(d − l) / d`` with ``l = ceil(d·r)``.
+        angle: rotation in radians (an integer number of degrees).
+        shift_x: grid offset in pixels along the rotated x axis, ``U{0 … d − 1}``.
+        shift_y: grid offset in pixels along the rotated y axis, ``U{0 … d − 1}``.
+    """
+
+    tile: torch.Tensor
+    ratio: torch.Tensor
+    angle: torch.Tensor
+    shift_x: torch.Tensor
+    shift_y: torch.Tensor
+
+    def masks(self, rows: slice, height: int, width: int, mode: int) -> torch.Tensor:
+        """``(n, k, H, W)`` float32 keep-masks of the samples ``rows``, on the draws' device."""
+        fields = (self.tile, self.ratio, self.angle, self.shift_x, self.shift_y)
+        n, k = self.tile[rows].shape
+        xp, arrays = None, []
+        for field in fields:
+            xp, array = to_xp(field[rows].reshape(-1).contiguous())
+            arrays.append(array)
+        out = from_xp(grid_keep_mask(xp, height, width, *arrays, mode=mode))
+        return out.to(self.tile.device).reshape(n, k, height, width)
+
+    def pick(self, draw: torch.Tensor) -> GridDraws:
+        """The draws ``draw`` (``(B,)`` int64) of each sample, as ``(B, 1)`` fields."""
+        index = draw[:, None]
+        return GridDraws(*(f.gather(1, index) for f in dataclasses.astuple(self)))
+
+
+def sample_grid_draws(
+    cfg: KeepGridMaskConfig,
+    batch: int,
+    draws: int,
+    height: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> GridDraws:
+    """GridMask parameters as the GridMask augmentation draws them, for ``(batch, draws)``.
+
+    The rule of :func:`dali_gridaug.geometry.sample_grid` (``d ~ U{d_min … d_max − 1}``,
+    ``l = ceil(d·r)``, degrees ``U{0 … rotate − 1}``, offsets ``U{0 … d − 1}``, drawn in that
+    order), with torch on ``device`` through :mod:`~dali_gridaug.saliency.torch_geometry`.
+    """
+    d_min, d_max = cfg.period_range(height)
+    shape = (batch, draws)
+    tile = torch.randint(d_min, d_max, shape, generator=generator, device=device)
+    degrees = torch.randint(0, cfg.rotate, shape, generator=generator, device=device)
+    shift_x = uniform_below(tile, generator)
+    shift_y = uniform_below(tile, generator)
+    return GridDraws(
+        tile=tile.float(),
+        ratio=grid_ratio(tile, cfg.r),
+        angle=degrees_to_radians(degrees),
+        shift_x=shift_x.float(),
+        shift_y=shift_y.float(),
+    )
+
+
+def choose_grid_draw(
+    saliency: torch.Tensor,
+    grid: GridDraws,
+    *,
+    height: int,
+    width: int,
+    mode: int,
+    tau: float,
+    generator: torch.Generator,
+    max_elements: int = MAX_MASK_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score every candidate by the saliency it drops and keep a cut-eligible one per sample.
+
+    Args:
+        saliency: ``(B, h, w)`` float32 map; a low-resolution map is upsampled to ``H×W`` by
+            nearest neighbour.
+        grid: ``(B, k)`` candidates.
+        height: image height H.
+        width: image width W.
+        mode: GridMask mode (1 drops the squares, 0 keeps only them).
+        tau: quantile in ``(0, 1)`` of the rank rule over the ``k`` draws.
+        generator: torch generator on the device of ``saliency``.
+        max_elements: at most this many candidate-mask values (``n·k·H·W``) exist at a time;
+            at least one sample per chunk. The result does not depend on it.
+
+    Returns:
+        ``keep``: ``(B, H, W)`` float32 chosen keep-mask; ``dropped``: ``(B, k)`` float32
+        ``Σ g·(1 − mask)`` per candidate (summed exactly on the saliency quantized to
+        ``2^-24`` of each image's maximum, as the window scores); ``draw``: ``(B,)`` int64
+        chosen candidate.
+    """
+    b, k = grid.tile.shape
+    if saliency.shape[-2:] != (height, width):
+        saliency = F.interpolate(saliency[:, None], size=(height, width), mode="nearest")[:, 0]
+    # integer scores (saliency quantized per image): exact sums, independent of the chunking
+    q = quantize_saliency(saliency)
+    rows = max(1, max_elements // (k * height * width))
+    scores = torch.cat(
+        [
+            torch.where(
+                grid.masks(slice(start, start + rows), height, width, mode) > 0,
+                0,
+                q[start : start + rows, None],
+            ).sum(dim=(-2, -1))
+            for start in range(0, b, rows)
+        ]
+    )
+    draw = masked_choice(eligibility_weights(scores, tau, "cut"), generator)
+    chosen = grid.pick(draw)
+    keep = torch.cat(
+        [
+            chosen.masks(slice(start, start + rows * k), height, width, mode)[:, 0]
+            for start in range(0, b, rows * k)
+        ]
+    )
+    dropped = scores.to(torch.float64) * (saliency_peak(saliency)[:, None] / 2.0**SCORE_BITS)
+    return keep, dropped.float(), draw
