@@ -292,7 +292,7 @@ BAD = [
     (
         "[data]",
         '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nr = 2.0\n[data]',
-        r"`keep\.gridmask\.r` must be in \(0, 1\], got 2\.0",
+        r"`keep\.gridmask\.r` must be in \(0, 1[\])], got 2\.0",
     ),
     (
         "[data]",
