@@ -24,8 +24,6 @@ from dali_gridaug.augment import AUGMENTATIONS, Augment
 
 #: DALI ``auto_aug`` policies the pipeline knows (``pipeline._auto_augment``).
 AUTO_AUGMENT = ("rand_augment", "auto_augment", "trivial_augment")
-#: Loader pipeline presets (``create_loader(preset=…)``).
-PRESETS = ("imagenet", "cifar")
 
 
 def _named(label: str, error: Exception) -> str:
@@ -92,6 +90,26 @@ def check_model(recipe: Any) -> None:
     for what, used in needs:
         if used and not resnet:
             raise ValueError(f"{what} needs a ResNet `model.name`, got {name!r}")
+
+
+def check_data(recipe: Any) -> None:
+    """``[data]`` preset and colour options: they build the loader's preset."""
+    d = recipe.data
+    if d.preset is None and d.color_jitter is None and d.lighting is None:
+        return
+    try:
+        from dali_gridaug.presets import ColorJitter, resolve_preset
+    except ImportError:  # a dali_gridaug before pipeline presets: the names only
+        if d.preset not in (None, "imagenet", "cifar"):
+            raise ValueError(
+                f"`data.preset` must be one of 'imagenet', 'cifar'; got {d.preset!r}"
+            ) from None
+        return
+    jitter = ColorJitter(*d.color_jitter) if isinstance(d.color_jitter, tuple) else d.color_jitter
+    try:
+        resolve_preset(d.preset or "imagenet", color_jitter=jitter, lighting=d.lighting)
+    except (TypeError, ValueError) as e:
+        raise ValueError(_named("data", e)) from None
 
 
 def check_cross_sections(recipe: Any) -> None:

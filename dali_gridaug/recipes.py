@@ -39,9 +39,9 @@ from pydantic.dataclasses import dataclass
 
 from dali_gridaug._recipe_checks import (
     AUTO_AUGMENT,
-    PRESETS,
     build_augments,
     check_cross_sections,
+    check_data,
     check_keep,
     check_model,
     describe_errors,
@@ -133,14 +133,16 @@ class DataSection:
         image_size: training crop and validation crop side in pixels.
         batch_size: **global** batch size, split evenly over the ranks.
         val_batch_size: global validation batch size (0: ``batch_size``).
-        mean: per-channel mean in 0–255 pixel units.
-        std: per-channel std in 0–255 pixel units.
+        mean: per-channel mean in 0–255 pixel units (ImageNet's unless set, whatever the
+            preset: a CIFAR recipe sets CIFAR's).
+        std: per-channel std in 0–255 pixel units (likewise).
         auto_augment: DALI ``auto_aug`` policy applied before normalization ("": none).
         preset: the loader's pipeline preset (``"imagenet"``, ``"cifar"``); unset: the
             loader's default (ImageNet).
-        color_jitter: ``(brightness, contrast, saturation)`` strengths as torchvision's
-            ``ColorJitter``; unset: none.
-        lighting: std of AlexNet's PCA lighting noise; unset: none.
+        color_jitter: torchvision ``ColorJitter`` strength, one number for brightness,
+            contrast and saturation alike or a ``[brightness, contrast, saturation]`` list;
+            unset: the preset's (none).
+        lighting: std of AlexNet's PCA lighting noise; unset: the preset's (none).
         workers: DALI CPU threads per rank; unset: the trainer's default.
     """
 
@@ -150,10 +152,10 @@ class DataSection:
     mean: Channels = IMAGENET_MEAN
     std: Channels = IMAGENET_STD
     auto_augment: Literal[("", *AUTO_AUGMENT)] = ""  # type: ignore[valid-type]
-    preset: Literal[PRESETS] | None = None  # type: ignore[valid-type]
-    color_jitter: (
-        Annotated[tuple[Float, Float, Float], BeforeValidator(_tuple)] | None  # noqa: UP007
-    ) = None
+    preset: Str | None = None
+    color_jitter: Float | Annotated[tuple[Float, Float, Float], BeforeValidator(_tuple)] | None = (
+        None
+    )
     lighting: Annotated[Float, Field(gt=0)] | None = None
     workers: Annotated[Int, Field(ge=1)] | None = None
 
@@ -233,6 +235,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         check_model(self)
+        check_data(self)
         check_cross_sections(self)
         if self.keep is not None:
             check_keep(self)
@@ -285,7 +288,12 @@ class Recipe:
                 "auto_augment": d.auto_augment or None,
                 "keep_clean": keep is not None and keep.method == "paste",
             }
-            optional |= {"color_jitter": d.color_jitter, "lighting": d.lighting}
+            jitter = d.color_jitter
+            if isinstance(jitter, tuple):
+                from dali_gridaug.presets import ColorJitter
+
+                jitter = ColorJitter(*jitter)
+            optional |= {"color_jitter": jitter, "lighting": d.lighting}
             optional["label_smoothing"] = self.loss.label_smoothing or None
         return out | {k: v for k, v in optional.items() if v is not None}
 

@@ -133,7 +133,7 @@ def test_paper_values() -> None:
     )
     for name in ("imagenet_cutmix", "imagenet_gridmix", "imagenet_keepautoaugment"):
         data = load_recipe(name).data  # clovaai: ColorJitter(0.4, 0.4, 0.4) + Lighting(0.1)
-        assert (data.preset, data.color_jitter, data.lighting) == ("imagenet", (0.4,) * 3, 0.1)
+        assert (data.preset, data.color_jitter, data.lighting) == ("imagenet", 0.4, 0.1)
 
     gx = load_recipe("imagenet_gridmix")
     assert gx.augment == (GridMix(n=4, p=0.8),)
@@ -444,7 +444,7 @@ PERTURB = {
     "data.std": (*DEMO, [60.0, 60.0, 60.0]),
     "data.auto_augment": (*DEMO, "rand_augment"),
     "data.preset": (*DEMO, "cifar"),
-    "data.color_jitter": (*DEMO, [0.4, 0.4, 0.4]),
+    "data.color_jitter": (*DEMO, 0.4),
     "data.lighting": (*DEMO, 0.1),
     "data.workers": (*DEMO, 2),
     "loss.name": (*DEMO, "soft_ce"),
