@@ -220,6 +220,12 @@ def test_heads_use_the_models_own_forward() -> None:
     early = EarlyHeadResNet(torchvision.models.resnet18(num_classes=6)).train()
     _, early_logits = early(x)
     torch.testing.assert_close(early.early_logits(x), early_logits, rtol=1e-5, atol=1e-6)
+    # after a module swap (as SyncBatchNorm conversion does) the truncated pass follows it
+    bn1 = torch.nn.BatchNorm2d(64)
+    torch.nn.init.uniform_(bn1.weight, 1.5, 2.5)
+    early.resnet.bn1 = bn1
+    _, early_logits = early(x)
+    torch.testing.assert_close(early.early_logits(x), early_logits, rtol=1e-5, atol=1e-6)
     assert set(early.state_dict()) == {f"resnet.{k}" for k in early.resnet.state_dict()} | {
         "early_fc.weight",
         "early_fc.bias",

@@ -144,10 +144,15 @@ class EarlyHeadResNet(nn.Module):
         return self.early_fc(torch.flatten(self.early_pool(features), 1))
 
     def _stem(self) -> nn.Module:
-        """The model's graph up to ``layer1`` (traced once; not a registered submodule, so
-        parameters and ``state_dict`` keys stay those of ``resnet``).
+        """The model's graph up to ``layer1``, sharing the model's modules (traced on first use
+        and again after a module is replaced; not a registered submodule, so parameters and
+        ``state_dict`` keys stay those of ``resnet``).
         """
         stem = self.__dict__.get("_stem_graph")
+        if stem is not None and any(  # a module was replaced since (e.g. SyncBatchNorm)
+            m is not self.resnet.get_submodule(n) for n, m in stem.named_children()
+        ):
+            stem = None
         if stem is None:
             from torchvision.models.feature_extraction import create_feature_extractor
 
