@@ -16,10 +16,13 @@ by name, ``--recipe path/to/file.toml`` any file. Tables (every key optional, ex
     [keep]       method, tau, length, saliency, alpha, draws, box, early_weight
     [keep.gridmask]  r, d, rotate, mode (KeepGridMask's GridMask parameters)
 
-The schema holds types and the recipe's own ranges; what the library already checks is
-checked by constructing the library's objects: each ``[[augment]]`` entry builds its
-augmentation config, ``[keep]`` builds a :class:`~dali_gridaug.saliency.KeepStage` (on a
-stand-in model) and ``[model] name`` is looked up in torchvision's model registry. A wrong key
+The schema (:mod:`~dali_gridaug.recipes.sections`) holds types and the recipe's own ranges;
+what the library already checks is checked by constructing the library's objects
+(:mod:`~dali_gridaug.recipes.checks`): each ``[[augment]]`` entry builds its augmentation
+config, ``[data]`` preset and colour options build the loader's preset, ``[keep]`` builds a
+:class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and ``[model] name`` is looked
+up in torchvision's model registry. :meth:`Recipe.loader_kwargs` and :meth:`Recipe.keep_kwargs`
+are the one mapping from a recipe to ``create_loader`` and ``KeepStage`` arguments. A wrong key
 or value fails at load time, before any loader is built, naming the file, table and key:
 ``recipe demo.toml: [optim] unknown key 'lrr'`` or
 ``recipe demo.toml: `augment[0].r` must be in (0, 1), got 1.5``.
