@@ -152,6 +152,9 @@ class MaskAugment(Augment):
     ``out = x·M + fill·(1 − M)`` on normalized pixels (a fill of 0 drops to exactly 0).
     """
 
+    #: graph-only parameters read only by :meth:`fill_dali` (not fed when a paste follows).
+    fill_params: ClassVar[tuple[str, ...]] = ()
+
     def fill(self) -> float | Literal["noise"]:
         """The value of dropped pixels: a constant, or ``"noise"`` (standard normal)."""
         return 0.0
@@ -163,6 +166,12 @@ class MaskAugment(Augment):
         output coordinates; ``params`` are the CPU parameter nodes.
         """
         raise NotImplementedError
+
+    def fill_dali(self, params: Mapping[str, Any], height: int, width: int, device: str) -> Any:
+        """Optional: the fill already placed, a CHW float ``(C, H, W)`` node that is 0 outside
+        the drop (cheaper than a full-size noise field); None to fill ``fill()`` by region.
+        """
+        return None
 
 
 def ones_mask(height: int, width: int, device: str) -> Any:

@@ -10,7 +10,9 @@ over float images.
 2. Mask augmentations build small ``(H, W, 1)`` uint8 keep-masks in output coordinates
    (``fn.grid_mask``/``fn.erase`` on a ones image), folded into one keep-mask (and fill
    regions) in the given order. Before a mixing op they travel with the pixels:
-   flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)).
+   flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)). A noise fill is
+   drawn only for its box and placed with a zero-padding ``fn.slice`` when no paste follows
+   (else one full-size noise field covers every noise region).
 3. ``crop_mirror_normalize`` flips and writes CHW (float16 when asked) directly.
 4. One broadcast multiply ``x·M`` with the mask reshaped to ``(1, H, W)``: a dropped pixel is
    exactly 0; fills add ``v·R`` (constant) or ``N·R`` (``fn.random.normal`` noise).
@@ -37,48 +39,67 @@ def is_native(augments: Sequence[Augment]) -> bool:
 
 @dataclasses.dataclass
 class _Masks:
-    """Folded masks: ``out = x·keep + Σ value·region (+ noise·noise_region)``; uint8 HW1."""
+    """Masks folded in order: ``out = x·keep + Σ fill·region``; ``keep`` and the regions are
+    uint8 ``(H, W, 1)`` (a region None = everywhere). A fill is a constant, ``"noise"``
+    (one standard-normal field for all noise regions) or a CHW float node that is 0 outside
+    its own drop (box noise, placed by the augmentation).
+    """
 
     keep: Any = None
-    fills: list[tuple[float, Any]] = dataclasses.field(default_factory=list)
-    noise: Any = None
+    terms: list[list[Any]] = dataclasses.field(default_factory=list)
 
-    def add(self, mask: Any, fill: float | str) -> None:
+    def add(self, mask: Any, fill: Any, fill_node: Any = None) -> None:
         from nvidia.dali import fn, types
 
         def u8(node: Any) -> Any:
             return fn.cast(node, dtype=types.UINT8)
 
         self.keep = mask if self.keep is None else u8(self.keep * mask)
-        self.fills = [(v, u8(r * mask)) for v, r in self.fills]
-        if self.noise is not None:
-            self.noise = u8(self.noise * mask)
-        if fill == "noise":
-            self.noise = u8(1 - mask) if self.noise is None else u8(self.noise + (1 - mask))
+        for term in self.terms:
+            term[1] = mask if term[1] is None else u8(term[1] * mask)
+        noise = [t for t in self.terms if isinstance(t[0], str)]
+        if fill_node is not None:
+            self.terms.append([fill_node, None])
+        elif fill == "noise" and noise:
+            noise[0][1] = u8(noise[0][1] + (1 - mask))  # disjoint: one field serves both
         elif fill != 0:
-            self.fills.append((float(fill), u8(1 - mask)))
+            self.terms.append([fill, u8(1 - mask)])
 
     def map(self, f: Any) -> None:
+        """Move every mask through ``f`` (a paste); box-noise fills cannot travel."""
+        if any(r is None for _, r in self.terms):
+            raise ValueError("a placed fill cannot travel through a paste")
         self.keep = f(self.keep)
-        self.fills = [(v, f(r)) for v, r in self.fills]
-        self.noise = f(self.noise) if self.noise is not None else None
+        self.terms = [[v, f(r)] for v, r in self.terms]
 
     def apply(self, images: Any, layout: str, size: tuple[int, int], half: bool) -> Any:
         from nvidia.dali import fn, types
 
         def shaped(m: Any) -> Any:
-            if layout == "HWC":
-                return m
-            return fn.reshape(m, shape=[1, *size], layout="CHW")
+            return m if layout == "HWC" else fn.reshape(m, shape=[1, *size], layout="CHW")
 
         out = images * shaped(self.keep)
-        for value, region in self.fills:
-            out = out + value * shaped(region)
-        if self.noise is not None:
-            out = out + fn.random.normal(images) * shaped(self.noise)
-        if half and (self.fills or self.noise is not None):
+        for fill, region in self.terms:
+            if isinstance(fill, str):
+                fill = fn.random.normal(images)
+            out = out + (fill if region is None else fill * shaped(region))
+        if half and self.terms:
             out = fn.cast(out, dtype=types.FLOAT16)
         return out
+
+
+def unused_params(augments: Sequence[Augment]) -> set[str]:
+    """Flattened names of declared parameters this graph does not read: the placed-fill
+    parameters (:attr:`MaskAugment.fill_params`) when a paste follows.
+    """
+    if not any(isinstance(a, MixAugment) for a in augments) or not is_native(augments):
+        return set()
+    return {
+        f"{i}.{name}"
+        for i, a in enumerate(augments)
+        if isinstance(a, MaskAugment)
+        for name in a.fill_params
+    }
 
 
 def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
@@ -121,7 +142,9 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
         if isinstance(aug, MixAugment):
             mixer = (aug, p)
         elif isinstance(aug, MaskAugment):
-            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill())
+            mixes = any(isinstance(a, MixAugment) for a in spec.augments)
+            placed = None if mixes else aug.fill_dali(p, h, w, spec.device)
+            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
         else:
             raise TypeError(f"{type(aug).__name__} is neither a mask nor a mixing augmentation")
     if mixer is not None:
