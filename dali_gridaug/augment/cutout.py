@@ -132,7 +132,7 @@ class RandomErasing(_BoxDrop):
 
     p: float = 0.5
     scale: tuple[float, float] = (0.02, 1 / 3)
-    ratio: tuple[float, float] = (0.3, 3.3)
+    ratio: tuple[float, float] = (0.3, 1 / 0.3)
     value: float | str = "random"
     max_attempts: int = 10
     backend: Backend = "auto"
