@@ -60,8 +60,17 @@ def decode_train(
     return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
 
 
-def decode_val(encoded: object, *, device: str, size: tuple[int, int]) -> object:
-    """Decode and resize the shorter side to ``size / CROP_PCT`` (224 → 256); the centre crop
+def decode(encoded: object, *, device: str) -> object:
+    """Decode to the full image. Returns: HWC uint8 RGB DataNode."""
+    from nvidia.dali import fn
+
+    return fn.decoders.image(encoded, **_decoder_kwargs(device))
+
+
+def decode_val(
+    encoded: object, *, device: str, size: tuple[int, int], crop_pct: float = CROP_PCT
+) -> object:
+    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256); the centre crop
     happens in :func:`normalize`.
 
     Returns:
@@ -69,10 +78,9 @@ def decode_val(encoded: object, *, device: str, size: tuple[int, int]) -> object
     """
     from nvidia.dali import fn, types
 
-    images = fn.decoders.image(encoded, **_decoder_kwargs(device))
     return fn.resize(
-        images,
-        resize_shorter=round(min(size) / CROP_PCT),
+        decode(encoded, device=device),
+        resize_shorter=round(min(size) / crop_pct),
         interp_type=types.INTERP_LINEAR,
         antialias=True,
     )
@@ -81,7 +89,7 @@ def decode_val(encoded: object, *, device: str, size: tuple[int, int]) -> object
 def normalize(
     images: object,
     *,
-    mean: Sequence[float],
+    mean: Sequence[float] | object,
     std: Sequence[float],
     mirror: object | None,
     crop: tuple[int, int] | None,
@@ -105,7 +113,7 @@ def normalize(
         images,
         dtype=types.FLOAT16 if half else types.FLOAT,
         output_layout=layout,
-        mean=list(mean),
+        mean=list(mean) if isinstance(mean, Sequence) else mean,  # or a per-sample DataNode
         std=list(std),
         **kw,
     )

@@ -13,11 +13,12 @@ import torch
 from dali_gridaug._validate import check_choice, check_range, check_type
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.batch import Batch
-from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD, READER_NAME
+from dali_gridaug.constants import READER_NAME
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.labels import mix_target, parse_ascii_labels, patch_labels
 from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
+from dali_gridaug.presets import ColorJitter, Lighting, Preset, resolve_preset
 from dali_gridaug.reader import FileSource, Source, resolve_source
 
 
@@ -33,8 +34,8 @@ def create_loader(
     num_threads: int | None = None,
     shard_id: int | None = None,
     num_shards: int | None = None,
-    mean: float | Sequence[float] = IMAGENET_MEAN,
-    std: float | Sequence[float] = IMAGENET_STD,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
     dtype: torch.dtype = torch.float32,
     drop_last: bool | None = None,
     keep_clean: bool = False,
@@ -42,6 +43,9 @@ def create_loader(
     exclude: Sequence[str] = (),
     checkpointing: bool = False,
     resume: Mapping[str, Any] | None = None,
+    preset: str | Preset = "imagenet",
+    color_jitter: ColorJitter | float | None = None,
+    lighting: Lighting | float | None = None,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
@@ -57,8 +61,9 @@ def create_loader(
         num_threads: DALI CPU threads (default: the CPU count, at most 8).
         shard_id: this rank; default the ``torch.distributed`` rank, else 0.
         num_shards: number of ranks; default the ``torch.distributed`` world size, else 1.
-        mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels).
-        std: per-channel std in 0–255 pixel units.
+        mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels);
+            default the preset's.
+        std: per-channel std in 0–255 pixel units; default the preset's.
         dtype: ``torch.float32`` or ``torch.float16`` images.
         drop_last: drop the last partial batch; default True for train, False for eval.
         keep_clean: also return the un-augmented crop as ``Batch.clean`` (Keep stage).
@@ -69,6 +74,13 @@ def create_loader(
         resume: a :meth:`DaliLoader.state_dict` of this rank's loader (same source, batch
             size, shards and seed; implies ``checkpointing``): continue exactly where it was
             taken, mid-epoch included.
+        preset: input pipeline, ``"imagenet"`` (random-resized crop; val resize + centre crop),
+            ``"cifar"`` (pad 4 + random crop; val unchanged) or a
+            :class:`~dali_gridaug.presets.Preset`.
+        color_jitter: train colour jitter, a :class:`~dali_gridaug.presets.ColorJitter` or
+            ``x`` for ``ColorJitter(x, x, x)`` (clovaai ImageNet: 0.4); None: the preset's.
+        lighting: train PCA lighting, a :class:`~dali_gridaug.presets.Lighting` or its ``std``
+            (clovaai ImageNet: 0.1); None: the preset's.
 
     Returns:
         A :class:`DaliLoader`.
@@ -114,7 +126,9 @@ def create_loader(
             raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
         src = src.without(exclude)
     rank, world = _distributed(shard_id, num_shards)
-    mean_t, std_t = _channels("mean", mean), _channels("std", std)
+    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
+    mean_t = _channels("mean", pre.mean if mean is None else mean)
+    std_t = _channels("std", pre.std if std is None else std)
     if any(s <= 0 for s in std_t):
         raise ValueError(f"`std` must be positive, got {std}")
     dev = _resolve_device(device)
@@ -124,7 +138,7 @@ def create_loader(
         num_threads=num_threads or max(1, min(8, os.cpu_count() or 1)),
         shard_id=rank, num_shards=world, mean=mean_t, std=std_t,
         half=dtype == torch.float16, keep_clean=keep_clean, auto_augment=auto_augment,
-        checkpointing=checkpointing or resume is not None,
+        checkpointing=checkpointing or resume is not None, preset=pre,
     )
     if isinstance(src, FileSource) and len(src) < world:
         raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")

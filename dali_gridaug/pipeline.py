@@ -11,8 +11,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from dali_gridaug import presets
 from dali_gridaug.augment.base import Augment
-from dali_gridaug.decode import decode_train, decode_val, normalize
+from dali_gridaug.decode import normalize
 from dali_gridaug.params import ParamSource
 from dali_gridaug.reader import Source, read
 
@@ -39,6 +40,7 @@ class PipelineSpec:
     auto_augment: str | None = None
     prefetch: int = 2
     checkpointing: bool = False
+    preset: presets.Preset = presets.IMAGENET
 
 
 def build_pipeline(
@@ -70,11 +72,15 @@ def build_pipeline(
             spec.source, shard_id=spec.shard_id, num_shards=spec.num_shards,
             shuffle=spec.train, seed=spec.seed,
         )
+        mean: Any = spec.mean
         if spec.train:
-            pixels = decode_train(encoded, device=spec.device, size=spec.size)
+            pixels = presets.decode_train(encoded, spec.preset, device=spec.device, size=spec.size)
+            # the preset's colour ops are part of both views; one draw drives both
+            pixels = presets.color_ops(pixels, spec.preset)
+            mean = presets.normalize_mean(spec.preset, spec.mean)  # PCA lighting, if any
             crop = None
         else:
-            pixels = decode_val(encoded, device=spec.device, size=spec.size)
+            pixels = presets.decode_val(encoded, spec.preset, device=spec.device, size=spec.size)
             crop = spec.size
         outputs: dict[str, Any] = {"key": key}
         clean_pixels = pixels
@@ -83,12 +89,12 @@ def build_pipeline(
         # one coin, so the clean view is flipped exactly like the augmented one
         mirror = fn.random.coin_flip(probability=0.5) if spec.train else None
         images = normalize(
-            pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=crop,
+            pixels, mean=mean, std=spec.std, mirror=mirror, crop=crop,
             layout="HWC" if spec.augments else "CHW", half=spec.half and not spec.augments,
         )
         if spec.keep_clean:
             outputs["clean"] = normalize(
-                clean_pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=crop,
+                clean_pixels, mean=mean, std=spec.std, mirror=mirror, crop=crop,
                 layout="CHW", half=spec.half,
             )
         if params is not None and spec.augments:
