@@ -27,7 +27,7 @@ def create_loader(
     *,
     batch_size: int,
     train: bool = True,
-    image_size: int | tuple[int, int] = 224,
+    image_size: int | tuple[int, int] | None = None,
     augment: Sequence[Augment] = (),
     device: str = "auto",
     seed: int = 0,
@@ -54,7 +54,7 @@ def create_loader(
             :class:`~dali_gridaug.reader.FileSource`/:class:`~dali_gridaug.reader.TarSource`.
         batch_size: images per batch per rank.
         train: random-resized crop + flip + ``augment`` (True) or resize + centre crop.
-        image_size: output side in pixels, or ``(H, W)``.
+        image_size: output side in pixels, or ``(H, W)``; default the preset's (224, CIFAR 32).
         augment: augmentation configs; per-sample ones apply in order, one mixing op last.
         device: ``"gpu"``, ``"cpu"`` (DALI's CPU backend) or ``"auto"`` (GPU when usable).
         seed: run seed; rank r's pipeline uses ``seed + r`` (the file order uses ``seed``).
@@ -98,6 +98,8 @@ def create_loader(
     if num_threads is not None:
         check_type("num_threads", num_threads, int)
         check_range("num_threads", num_threads, 1)
+    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
+    image_size = pre.size if image_size is None else image_size
     if not isinstance(image_size, (int, tuple, list)) or (
         not isinstance(image_size, int) and len(image_size) != 2
     ):
@@ -126,7 +128,6 @@ def create_loader(
             raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
         src = src.without(exclude)
     rank, world = _distributed(shard_id, num_shards)
-    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
     mean_t = _channels("mean", pre.mean if mean is None else mean)
     std_t = _channels("std", pre.std if std is None else std)
     if any(s <= 0 for s in std_t):

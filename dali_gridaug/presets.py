@@ -107,6 +107,7 @@ class Preset:
         crop_pct: val resizes the shorter side to ``size / crop_pct``; ``None``: no resize.
         mean: per-channel mean, 0–255 units (the loader's default).
         std: per-channel std, 0–255 units (the loader's default).
+        size: output side in pixels (the loader's default ``image_size``).
         color_jitter: optional train colour jitter.
         lighting: optional train PCA lighting.
     """
@@ -120,6 +121,7 @@ class Preset:
     crop_pct: float | None = CROP_PCT
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    size: int = 224
     color_jitter: ColorJitter | None = None
     lighting: Lighting | None = None
 
@@ -131,6 +133,8 @@ class Preset:
         check_type("preset.padding", self.padding, int)
         check_range("preset.padding", self.padding, 0)
         check_choice("preset.fill", self.fill, ("zero", "reflect"))
+        check_type("preset.size", self.size, int)
+        check_range("preset.size", self.size, 1)
         if self.crop_pct is not None:
             check_range("preset.crop_pct", self.crop_pct, 0, 1, low_open=True)
         check_type("preset.color_jitter", self.color_jitter, (ColorJitter, type(None)))
@@ -139,7 +143,14 @@ class Preset:
 
 IMAGENET = Preset("imagenet")
 CIFAR = Preset(
-    "cifar", crop="pad", padding=4, fill="zero", crop_pct=None, mean=CIFAR_MEAN, std=CIFAR_STD
+    "cifar",
+    crop="pad",
+    padding=4,
+    fill="zero",
+    crop_pct=None,
+    mean=CIFAR_MEAN,
+    std=CIFAR_STD,
+    size=32,
 )
 #: name → preset, for ``create_loader(preset=...)`` and recipe files.
 PRESETS: dict[str, Preset] = {p.name: p for p in (IMAGENET, CIFAR)}
