@@ -16,8 +16,10 @@ from scipy import stats
 
 from dali_gridaug import create_loader
 from dali_gridaug.presets import (
+    CIFAR,
     CIFAR_MEAN,
     CIFAR_STD,
+    IMAGENET,
     PCA_EIGVAL,
     PCA_EIGVEC,
     ColorJitter,
@@ -238,6 +240,20 @@ def test_lighting_and_jitter_are_shared_by_the_clean_view(cifar_like: Path) -> N
         break
     assert loader.spec.preset.lighting == Lighting(std=0.1)
     assert loader.spec.preset.color_jitter == ColorJitter(0.4, 0.4, 0.4)
+
+
+def test_presets_by_name_and_by_object(cifar_like: Path) -> None:
+    assert resolve_preset("cifar") is CIFAR and resolve_preset(CIFAR) is CIFAR
+    assert resolve_preset("imagenet") is IMAGENET
+    mine = Preset("mine", crop="pad", padding=2, fill="reflect", size=24)
+    assert resolve_preset(mine) is mine
+    jittered = resolve_preset(mine, color_jitter=0.3, lighting=Lighting(std=0.2))
+    assert jittered.color_jitter == ColorJitter(0.3, 0.3, 0.3) and jittered.lighting.std == 0.2
+    assert (jittered.padding, jittered.fill) == (2, "reflect")
+    loader = create_loader(cifar_like, batch_size=8, device="cpu", preset="cifar")
+    assert loader.spec.size == (32, 32) and loader.spec.preset is CIFAR  # the preset's size
+    assert next(iter(loader)).images.shape == (8, 3, 32, 32)
+    assert create_loader(cifar_like, batch_size=8, device="cpu").spec.size == (224, 224)
 
 
 @pytest.mark.parametrize(

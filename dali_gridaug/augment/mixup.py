@@ -148,8 +148,8 @@ class _Mixing(Augment):
         if kw["mode"] == "pair" and batch_size % 2:
             raise ValueError(f"`mode`='pair' needs an even `batch_size`, got {batch_size}")
         minmax = kw["cutmix_minmax"]
-        if minmax is not None and int(min(height, width) * minmax[0]) >= int(
-            min(height, width) * minmax[1]
+        if minmax is not None and any(
+            int(s * minmax[0]) >= int(s * minmax[1]) for s in (height, width)
         ):
             raise ValueError(
                 f"`cutmix_minmax`={minmax!r} leaves no integer box side on {height}×{width} images"
