@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from timm.data import mixup as timm_mixup  # the reference: timm's own code (test extra)
 
 from dali_gridaug import create_loader
 from dali_gridaug.augment import AUGMENTATIONS, RandomErasing
 from dali_gridaug.augment.mixup import Mixup, MixupCutMix, sample_mix
 from dali_gridaug.labels import mix_target
 from tests.conftest import COLORS
-
-timm_mixup = pytest.importorskip("timm.data.mixup")
 
 B, H, W = 8, 16, 12
 DRAWS = 3000  # batches per configuration

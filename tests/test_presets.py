@@ -186,6 +186,8 @@ def _torchvision_jitter(decoded: np.ndarray, draws: int, strength=(0.4, 0.4, 0.4
 
 def test_color_jitter_matches_torchvision(cifar_like: Path, decoded: np.ndarray) -> None:
     preset = Preset("jitter", crop="pad", crop_pct=None, color_jitter=ColorJitter(0.4, 0.4, 0.4))
+    # torchvision draws a random order of the three ops; without clamping they commute
+    # exactly, so these per-image statistics do not depend on it (clamping is rare here)
     images, keys = _epochs(_loader(cifar_like, preset, seed=5), 40)  # 640 draws
     assert (images == np.round(images)).all() and images.min() >= 0 and images.max() <= 255
     ours = _jitter_stats(images, decoded[keys])
