@@ -88,11 +88,15 @@ class _Masks:
         return out
 
 
+def _pasted(augments: Sequence[Augment]) -> bool:
+    return any(isinstance(a, MixAugment) and a.pastes() for a in augments)
+
+
 def unused_params(augments: Sequence[Augment]) -> set[str]:
     """Flattened names of declared parameters this graph does not read: the placed-fill
     parameters (:attr:`MaskAugment.fill_params`) when a paste follows.
     """
-    if not any(isinstance(a, MixAugment) for a in augments) or not is_native(augments):
+    if not _pasted(augments) or not is_native(augments):
         return set()
     return {
         f"{i}.{name}"
@@ -119,52 +123,70 @@ def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
         ) from e
 
 
-def augment_graph(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
+def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
     """Augment, flip and normalize ``pixels`` (HWC uint8 crops of ``spec.size``).
 
     Args:
         pixels: HWC uint8 DataNode.
         nodes: the batch's :class:`~dali_gridaug.params.ParamNodes`.
         mirror: ``(B,)`` int32 flip-coin node.
+        mean: per-channel mean (a sequence, or a per-sample node: PCA lighting).
         spec: the :class:`~dali_gridaug.pipeline.PipelineSpec`.
 
     Returns:
         ``(B, 3, H, W)`` CHW float32 (float16 when ``spec.half``) DataNode.
     """
     if not is_native(spec.augments):
-        return _per_op(pixels, nodes, mirror, spec)
+        return _per_op(pixels, nodes, mirror, mean, spec)
     from nvidia.dali import fn
 
     h, w = spec.size
     masks = _Masks()
-    mixer: tuple[MixAugment, dict[str, Any]] | None = None
+    mixer: tuple[MixAugment, Any] | None = None
     for aug, p in zip(spec.augments, nodes.augments):  # noqa: B905 (autograph: no strict)
         if isinstance(aug, MixAugment):
             mixer = (aug, p)
         elif isinstance(aug, MaskAugment):
-            mixes = any(isinstance(a, MixAugment) for a in spec.augments)
-            placed = None if mixes else aug.fill_dali(p, h, w, spec.device)
+            placed = None if _pasted(spec.augments) else aug.fill_dali(p, h, w, spec.device)
             masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
         else:
             raise TypeError(f"{type(aug).__name__} is neither a mask nor a mixing augmentation")
-    if mixer is not None:
+    plain_pixels, plain_masks = pixels, masks
+    if mixer is not None and mixer[0].pastes():
         aug, p = mixer
         pixels = aug.paste_dali(pixels, p)
         if masks.keep is not None:
+            masks = dataclasses.replace(masks, terms=[list(t) for t in masks.terms])
             masks.map(
                 lambda m: fn.flip(aug.paste_dali(fn.flip(m, horizontal=mirror), p),
                                   horizontal=mirror)
             )  # fmt: skip
-    images = normalize(
-        pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=None, layout="CHW",
-        half=spec.half,
-    )  # fmt: skip
-    if masks.keep is None:
+
+    def finish(pix: Any, folded: _Masks) -> Any:
+        x = normalize(
+            pix, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="CHW", half=spec.half
+        )
+        return x if folded.keep is None else folded.apply(x, "CHW", spec.size, spec.half)
+
+    images = finish(pixels, masks)
+    if mixer is None:
         return images
-    return masks.apply(images, "CHW", spec.size, spec.half)
+    aug, p = mixer
+    plain = finish(plain_pixels, plain_masks) if aug.blend_plain() else images
+    return _blend(aug, images, p, plain, spec.half)
 
 
-def _per_op(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
+def _blend(aug: MixAugment, images: Any, params: Any, plain: Any, half: bool) -> Any:
+    """``aug``'s blend, if any, kept in the output dtype."""
+    from nvidia.dali import fn, types
+
+    out = aug.blend_dali(images, params, plain)
+    if out is None:
+        return images
+    return fn.cast(out, dtype=types.FLOAT16) if half else out
+
+
+def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
     """Fallback when some augmentation runs as a kernel: each op in order on normalized HWC
     float images (paste arguments in output coordinates), then one transpose to CHW.
     """
@@ -172,13 +194,16 @@ def _per_op(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
 
     h, w = spec.size
     images = normalize(
-        pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=None, layout="HWC", half=False
+        pixels, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="HWC", half=False
     )
     for aug, p in zip(spec.augments, nodes.augments):  # noqa: B905 (autograph: no strict)
         if aug.resolve_backend() == "kernel":
             images = _kernel(aug, images, p, spec.device)
         elif isinstance(aug, MixAugment):
-            images = aug.paste_dali(images, p)
+            plain = images
+            if aug.pastes():
+                images = aug.paste_dali(images, p)
+            images = _blend(aug, images, p, plain, False)
         else:
             masks = _Masks()
             masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill())
