@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing, create_loader
+from dali_gridaug.augment import Mixup, MixupCutMix
 from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_specs
 from dali_gridaug.geometry import random_partner
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask
@@ -201,6 +202,8 @@ AUTO_AUGMENTS = {
     "cutmix": [CutMix()],
     "gridmix": [GridMix()],
     "all": [GridMask(d=(8, 16)), RandomErasing(), Cutout(length=8), CutMix()],
+    "mixup": [Mixup()],
+    "mixup_cutmix_elem": [GridMask(d=(8, 16)), MixupCutMix(mode="elem")],
 }
 
 
