@@ -16,7 +16,8 @@ class Batch:
         images: ``(B, 3, H, W)`` normalized float (``dtype`` of the loader), NCHW, on the
             loader's device.
         target: what the loss wants: soft labels ``(B, K)`` float32 when a mixing
-            augmentation ran, else equal to ``labels``.
+            augmentation ran or label smoothing ε > 0 (``(1 − ε)·t + ε/K``), else equal to
+            ``labels``.
         labels: hard labels of the (un-mixed) images, ``(B,)`` int64.
         index: position of each sample in the dataset's file list, ``(B,)`` int64
             (``-1`` where the source has no index, e.g. tar shards).

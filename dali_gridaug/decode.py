@@ -67,10 +67,26 @@ def decode_train(
     return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
 
 
+def decode(encoded: object, *, device: str, hw_load: float = HW_DECODER_LOAD) -> object:
+    """Decode to the full image (``hw_load`` as :func:`decode_train`).
+
+    Returns:
+        HWC uint8 RGB DataNode.
+    """
+    from nvidia.dali import fn
+
+    return fn.decoders.image(encoded, **_decoder_kwargs(device, hw_load))
+
+
 def decode_val(
-    encoded: object, *, device: str, size: tuple[int, int], hw_load: float = HW_DECODER_LOAD
+    encoded: object,
+    *,
+    device: str,
+    size: tuple[int, int],
+    crop_pct: float = CROP_PCT,
+    hw_load: float = HW_DECODER_LOAD,
 ) -> object:
-    """Decode and resize the shorter side to ``size / CROP_PCT`` (224 → 256); the centre crop
+    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256); the centre crop
     happens in :func:`normalize`.
 
     Returns:
@@ -78,10 +94,9 @@ def decode_val(
     """
     from nvidia.dali import fn, types
 
-    images = fn.decoders.image(encoded, **_decoder_kwargs(device, hw_load))
     return fn.resize(
-        images,
-        resize_shorter=round(min(size) / CROP_PCT),
+        decode(encoded, device=device, hw_load=hw_load),
+        resize_shorter=round(min(size) / crop_pct),
         interp_type=types.INTERP_LINEAR,
         antialias=True,
     )
@@ -90,7 +105,7 @@ def decode_val(
 def normalize(
     images: object,
     *,
-    mean: Sequence[float],
+    mean: Sequence[float] | object,
     std: Sequence[float],
     mirror: object | None,
     crop: tuple[int, int] | None,
@@ -114,7 +129,7 @@ def normalize(
         images,
         dtype=types.FLOAT16 if half else types.FLOAT,
         output_layout=layout,
-        mean=list(mean),
+        mean=list(mean) if isinstance(mean, Sequence) else mean,  # or a per-sample DataNode
         std=list(std),
         **kw,
     )

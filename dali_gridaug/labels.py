@@ -10,13 +10,15 @@ import torch
 
 def one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
     """``(B,)`` int → ``(B, K)`` float32, timm-style smoothing: off = ε/K, on = 1 − ε + ε/K."""
-    out = torch.zeros((labels.shape[0], num_classes), dtype=torch.float32, device=labels.device)
-    return smooth_target(out.scatter_(1, labels.long()[:, None], 1.0), num_classes, smoothing)
+    off = smoothing / num_classes  # timm's arithmetic, bit for bit
+    out = torch.full((labels.shape[0], num_classes), off, dtype=torch.float32, device=labels.device)
+    return out.scatter_(1, labels.long()[:, None], 1.0 - smoothing + off)
 
 
 def smooth_target(target: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    """Label smoothing, the one definition: ``(1 − ε)·t + ε/K`` (timm's ``mixup_target``
-    with smoothing equals this for every λ).
+    """Label smoothing, the one rule: ``(1 − ε)·t + ε/K`` (timm's ``mixup_target``
+    with smoothing equals this for every λ up to float rounding; :func:`one_hot` applies the
+    same rule with timm's rounding).
 
     Args:
         target: ``(B,)`` int hard labels or ``(B, K)`` float soft targets.
@@ -29,7 +31,7 @@ def smooth_target(target: torch.Tensor, num_classes: int, smoothing: float) -> t
     if smoothing == 0:
         return target
     if target.ndim == 1:
-        target = one_hot(target, num_classes)
+        return one_hot(target, num_classes, smoothing)
     return target.to(torch.float32) * (1.0 - smoothing) + smoothing / num_classes
 
 

@@ -15,11 +15,12 @@ from dali_gridaug._validate import check_choice, check_range, check_type
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.augment.graph import is_native
 from dali_gridaug.batch import Batch
-from dali_gridaug.constants import HW_DECODER_LOAD, IMAGENET_MEAN, IMAGENET_STD, READER_NAME
+from dali_gridaug.constants import HW_DECODER_LOAD, READER_NAME
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.labels import parse_ascii_labels, smooth_target
 from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
+from dali_gridaug.presets import ColorJitter, Lighting, Preset, resolve_preset
 from dali_gridaug.reader import FileSource, Source, resolve_source
 
 
@@ -28,15 +29,15 @@ def create_loader(
     *,
     batch_size: int,
     train: bool = True,
-    image_size: int | tuple[int, int] = 224,
+    image_size: int | tuple[int, int] | None = None,
     augment: Sequence[Augment] = (),
     device: str = "auto",
     seed: int = 0,
     num_threads: int | None = None,
     shard_id: int | None = None,
     num_shards: int | None = None,
-    mean: float | Sequence[float] = IMAGENET_MEAN,
-    std: float | Sequence[float] = IMAGENET_STD,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
     dtype: torch.dtype = torch.float32,
     drop_last: bool | None = None,
     keep_clean: bool = False,
@@ -44,6 +45,9 @@ def create_loader(
     exclude: Sequence[str] = (),
     checkpointing: bool = False,
     resume: Mapping[str, Any] | None = None,
+    preset: str | Preset = "imagenet",
+    color_jitter: ColorJitter | float | None = None,
+    lighting: Lighting | float | None = None,
     hw_decoder_load: float = HW_DECODER_LOAD,
     label_smoothing: float = 0.0,
 ) -> DaliLoader:
@@ -54,15 +58,16 @@ def create_loader(
             :class:`~dali_gridaug.reader.FileSource`/:class:`~dali_gridaug.reader.TarSource`.
         batch_size: images per batch per rank.
         train: random-resized crop + flip + ``augment`` (True) or resize + centre crop.
-        image_size: output side in pixels, or ``(H, W)``.
+        image_size: output side in pixels, or ``(H, W)``; default the preset's (224, CIFAR 32).
         augment: augmentation configs; per-sample ones apply in order, one mixing op last.
         device: ``"gpu"``, ``"cpu"`` (DALI's CPU backend) or ``"auto"`` (GPU when usable).
         seed: run seed; rank r's pipeline uses ``seed + r`` (the file order uses ``seed``).
         num_threads: DALI CPU threads (default: the CPU count, at most 8).
         shard_id: this rank; default the ``torch.distributed`` rank, else 0.
         num_shards: number of ranks; default the ``torch.distributed`` world size, else 1.
-        mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels).
-        std: per-channel std in 0–255 pixel units.
+        mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels);
+            default the preset's.
+        std: per-channel std in 0–255 pixel units; default the preset's.
         dtype: ``torch.float32`` or ``torch.float16`` images.
         drop_last: drop the last partial batch; default True for train, False for eval.
         keep_clean: also return the un-augmented crop as ``Batch.clean`` (Keep stage).
@@ -79,6 +84,13 @@ def create_loader(
             (mixing) or hard, becomes ``(1 − ε)·t + ε/K``, ``(B, K)`` float32 (timm's
             formula). A mixing augmentation's own ``label_smoothing`` (timm compatibility) is
             used only when this is 0.
+        preset: input pipeline, ``"imagenet"`` (random-resized crop; val resize + centre crop),
+            ``"cifar"`` (pad 4 + random crop; val unchanged) or a
+            :class:`~dali_gridaug.presets.Preset`.
+        color_jitter: train colour jitter, a :class:`~dali_gridaug.presets.ColorJitter` or
+            ``x`` for ``ColorJitter(x, x, x)`` (clovaai ImageNet: 0.4); None: the preset's.
+        lighting: train PCA lighting, a :class:`~dali_gridaug.presets.Lighting` or its ``std``
+            (clovaai ImageNet: 0.1); None: the preset's.
 
     Returns:
         A :class:`DaliLoader`.
@@ -96,6 +108,8 @@ def create_loader(
     if num_threads is not None:
         check_type("num_threads", num_threads, int)
         check_range("num_threads", num_threads, 1)
+    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
+    image_size = pre.size if image_size is None else image_size
     if not isinstance(image_size, (int, tuple, list)) or (
         not isinstance(image_size, int) and len(image_size) != 2
     ):
@@ -124,7 +138,8 @@ def create_loader(
             raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
         src = src.without(exclude)
     rank, world = _distributed(shard_id, num_shards)
-    mean_t, std_t = _channels("mean", mean), _channels("std", std)
+    mean_t = _channels("mean", pre.mean if mean is None else mean)
+    std_t = _channels("std", pre.std if std is None else std)
     if any(s <= 0 for s in std_t):
         raise ValueError(f"`std` must be positive, got {std}")
     dev = _resolve_device(device)
@@ -136,7 +151,7 @@ def create_loader(
         num_threads=num_threads or max(1, min(8, os.cpu_count() or 1)),
         shard_id=rank, num_shards=world, mean=mean_t, std=std_t,
         half=dtype == torch.float16, keep_clean=keep_clean, auto_augment=auto_augment,
-        checkpointing=checkpointing or resume is not None,
+        checkpointing=checkpointing or resume is not None, preset=pre,
         hw_decoder_load=float(hw_decoder_load), label_smoothing=smoothing,
     )
     if isinstance(src, FileSource) and len(src) < world:
@@ -289,8 +304,9 @@ class DaliLoader:
         self.epoch += 1
 
     def _to_batch(self, out: dict[str, torch.Tensor]) -> Batch:
-        """The labels stage: hard labels from the key, the mixing augmentation's
-        :meth:`~dali_gridaug.augment.base.MixAugment.labels`, then label smoothing. Every
+        """The labels stage: hard labels from the key, then the mixing augmentation's
+        :meth:`~dali_gridaug.augment.base.MixAugment.labels` (or the hard labels), with the
+        loader's label smoothing ε applied to either (the one place it is applied). Every
         tensor already is on the images' device (GPU pipelines emit GPU outputs), so nothing
         here waits for the host.
         """
@@ -304,16 +320,17 @@ class DaliLoader:
         else:
             labels = parse_ascii_labels(key)
             index = torch.full_like(labels, -1)
-        update = LabelUpdate(labels, torch.ones(len(labels), device=dev),
+        eps = self.spec.label_smoothing
+        update = LabelUpdate(smooth_target(labels, k, eps), torch.ones(len(labels), device=dev),
                              torch.arange(len(labels), device=dev))  # fmt: skip
         if self.params is not None:
             for aug, params in zip(self.spec.augments, self.params.unflatten(out), strict=True):
                 if aug.mixing:
                     params = {n: t.to(dev, non_blocking=True) for n, t in params.items()}
-                    update = aug.labels(params, labels, k)
+                    update = aug.labels(params, labels, k, eps)
         return Batch(
             images=images,
-            target=smooth_target(update.target, k, self.spec.label_smoothing),
+            target=update.target,
             labels=labels, index=index, lam=update.lam, partner=update.partner,
             patch_labels=update.patch_labels, clean=out.get("clean"), epoch=self.epoch,
         )  # fmt: skip

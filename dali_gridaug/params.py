@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dali_gridaug.augment.base import Augment, Params
+from dali_gridaug.augment.graph import unused_params
 
 #: Generator stream of the flip coins (after any augmentation index).
 FLIP_STREAM = 1 << 16
@@ -77,7 +78,9 @@ class ParamSource:
         self.first_epoch = 0
         self.first_step = 0
         self.schemas = tuple(a.schema(height, width) for a in self.augments)
+        unused = unused_params(self.augments)
         specs = [(f"{i}.{s.name}", s) for i, sch in enumerate(self.schemas) for s in sch]
+        specs = [(k, s) for k, s in specs if k not in unused]
         #: every fed name, in ``external_source`` output order
         self.keys = ["epoch", "flip"] + [k for k, _ in specs]
         #: the fed names that are also pipeline outputs
@@ -136,7 +139,8 @@ class ParamSource:
         )
         flat = {k: nodes[j] for j, k in enumerate(self.keys)}  # (autograph has no zip strict)
         per_aug = tuple(
-            {s.name: flat[f"{i}.{s.name}"] for s in schema} for i, schema in enumerate(self.schemas)
+            {s.name: flat[f"{i}.{s.name}"] for s in schema if f"{i}.{s.name}" in flat}
+            for i, schema in enumerate(self.schemas)
         )
         return ParamNodes(flip=flat["flip"], augments=per_aug, all=flat)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from dali_gridaug import presets
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.augment.graph import augment_graph, check_kernel_dependencies
 from dali_gridaug.constants import HW_DECODER_LOAD
-from dali_gridaug.decode import decode_train, decode_val, normalize
+from dali_gridaug.decode import normalize
 from dali_gridaug.params import ParamSource
 from dali_gridaug.reader import Source, read
 
@@ -43,6 +44,7 @@ class PipelineSpec:
     checkpointing: bool = False
     hw_decoder_load: float = HW_DECODER_LOAD
     label_smoothing: float = 0.0
+    preset: presets.Preset = presets.IMAGENET
 
 
 def build_pipeline(
@@ -79,9 +81,21 @@ def build_pipeline(
             shuffle=spec.train,
             seed=spec.seed,
         )
-        decode = decode_train if spec.train else decode_val
-        pixels = decode(encoded, device=spec.device, size=spec.size, hw_load=spec.hw_decoder_load)
-        crop = None if spec.train else spec.size
+        mean: Any = spec.mean
+        hw = spec.hw_decoder_load
+        if spec.train:
+            pixels = presets.decode_train(
+                encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
+            )
+            # the preset's colour ops are part of both views; one draw drives both
+            pixels = presets.color_ops(pixels, spec.preset)
+            mean = presets.normalize_mean(spec.preset, spec.mean)  # PCA lighting, if any
+            crop = None
+        else:
+            pixels = presets.decode_val(
+                encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
+            )
+            crop = spec.size
         outputs: dict[str, Any] = {"key": key.gpu() if spec.device == "gpu" else key}
         nodes = params.feed() if params is not None else None
         # one coin per sample, drawn on the host: the clean view is flipped like the augmented
@@ -90,21 +104,16 @@ def build_pipeline(
         if spec.auto_augment is not None:
             pixels = _auto_augment(pixels, spec.auto_augment)
         if spec.augments and nodes is not None:
-            images = augment_graph(pixels, nodes, mirror, spec)
+            images = augment_graph(pixels, nodes, mirror, mean, spec)
         else:
             images = normalize(
-                pixels,
-                mean=spec.mean,
-                std=spec.std,
-                mirror=mirror,
-                crop=crop,
-                layout="CHW",
+                pixels, mean=mean, std=spec.std, mirror=mirror, crop=crop, layout="CHW",
                 half=spec.half,
-            )
+            )  # fmt: skip
         if spec.keep_clean:
             outputs["clean"] = normalize(
                 clean_pixels,
-                mean=spec.mean,
+                mean=mean,
                 std=spec.std,
                 mirror=mirror,
                 crop=crop,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing, create_loader
+from dali_gridaug.augment import Mixup, MixupCutMix
 from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_specs
 from dali_gridaug.geometry import random_partner
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask
@@ -201,6 +202,8 @@ AUTO_AUGMENTS = {
     "cutmix": [CutMix()],
     "gridmix": [GridMix()],
     "all": [GridMask(d=(8, 16)), RandomErasing(), Cutout(length=8), CutMix()],
+    "mixup": [Mixup()],
+    "mixup_cutmix_elem": [GridMask(d=(8, 16)), MixupCutMix(mode="elem")],
 }
 
 
@@ -240,7 +243,9 @@ GRAPHS = {
 }
 
 
-@pytest.mark.parametrize("device", ["cpu", "gpu"])
+@pytest.mark.parametrize(
+    "device", ["cpu", "gpu"], ids=["cpu-graph", "gpu-graph"]
+)  # not the `gpu` mark
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_auto_graphs_have_no_python_function(color_data: Path, name: str, device: str) -> None:
     ops = _op_names({"root": color_data, **GRAPHS[name]}, device)
@@ -269,3 +274,25 @@ def test_auto_never_picks_a_gpu_kernel_without_cupy(color_data: Path) -> None:
     with pytest.raises(ValueError, match="`cupy` is not installed"):
         _op_names({"root": color_data, "augments": (aug,)}, "gpu")
     assert _op_names({"root": color_data, "augments": (GridMask(d=(8, 16)),)}, "gpu")
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", "gpu"], ids=["cpu-graph", "gpu-graph"]
+)  # not the `gpu` mark
+def test_decoders_upsample_alike_and_take_the_hw_load(color_data: Path, device: str) -> None:
+    from dali_gridaug.pipeline import PipelineSpec, build_pipeline
+    from dali_gridaug.reader import resolve_source
+
+    spec = PipelineSpec(
+        source=resolve_source(color_data), batch_size=4, train=True, size=(32, 32), augments=(),
+        device=device, device_id=0 if device == "gpu" else None, seed=0, num_threads=1,
+        shard_id=0, num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3, half=False,
+        hw_decoder_load=0.25,
+    )  # fmt: skip
+    pipe, _ = build_pipeline(spec, None)
+    pipe._build_graph()
+    decoder = next(str(o.spec) for o in pipe._ops if "decoders" in o._op.schema.Name())
+    assert "jpeg_fancy_upsampling: 1" in decoder.replace("True", "1")
+    assert ("hw_decoder_load: 0.25" in decoder) == (device == "gpu")
+    with pytest.raises(ValueError, match="`hw_decoder_load`"):
+        create_loader(color_data, batch_size=4, device="cpu", hw_decoder_load=1.5)

@@ -9,10 +9,11 @@ from dali_gridaug.augment.cutmix import CutMix
 from dali_gridaug.augment.cutout import Cutout, RandomErasing
 from dali_gridaug.augment.gridmask import GridMask
 from dali_gridaug.augment.gridmix import GridMix
+from dali_gridaug.augment.mixup import Mixup, MixupCutMix
 
 #: name → config class, for the CLI and recipe files.
 AUGMENTATIONS: dict[str, type[Augment]] = {
-    cls.name: cls for cls in (GridMask, Cutout, RandomErasing, CutMix, GridMix)
+    cls.name: cls for cls in (GridMask, Cutout, RandomErasing, CutMix, GridMix, Mixup, MixupCutMix)
 }
 
 __all__ = [
@@ -26,5 +27,7 @@ __all__ = [
     "MaskAugment",
     "MixAugment",
     "ParamSpec",
+    "Mixup",
+    "MixupCutMix",
     "RandomErasing",
 ]

@@ -56,7 +56,7 @@ class LabelUpdate:
     """What a mixing augmentation did to the labels of a batch (torch, on the label device).
 
     Attributes:
-        target: ``(B, K)`` float32 soft target (un-smoothed; the loader smooths once).
+        target: ``(B, K)`` float32 soft target, smoothed with the loader's ε.
         lam: ``(B,)`` float32 weight of the sample's own label.
         partner: ``(B,)`` int64 batch position of the image mixed in.
         patch_labels: ``(B, n, n)`` int64 per-cell labels (GridMix), else None.
@@ -152,6 +152,9 @@ class MaskAugment(Augment):
     ``out = x·M + fill·(1 − M)`` on normalized pixels (a fill of 0 drops to exactly 0).
     """
 
+    #: graph-only parameters read only by :meth:`fill_dali` (not fed when a paste follows).
+    fill_params: ClassVar[tuple[str, ...]] = ()
+
     def fill(self) -> float | Literal["noise"]:
         """The value of dropped pixels: a constant, or ``"noise"`` (standard normal)."""
         return 0.0
@@ -163,6 +166,12 @@ class MaskAugment(Augment):
         output coordinates; ``params`` are the CPU parameter nodes.
         """
         raise NotImplementedError
+
+    def fill_dali(self, params: Mapping[str, Any], height: int, width: int, device: str) -> Any:
+        """Optional: the fill already placed, a CHW float ``(C, H, W)`` node that is 0 outside
+        the drop (cheaper than a full-size noise field); None to fill ``fill()`` by region.
+        """
+        return None
 
 
 def ones_mask(height: int, width: int, device: str) -> Any:
@@ -178,7 +187,7 @@ class MixAugment(Augment):
     """A batch-mixing augmentation: a paste from a partner and its label update.
 
     :meth:`sample` must return at least ``lam`` ``(B,)`` float32 and ``partner`` ``(B,)``
-    int32 (emitted) and the paste arguments of :func:`paste_specs`.
+    int32 (emitted) and, when :meth:`pastes`, the paste arguments of :func:`paste_specs`.
     """
 
     mixing: ClassVar[bool] = True
@@ -195,7 +204,24 @@ class MixAugment(Augment):
             out_anchors=params["paste_anchors"],
         )
 
-    def labels(self, params: Mapping[str, Any], y: Any, num_classes: int) -> LabelUpdate:
+    def pastes(self) -> bool:
+        """Whether this configuration pastes (declares and uses :func:`paste_specs`)."""
+        return True
+
+    def blend_dali(self, images: Any, params: Mapping[str, Any], plain: Any) -> Any:
+        """Optional blend on the normalized images after the paste and the masks (Mixup):
+        return the new images, or None (no blend). ``plain`` is what a partner contributes:
+        ``images`` itself, or the un-pasted images when :meth:`blend_plain`.
+        """
+        return None
+
+    def blend_plain(self) -> bool:
+        """True when :meth:`blend_dali` needs the partner's images without the paste."""
+        return False
+
+    def labels(
+        self, params: Mapping[str, Any], y: Any, num_classes: int, smoothing: float = 0.0
+    ) -> LabelUpdate:
         """The batch's label update from its emitted parameters (torch tensors).
 
         Args:
@@ -203,12 +229,14 @@ class MixAugment(Augment):
                 label device.
             y: ``(B,)`` int64 hard labels.
             num_classes: K.
+            smoothing: the loader's label smoothing ε, applied with timm's arithmetic
+                (:func:`~dali_gridaug.labels.mix_target`), so targets equal timm's bit for bit.
         """
         from dali_gridaug.labels import mix_target
 
         lam = params["lam"].reshape(-1).float()
         partner = params["partner"].reshape(-1).long()
-        return LabelUpdate(mix_target(y, partner, lam, num_classes), lam, partner)
+        return LabelUpdate(mix_target(y, partner, lam, num_classes, smoothing), lam, partner)
 
 
 def paste_specs(pieces: int) -> tuple[ParamSpec, ...]:

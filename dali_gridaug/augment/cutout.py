@@ -130,6 +130,7 @@ class RandomErasing(_BoxDrop):
     backend: Backend = "auto"
 
     name: ClassVar[str] = "random_erasing"
+    fill_params: ClassVar[tuple[str, ...]] = ("noise_shape", "noise_start")
 
     def __post_init__(self) -> None:
         check_range("p", self.p, 0, 1)
@@ -150,7 +151,25 @@ class RandomErasing(_BoxDrop):
         specs = super().schema(height, width)
         if self._noise_kernel():
             specs += (ParamSpec("noise_seed", np.int64, (1,), emitted=False),)
+        elif self.value == "random":
+            specs += (
+                ParamSpec("noise_shape", np.int32, (3,), emitted=False),
+                ParamSpec("noise_start", np.int32, (3,), emitted=False),
+            )
         return specs
+
+    def fill_dali(self, params: Mapping[str, Any], height: int, width: int, device: str) -> Any:
+        """Noise drawn only for the box, ``(3, h, w)``, zero-padded to ``(3, H, W)`` at it."""
+        if self.value != "random":
+            return None
+        from nvidia.dali import fn
+
+        noise = fn.random.normal(shape=params["noise_shape"], device=device)
+        placed = fn.slice(
+            noise, start=params["noise_start"], shape=[3, height, width], axes=[0, 1, 2],
+            out_of_bounds_policy="pad", fill_values=0,
+        )  # fmt: skip
+        return fn.reshape(placed, layout="CHW")
 
     def _noise_kernel(self) -> bool:
         return self.value == "random" and self.resolve_backend() == "kernel"
@@ -179,6 +198,12 @@ class RandomErasing(_BoxDrop):
         box = np.stack([y0, x0, y0 + h, x0 + w], axis=1)
         box[~applied] = 0
         params: Params = {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}
+        if self.value == "random" and not self._noise_kernel():
+            sides = (box[:, 2:] - box[:, :2]).astype(np.int32)
+            params["noise_shape"] = np.concatenate([np.full((b, 1), 3, np.int32), sides], 1)
+            params["noise_start"] = np.concatenate(
+                [np.zeros((b, 1), np.int32), -box[:, :2].astype(np.int32)], 1
+            )
         if self._noise_kernel():
             params["noise_seed"] = np.full((b, 1), rng.integers(2**31), np.int64)
         return params

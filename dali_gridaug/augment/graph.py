@@ -10,7 +10,9 @@ over float images.
 2. Mask augmentations build small ``(H, W, 1)`` uint8 keep-masks in output coordinates
    (``fn.grid_mask``/``fn.erase`` on a ones image), folded into one keep-mask (and fill
    regions) in the given order. Before a mixing op they travel with the pixels:
-   flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)).
+   flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)). A noise fill is
+   drawn only for its box and placed with a zero-padding ``fn.slice`` when no paste follows
+   (else one full-size noise field covers every noise region).
 3. ``crop_mirror_normalize`` flips and writes CHW (float16 when asked) directly.
 4. One broadcast multiply ``x·M`` with the mask reshaped to ``(1, H, W)``: a dropped pixel is
    exactly 0; fills add ``v·R`` (constant) or ``N·R`` (``fn.random.normal`` noise).
@@ -37,48 +39,71 @@ def is_native(augments: Sequence[Augment]) -> bool:
 
 @dataclasses.dataclass
 class _Masks:
-    """Folded masks: ``out = x·keep + Σ value·region (+ noise·noise_region)``; uint8 HW1."""
+    """Masks folded in order: ``out = x·keep + Σ fill·region``; ``keep`` and the regions are
+    uint8 ``(H, W, 1)`` (a region None = everywhere). A fill is a constant, ``"noise"``
+    (one standard-normal field for all noise regions) or a CHW float node that is 0 outside
+    its own drop (box noise, placed by the augmentation).
+    """
 
     keep: Any = None
-    fills: list[tuple[float, Any]] = dataclasses.field(default_factory=list)
-    noise: Any = None
+    terms: list[list[Any]] = dataclasses.field(default_factory=list)
 
-    def add(self, mask: Any, fill: float | str) -> None:
+    def add(self, mask: Any, fill: Any, fill_node: Any = None) -> None:
         from nvidia.dali import fn, types
 
         def u8(node: Any) -> Any:
             return fn.cast(node, dtype=types.UINT8)
 
         self.keep = mask if self.keep is None else u8(self.keep * mask)
-        self.fills = [(v, u8(r * mask)) for v, r in self.fills]
-        if self.noise is not None:
-            self.noise = u8(self.noise * mask)
-        if fill == "noise":
-            self.noise = u8(1 - mask) if self.noise is None else u8(self.noise + (1 - mask))
+        for term in self.terms:
+            term[1] = mask if term[1] is None else u8(term[1] * mask)
+        noise = [t for t in self.terms if isinstance(t[0], str)]
+        if fill_node is not None:
+            self.terms.append([fill_node, None])
+        elif fill == "noise" and noise:
+            noise[0][1] = u8(noise[0][1] + (1 - mask))  # disjoint: one field serves both
         elif fill != 0:
-            self.fills.append((float(fill), u8(1 - mask)))
+            self.terms.append([fill, u8(1 - mask)])
 
     def map(self, f: Any) -> None:
+        """Move every mask through ``f`` (a paste); box-noise fills cannot travel."""
+        if any(r is None for _, r in self.terms):
+            raise ValueError("a placed fill cannot travel through a paste")
         self.keep = f(self.keep)
-        self.fills = [(v, f(r)) for v, r in self.fills]
-        self.noise = f(self.noise) if self.noise is not None else None
+        self.terms = [[v, f(r)] for v, r in self.terms]
 
     def apply(self, images: Any, layout: str, size: tuple[int, int], half: bool) -> Any:
         from nvidia.dali import fn, types
 
         def shaped(m: Any) -> Any:
-            if layout == "HWC":
-                return m
-            return fn.reshape(m, shape=[1, *size], layout="CHW")
+            return m if layout == "HWC" else fn.reshape(m, shape=[1, *size], layout="CHW")
 
         out = images * shaped(self.keep)
-        for value, region in self.fills:
-            out = out + value * shaped(region)
-        if self.noise is not None:
-            out = out + fn.random.normal(images) * shaped(self.noise)
-        if half and (self.fills or self.noise is not None):
+        for fill, region in self.terms:
+            if isinstance(fill, str):
+                fill = fn.random.normal(images)
+            out = out + (fill if region is None else fill * shaped(region))
+        if half and self.terms:
             out = fn.cast(out, dtype=types.FLOAT16)
         return out
+
+
+def _pasted(augments: Sequence[Augment]) -> bool:
+    return any(isinstance(a, MixAugment) and a.pastes() for a in augments)
+
+
+def unused_params(augments: Sequence[Augment]) -> set[str]:
+    """Flattened names of declared parameters this graph does not read: the placed-fill
+    parameters (:attr:`MaskAugment.fill_params`) when a paste follows.
+    """
+    if not _pasted(augments) or not is_native(augments):
+        return set()
+    return {
+        f"{i}.{name}"
+        for i, a in enumerate(augments)
+        if isinstance(a, MaskAugment)
+        for name in a.fill_params
+    }
 
 
 def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
@@ -98,50 +123,70 @@ def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
         ) from e
 
 
-def augment_graph(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
+def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
     """Augment, flip and normalize ``pixels`` (HWC uint8 crops of ``spec.size``).
 
     Args:
         pixels: HWC uint8 DataNode.
         nodes: the batch's :class:`~dali_gridaug.params.ParamNodes`.
         mirror: ``(B,)`` int32 flip-coin node.
+        mean: per-channel mean (a sequence, or a per-sample node: PCA lighting).
         spec: the :class:`~dali_gridaug.pipeline.PipelineSpec`.
 
     Returns:
         ``(B, 3, H, W)`` CHW float32 (float16 when ``spec.half``) DataNode.
     """
     if not is_native(spec.augments):
-        return _per_op(pixels, nodes, mirror, spec)
+        return _per_op(pixels, nodes, mirror, mean, spec)
     from nvidia.dali import fn
 
     h, w = spec.size
     masks = _Masks()
-    mixer: tuple[MixAugment, dict[str, Any]] | None = None
+    mixer: tuple[MixAugment, Any] | None = None
     for aug, p in zip(spec.augments, nodes.augments):  # noqa: B905 (autograph: no strict)
         if isinstance(aug, MixAugment):
             mixer = (aug, p)
         elif isinstance(aug, MaskAugment):
-            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill())
+            placed = None if _pasted(spec.augments) else aug.fill_dali(p, h, w, spec.device)
+            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
         else:
             raise TypeError(f"{type(aug).__name__} is neither a mask nor a mixing augmentation")
-    if mixer is not None:
+    plain_pixels, plain_masks = pixels, masks
+    if mixer is not None and mixer[0].pastes():
         aug, p = mixer
         pixels = aug.paste_dali(pixels, p)
         if masks.keep is not None:
+            masks = dataclasses.replace(masks, terms=[list(t) for t in masks.terms])
             masks.map(
                 lambda m: fn.flip(aug.paste_dali(fn.flip(m, horizontal=mirror), p),
                                   horizontal=mirror)
             )  # fmt: skip
-    images = normalize(
-        pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=None, layout="CHW",
-        half=spec.half,
-    )  # fmt: skip
-    if masks.keep is None:
+
+    def finish(pix: Any, folded: _Masks) -> Any:
+        x = normalize(
+            pix, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="CHW", half=spec.half
+        )
+        return x if folded.keep is None else folded.apply(x, "CHW", spec.size, spec.half)
+
+    images = finish(pixels, masks)
+    if mixer is None:
         return images
-    return masks.apply(images, "CHW", spec.size, spec.half)
+    aug, p = mixer
+    plain = finish(plain_pixels, plain_masks) if aug.blend_plain() else images
+    return _blend(aug, images, p, plain, spec.half)
 
 
-def _per_op(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
+def _blend(aug: MixAugment, images: Any, params: Any, plain: Any, half: bool) -> Any:
+    """``aug``'s blend, if any, kept in the output dtype."""
+    from nvidia.dali import fn, types
+
+    out = aug.blend_dali(images, params, plain)
+    if out is None:
+        return images
+    return fn.cast(out, dtype=types.FLOAT16) if half else out
+
+
+def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
     """Fallback when some augmentation runs as a kernel: each op in order on normalized HWC
     float images (paste arguments in output coordinates), then one transpose to CHW.
     """
@@ -149,13 +194,16 @@ def _per_op(pixels: Any, nodes: Any, mirror: Any, spec: Any) -> Any:
 
     h, w = spec.size
     images = normalize(
-        pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=None, layout="HWC", half=False
+        pixels, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="HWC", half=False
     )
     for aug, p in zip(spec.augments, nodes.augments):  # noqa: B905 (autograph: no strict)
         if aug.resolve_backend() == "kernel":
             images = _kernel(aug, images, p, spec.device)
         elif isinstance(aug, MixAugment):
-            images = aug.paste_dali(images, p)
+            plain = images
+            if aug.pastes():
+                images = aug.paste_dali(images, p)
+            images = _blend(aug, images, p, plain, False)
         else:
             masks = _Masks()
             masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill())

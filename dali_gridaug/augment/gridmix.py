@@ -97,10 +97,12 @@ class GridMix(MixAugment):
             **paste_args(partner, boxes, height, width, flip),
         }
 
-    def labels(self, params: Mapping[str, Any], y: Any, num_classes: int) -> LabelUpdate:
+    def labels(
+        self, params: Mapping[str, Any], y: Any, num_classes: int, smoothing: float = 0.0
+    ) -> LabelUpdate:
         from dali_gridaug.labels import patch_labels
 
-        update = super().labels(params, y, num_classes)
+        update = super().labels(params, y, num_classes, smoothing)
         cells = patch_labels(y, update.partner, params["cells"])
         return dataclasses.replace(update, patch_labels=cells)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 def linear_ramp(p: float, epoch: int, ramp_epochs: int) -> float:
     """``p · min(1, epoch / ramp_epochs)``; a constant ``p`` when ``ramp_epochs`` is 0.
 
-    GridMask's schedule (SPEC): epoch 0 applies nothing, epoch ``ramp_epochs`` and later ``p``.
+    GridMask's schedule (official code): epoch 0 applies nothing, epoch ``ramp_epochs`` and
+    later ``p``.
     """
     if ramp_epochs <= 0:
         return p

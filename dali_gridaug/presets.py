@@ -1,0 +1,310 @@
+"""Input-pipeline presets as data: crop rules, normalization statistics and colour ops.
+
+- ``"imagenet"`` (torchvision's ImageNet recipe): train = random-resized crop, area ∈
+  [0.08, 1], aspect ∈ [3/4, 4/3]; val = resize the shorter side to ``size / 0.875``, centre
+  crop ``size``. ImageNet mean/std.
+- ``"cifar"`` (the Cutout, GridMask and CutMix official CIFAR code): train = pad 4 pixels on
+  each side (zero fill, or ``fill="reflect"``), random ``size`` crop, i.e. torchvision's
+  ``RandomCrop(32, padding=4)``; val = the image unchanged (a centre crop to ``size``, a no-op
+  for ``size × size`` sources; no resize). Mean/std (125.3, 123.0, 113.9)/(63.0, 62.1, 66.7)
+  as in that code.
+- Horizontal flips (p = 0.5) are applied by the normalization step, one coin per sample.
+- Optional clovaai ImageNet colour ops (CutMix recipes): :class:`ColorJitter` (torchvision
+  semantics) and :class:`Lighting` (AlexNet PCA noise).
+
+The graph functions take and return DALI ``DataNode`` s of HWC uint8 RGB images (before
+normalization); every operator used has a CPU and a GPU kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
+from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RATIO, RRC_SCALE
+from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
+from dali_gridaug.decode import decode
+from dali_gridaug.decode import decode_train as decode_rrc
+from dali_gridaug.decode import decode_val as decode_resize
+
+#: CIFAR statistics in 0–255 pixel units (official Cutout/CutMix CIFAR code).
+CIFAR_MEAN: tuple[float, float, float] = (125.3, 123.0, 113.9)
+CIFAR_STD: tuple[float, float, float] = (63.0, 62.1, 66.7)
+#: AlexNet PCA of ImageNet RGB pixels in [0, 1] (fb.resnet.torch / clovaai ``Lighting``).
+PCA_EIGVAL: tuple[float, float, float] = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC: tuple[tuple[float, float, float], ...] = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+#: Luma weights of torchvision's ``rgb_to_grayscale`` (ITU-R 601-2).
+_GRAY = (0.299, 0.587, 0.114)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorJitter:
+    """torchvision ``ColorJitter(brightness, contrast, saturation)`` (no hue).
+
+    Per sample, factors ``b ~ U[max(0, 1−brightness), 1+brightness]``, ``c``, ``s`` likewise;
+    with ``g(x) = 0.299R + 0.587G + 0.114B`` and ``m`` the mean of ``g`` over the image:
+    brightness ``b·x``, contrast ``c·x + (1−c)·m``, saturation ``s·x + (1−s)·g(x)``.
+    torchvision applies them in a random order, clamping to [0, 255] after each. Without the
+    clamps the three maps commute exactly (``g`` and ``m`` are linear and ``g`` of a grey
+    image is itself), so the order matters only through pixels that saturate mid-way; this
+    implementation composes them in closed form, ``b·c·(s·x + (1−s)·g(x)) + b·(1−c)·m``, and
+    clamps and rounds once.
+    """
+
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "saturation"):
+            check_range(f"color_jitter.{name}", getattr(self, name), 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lighting:
+    """AlexNet PCA lighting (Krizhevsky et al., 2012; clovaai ``Lighting``): per sample
+    ``α ~ N(0, std²)`` per eigenvector, ``eigvec·(α·eigval)`` added to every pixel of the
+    [0, 1] image (no clamp). Applied by shifting the normalization mean per sample.
+    """
+
+    std: float = 0.1
+    eigval: tuple[float, float, float] = PCA_EIGVAL
+    eigvec: tuple[tuple[float, float, float], ...] = PCA_EIGVEC
+
+    def __post_init__(self) -> None:
+        check_range("lighting.std", self.std, 0)
+        if np.shape(self.eigval) != (3,) or np.shape(self.eigvec) != (3, 3):
+            raise ValueError(
+                "`lighting` needs 3 `eigval` and a 3×3 `eigvec`, got shapes "
+                f"{np.shape(self.eigval)} and {np.shape(self.eigvec)}"
+            )
+
+    def matrix(self) -> np.ndarray:
+        """``(3, 3)`` float64 map from α/std ~ N(0, I) to the shift in 0–255 units."""
+        return 255.0 * self.std * np.asarray(self.eigvec) * np.asarray(self.eigval)[None, :]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One input pipeline, as data.
+
+    Args:
+        name: label (``"imagenet"``, ``"cifar"`` or your own).
+        crop: train crop, ``"random_resized"`` (area ``scale``, aspect ``ratio``, resized to
+            the output size) or ``"pad"`` (pad ``padding`` pixels per side with ``fill``, then
+            a uniformly placed output-size crop).
+        scale: random-resized crop area range (fractions of the image).
+        ratio: random-resized crop aspect (w/h) range.
+        padding: pixels added on each side before the ``"pad"`` crop (≥ 0).
+        fill: padding values, ``"zero"`` or ``"reflect"`` (mirror without the edge pixel).
+        crop_pct: val resizes the shorter side to ``size / crop_pct``; ``None``: no resize.
+        mean: per-channel mean, 0–255 units (the loader's default).
+        std: per-channel std, 0–255 units (the loader's default).
+        size: output side in pixels (the loader's default ``image_size``).
+        color_jitter: optional train colour jitter.
+        lighting: optional train PCA lighting.
+    """
+
+    name: str
+    crop: Literal["random_resized", "pad"] = "random_resized"
+    scale: tuple[float, float] = RRC_SCALE
+    ratio: tuple[float, float] = RRC_RATIO
+    padding: int = 0
+    fill: Literal["zero", "reflect"] = "zero"
+    crop_pct: float | None = CROP_PCT
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    size: int = 224
+    color_jitter: ColorJitter | None = None
+    lighting: Lighting | None = None
+
+    def __post_init__(self) -> None:
+        check_type("preset.name", self.name, str)
+        check_choice("preset.crop", self.crop, ("random_resized", "pad"))
+        check_pair("preset.scale", self.scale, 0, 1)
+        check_pair("preset.ratio", self.ratio, 0)
+        check_type("preset.padding", self.padding, int)
+        check_range("preset.padding", self.padding, 0)
+        check_choice("preset.fill", self.fill, ("zero", "reflect"))
+        check_type("preset.size", self.size, int)
+        check_range("preset.size", self.size, 1)
+        if self.crop_pct is not None:
+            check_range("preset.crop_pct", self.crop_pct, 0, 1, low_open=True)
+        check_type("preset.color_jitter", self.color_jitter, (ColorJitter, type(None)))
+        check_type("preset.lighting", self.lighting, (Lighting, type(None)))
+
+
+IMAGENET = Preset("imagenet")
+CIFAR = Preset(
+    "cifar",
+    crop="pad",
+    padding=4,
+    fill="zero",
+    crop_pct=None,
+    mean=CIFAR_MEAN,
+    std=CIFAR_STD,
+    size=32,
+)
+#: name → preset, for ``create_loader(preset=...)`` and recipe files.
+PRESETS: dict[str, Preset] = {p.name: p for p in (IMAGENET, CIFAR)}
+
+
+def resolve_preset(
+    preset: str | Preset,
+    *,
+    color_jitter: ColorJitter | float | None = None,
+    lighting: Lighting | float | None = None,
+) -> Preset:
+    """The :class:`Preset` named by ``preset`` (or ``preset`` itself), with the colour ops
+    replaced where given: ``color_jitter=x`` means ``ColorJitter(x, x, x)``, ``lighting=x``
+    means ``Lighting(std=x)``; ``None`` keeps the preset's.
+    """
+    if isinstance(preset, str):
+        check_choice("preset", preset, tuple(PRESETS))
+        preset = PRESETS[preset]
+    check_type("preset", preset, (str, Preset))
+    changes: dict[str, Any] = {}
+    if color_jitter is not None:
+        if not isinstance(color_jitter, ColorJitter):
+            check_type("color_jitter", color_jitter, (int, float))
+            color_jitter = ColorJitter(*(float(color_jitter),) * 3)
+        changes["color_jitter"] = color_jitter
+    if lighting is not None:
+        if not isinstance(lighting, Lighting):
+            check_type("lighting", lighting, (int, float))
+            lighting = Lighting(std=float(lighting))
+        changes["lighting"] = lighting
+    return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def decode_train(
+    encoded: Any, preset: Preset, *, device: str, size: tuple[int, int], hw_load: float = HW_LOAD
+) -> Any:
+    """Decode and crop for training (no flip: the normalization step flips).
+
+    Returns:
+        HWC uint8 RGB ``DataNode`` of shape ``(size[0], size[1], 3)``.
+    """
+    if preset.crop == "random_resized":
+        return decode_rrc(
+            encoded, device=device, size=size, scale=preset.scale, ratio=preset.ratio,
+            hw_load=hw_load,
+        )  # fmt: skip
+    from nvidia.dali import fn
+
+    return pad_crop(
+        decode(encoded, device=device, hw_load=hw_load), fn.peek_image_shape(encoded), preset, size
+    )
+
+
+def decode_val(
+    encoded: Any, preset: Preset, *, device: str, size: tuple[int, int], hw_load: float = HW_LOAD
+) -> Any:
+    """Decode for evaluation: resize the shorter side to ``size / crop_pct``, or nothing when
+    ``crop_pct`` is None (the centre crop to ``size`` happens in normalization).
+
+    Returns:
+        HWC uint8 RGB ``DataNode``.
+    """
+    if preset.crop_pct is None:
+        return decode(encoded, device=device, hw_load=hw_load)
+    return decode_resize(
+        encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load
+    )
+
+
+def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int]) -> Any:
+    """As torchvision ``RandomCrop(size, padding=p)``: offsets ``i ~ U{0 … H + 2p − th}``,
+    ``j ~ U{0 … W + 2p − tw}`` into the padded image (sources at least ``size − 2p``).
+
+    Args:
+        images: HWC uint8 ``DataNode``.
+        shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``).
+        preset: gives ``padding`` and ``fill``.
+        size: ``(th, tw)`` output size.
+
+    Returns:
+        HWC uint8 ``DataNode`` of shape ``(th, tw, 3)``.
+    """
+    from nvidia.dali import fn, types
+    from nvidia.dali import math as dmath
+
+    p = preset.padding
+    u = fn.random.uniform(range=[0.0, 1.0], shape=[2])
+    slots = fn.cast(shape[0:2], dtype=types.FLOAT) + fn.cast(
+        fn.constant(fdata=[2.0 * p - size[0] + 1, 2.0 * p - size[1] + 1], shape=[2]),
+        dtype=types.FLOAT,
+    )
+    offset = fn.cast(dmath.floor(u * slots), dtype=types.INT32)  # into the padded image
+    if preset.fill == "reflect":
+        images = _reflect_pad(images, shape, p)
+        start = offset
+    else:
+        start = offset - p
+    return fn.slice(
+        images, start=start, shape=list(size), axes=[0, 1], out_of_bounds_policy="pad",
+        fill_values=0,
+    )  # fmt: skip
+
+
+def _reflect_pad(images: Any, shape: Any, p: int) -> Any:
+    """Pad ``p`` pixels per side mirroring without the edge pixel (``numpy.pad`` "reflect"):
+    padded column ``−k`` is column ``k``, ``W−1+k`` is ``W−1−k`` (needs ``p < H, W``).
+    """
+    from nvidia.dali import fn, types
+
+    if p == 0:
+        return images
+    for axis, flip in ((1, {"horizontal": 1}), (0, {"vertical": 1, "horizontal": 0})):
+        side = fn.cast(shape[axis : axis + 1], dtype=types.INT32)
+        low = fn.slice(images, start=[1], shape=[p], axes=[axis])
+        high = fn.slice(images, start=side - (p + 1), shape=[p], axes=[axis])
+        images = fn.cat(fn.flip(low, **flip), images, fn.flip(high, **flip), axis=axis)
+    return images
+
+
+def color_ops(images: Any, preset: Preset) -> Any:
+    """Apply ``preset.color_jitter`` (see :class:`ColorJitter`) to HWC uint8 images.
+
+    Returns:
+        HWC uint8 ``DataNode`` (the input itself when the preset has no jitter).
+    """
+    cj = preset.color_jitter
+    if cj is None:
+        return images
+    from nvidia.dali import fn, types
+
+    def factor(x: float) -> Any:
+        f = fn.random.uniform(range=[max(0.0, 1.0 - x), 1.0 + x])
+        return f.gpu() if images.device == "gpu" else f
+
+    b, c, s = factor(cj.brightness), factor(cj.contrast), factor(cj.saturation)
+    gray = fn.coord_transform(images, M=list(_GRAY))  # HW1 float
+    means = fn.reshape(fn.reductions.mean(images, axes=[0, 1]), shape=[1, 3])
+    m = fn.reshape(fn.coord_transform(means, M=list(_GRAY)), shape=[1])
+    out = (images * s + gray * (1.0 - s)) * (b * c) + m * (b * (1.0 - c))
+    return fn.cast(out, dtype=types.UINT8)  # rounds to nearest, saturates to [0, 255]
+
+
+def normalize_mean(preset: Preset, mean: Sequence[float]) -> Any:
+    """The per-channel mean to normalize with: ``mean`` itself, or with ``preset.lighting``
+    a per-sample CPU ``DataNode`` ``mean − eigvec·(α·eigval)·255`` (``(x + shift − mean)/std``
+    equals ``(x − (mean − shift))/std``, so lighting costs no pass over the pixels).
+    """
+    if preset.lighting is None:
+        return tuple(mean)
+    from nvidia.dali import fn
+
+    alpha = fn.reshape(fn.random.normal(shape=[3]), shape=[1, 3])
+    shift = fn.coord_transform(
+        alpha, M=(-preset.lighting.matrix()).ravel().tolist(), T=[float(v) for v in mean]
+    )
+    return fn.reshape(shift, shape=[3])
