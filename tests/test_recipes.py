@@ -531,3 +531,23 @@ def test_every_field_changes_what_the_trainer_builds(field: str) -> None:
     changed = base.override({field: value})
     before, after = consumers(base), consumers(changed)
     assert before != after, f"{field} = {value!r} changes nothing the trainer builds"
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("cifar10_cutmix", 32), ("imagenet_cutmix", 48), ("imagenet_mixup_cutmix", 48)],
+)
+def test_recipe_builds_a_working_loader(sample_data: dict[str, Path], name: str, size: int) -> None:
+    import torch
+
+    recipe = load_recipe(name).override({"data.image_size": size, "data.batch_size": 8})
+    loader = create_loader(sample_data["train"], device="cpu", seed=0, **recipe.loader_kwargs())
+    batch = next(iter(loader))
+    assert batch.images.shape == (8, 3, size, size)
+    k = loader.num_classes
+    assert batch.target.shape == (8, k) and batch.target.dtype == torch.float32
+    torch.testing.assert_close(batch.target.sum(1), torch.ones(8))
+    eps = recipe.loss.label_smoothing
+    assert float(batch.target.min()) >= eps / k - 1e-6  # smoothed once, by the loader
+    val = create_loader(sample_data["val"], device="cpu", **recipe.loader_kwargs(train=False))
+    assert next(iter(val)).images.shape[-2:] == (size, size)
