@@ -186,6 +186,11 @@ def test_paper_values() -> None:
     assert kg.keep_kwargs()["gridmask"] == KeepGridMaskConfig(r=0.6, d=(96, 224), rotate=360)
     assert kg.keep_kwargs()["draws"] == 8
 
+    from dali_gridaug.presets import ColorJitter
+
+    listed = load_recipe("demo").override({"data.color_jitter": [0.4, 0.3, 0.2]})
+    assert listed.loader_kwargs()["color_jitter"] == ColorJitter(0.4, 0.3, 0.2)
+
     c_gm = load_recipe("cifar10_gridmask")
     assert c_gm.augment == (GridMask(r=0.4, d=(24, 33), rotate=1, mode=1, p=0.8, ramp_epochs=160),)
     assert c_gm.data.image_size == 32 and c_gm.model.cifar_stem
@@ -323,6 +328,11 @@ BAD = [
     ("batch_size = 8", "batch_size = 8\nmean = [1, 2]", r"`data\.mean`"),
     ("batch_size = 8", "batch_size = 8\nstd = [1, 2, 300]", r"`data\.std\[2\]` must be in"),
     ("batch_size = 8", "batch_size = 8\nlighting = -0.1", r"`data\.lighting` must be in \(0,"),
+    (
+        "batch_size = 8",
+        "batch_size = 8\ncolor_jitter = [0.4, -1, 0.4]",
+        r"`data\.color_jitter\.contrast` must be in \[0, inf\), got -1",
+    ),
     ("[data]", "[loss]\nlabel_smoothing = 1.0\n[data]", r"`loss\.label_smoothing` must be in"),
     ("[data]", "[keep]\ntau = 1.5\n[data]", r"`keep\.tau` must be in \(0, 1\), got 1\.5"),
     ("[data]", '[keep]\nbox = "outside"\n[data]', r"`keep\.box` must be one of 'clip'"),

@@ -97,16 +97,11 @@ def check_data(recipe: Any) -> None:
     d = recipe.data
     if d.preset is None and d.color_jitter is None and d.lighting is None:
         return
+    from dali_gridaug.presets import ColorJitter, resolve_preset
+
+    jitter = d.color_jitter
     try:
-        from dali_gridaug.presets import ColorJitter, resolve_preset
-    except ImportError:  # a dali_gridaug before pipeline presets: the names only
-        if d.preset not in (None, "imagenet", "cifar"):
-            raise ValueError(
-                f"`data.preset` must be one of 'imagenet', 'cifar'; got {d.preset!r}"
-            ) from None
-        return
-    jitter = ColorJitter(*d.color_jitter) if isinstance(d.color_jitter, tuple) else d.color_jitter
-    try:
+        jitter = ColorJitter(*jitter) if isinstance(jitter, tuple) else jitter
         resolve_preset(d.preset or "imagenet", color_jitter=jitter, lighting=d.lighting)
     except (TypeError, ValueError) as e:
         raise ValueError(_named("data", e)) from None
