@@ -416,7 +416,7 @@ def trainer_parts() -> tuple[object, object]:
     """``build_optimizer`` and ``LRFactor`` of the trainer (``[optim]``, ``[schedule]``)."""
     import importlib
 
-    for module in ("dali_gridaug.training", "dali_gridaug.train"):
+    for module in ("dali_gridaug.training.schedule", "dali_gridaug.train"):
         try:
             m = importlib.import_module(module)
         except ImportError:
