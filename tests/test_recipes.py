@@ -139,6 +139,9 @@ def test_installed_package_carries_the_pipelines(tmp_path: Path) -> None:
     subprocess.run([*pip, "--target", str(target), str(src)], check=True, capture_output=True)
     installed = target / "dali_gridaug" / "pipelines"
     assert {p.stem for p in installed.glob("*.toml")} == EXPECTED
+    # an explicit package list must name every subpackage
+    packages = {p.parent.relative_to(REPO) for p in (REPO / "dali_gridaug").rglob("__init__.py")}
+    assert all((target / p / "__init__.py").is_file() for p in packages), packages
     for name in EXPECTED:
         assert (installed / f"{name}.toml").read_bytes() == (
             REPO / "pipelines" / f"{name}.toml"
