@@ -142,3 +142,47 @@ def test_bench_runs_from_an_installed_package(tmp_path):
     assert (target / "dali_gridaug" / "bench" / "targets.toml").is_file(), (
         "pyproject.toml [tool.setuptools.package-data] must list bench/*.toml"
     )
+
+
+def test_selftest_on_cpu_writes_one_report_in_the_bench_schema(tmp_path):
+    from dali_gridaug.bench.selftest import main as selftest
+
+    args = ["--duration", "2", "--num-images", "16", "--batch-size", "4", "--image-size", "64"]
+    rc = selftest([*args, "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert rc == 0
+    reports = list((tmp_path / "o").glob("*.json"))
+    assert [p.name for p in reports] == ["selftest_cpu.json"]
+    data = json.loads(reports[0].read_text())
+    bench_keys = {"schema", "name", "date", "command", "machine", "dataset", "settings", "configs"}
+    assert bench_keys <= set(data) and data["schema"] == report.SCHEMA
+    assert data["machine"]["device"] and data["machine"]["versions"]["dali"]
+    assert data["dataset"]["kind"] == "photos"
+    for check in ("gpu_tests", "gpu_graphs"):
+        assert data["checks"][check] == {"status": "skipped", "note": "no CUDA GPU on this machine"}
+    names = [c["name"] for c in data["configs"]]
+    assert names == ["dali-cpu/no-aug", "dali-cpu/+gridmask", "dali-cpu/+cutmix"]
+    assert all(c["images_per_s"] > 0 and len(c["round_images_per_s"]) == 3 for c in data["configs"])
+    assert "CutMix" in data["configs"][2]["implementation"]
+
+
+def test_selftest_gpu_checks_run_pytest_and_report_absent_modules(tmp_path):
+    from dali_gridaug.bench.selftest import gpu_graphs, gpu_tests
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_dev.py").write_text(
+        "import pytest\n\n@pytest.mark.gpu\ndef test_a():\n    assert 1 + 1 == 3\n\n"
+        "def test_not_gpu():\n    assert False\n"
+    )
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs a GPU\n")
+    res = gpu_tests(tests, timeout=120)
+    assert res["status"] == "failed" and res["summary"].startswith("1 failed, 1 deselected")
+    (tests / "test_dev.py").write_text(
+        "import pytest\n\n@pytest.mark.gpu\ndef test_a():\n    pass\n"
+    )
+    assert gpu_tests(tests, timeout=120)["status"] == "passed"
+    assert gpu_tests(tmp_path / "absent")["status"] == "skipped"
+    graphs = gpu_graphs()
+    assert graphs["status"] in ("skipped", "passed", "failed")
+    if graphs["status"] == "skipped":
+        assert "gpucheck" in graphs["note"]
