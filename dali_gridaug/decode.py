@@ -18,15 +18,20 @@ from dali_gridaug.constants import (
 )
 
 
-def _decoder_kwargs(device: str) -> dict[str, object]:
+def _decoder_kwargs(device: str, hw_load: float) -> dict[str, object]:
+    """Decoder arguments; ``jpeg_fancy_upsampling`` on both decoders so the CPU (libjpeg-turbo)
+    and GPU (nvJPEG) paths upsample chroma alike and give the same pixels.
+    """
     from nvidia.dali import types
 
     kw: dict[str, object] = dict(
-        device="mixed" if device == "gpu" else "cpu", output_type=types.RGB
+        device="mixed" if device == "gpu" else "cpu",
+        output_type=types.RGB,
+        jpeg_fancy_upsampling=True,
     )
     if device == "gpu":
         kw.update(
-            hw_decoder_load=HW_DECODER_LOAD,
+            hw_decoder_load=hw_load,
             preallocate_width_hint=PREALLOCATE_WIDTH_HINT,
             preallocate_height_hint=PREALLOCATE_HEIGHT_HINT,
             device_memory_padding=211_025_920,
@@ -42,8 +47,10 @@ def decode_train(
     size: tuple[int, int],
     scale: tuple[float, float] = RRC_SCALE,
     ratio: tuple[float, float] = RRC_RATIO,
+    hw_load: float = HW_DECODER_LOAD,
 ) -> object:
-    """Decode with a random-resized crop (area ∈ ``scale``, aspect ∈ ``ratio``) to ``size``.
+    """Decode with a random-resized crop (area ∈ ``scale``, aspect ∈ ``ratio``) to ``size``;
+    ``hw_load`` is the share of JPEGs sent to the GPU's hardware decoder (where it has one).
 
     Returns:
         HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)`` (GPU when ``device="gpu"``).
@@ -55,21 +62,23 @@ def decode_train(
         random_area=list(scale),
         random_aspect_ratio=list(ratio),
         num_attempts=10,
-        **_decoder_kwargs(device),
+        **_decoder_kwargs(device, hw_load),
     )
     return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
 
 
-def decode_val(encoded: object, *, device: str, size: tuple[int, int]) -> object:
+def decode_val(
+    encoded: object, *, device: str, size: tuple[int, int], hw_load: float = HW_DECODER_LOAD
+) -> object:
     """Decode and resize the shorter side to ``size / CROP_PCT`` (224 → 256); the centre crop
     happens in :func:`normalize`.
 
     Returns:
-        HWC uint8 RGB DataNode.
+        HWC uint8 RGB DataNode (``hw_load`` as :func:`decode_train`).
     """
     from nvidia.dali import fn, types
 
-    images = fn.decoders.image(encoded, **_decoder_kwargs(device))
+    images = fn.decoders.image(encoded, **_decoder_kwargs(device, hw_load))
     return fn.resize(
         images,
         resize_shorter=round(min(size) / CROP_PCT),

@@ -10,9 +10,27 @@ import torch
 
 def one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
     """``(B,)`` int → ``(B, K)`` float32, timm-style smoothing: off = ε/K, on = 1 − ε + ε/K."""
-    off = smoothing / num_classes
-    out = torch.full((labels.shape[0], num_classes), off, dtype=torch.float32, device=labels.device)
-    return out.scatter_(1, labels.long()[:, None], 1.0 - smoothing + off)
+    out = torch.zeros((labels.shape[0], num_classes), dtype=torch.float32, device=labels.device)
+    return smooth_target(out.scatter_(1, labels.long()[:, None], 1.0), num_classes, smoothing)
+
+
+def smooth_target(target: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """Label smoothing, the one definition: ``(1 − ε)·t + ε/K`` (timm's ``mixup_target``
+    with smoothing equals this for every λ).
+
+    Args:
+        target: ``(B,)`` int hard labels or ``(B, K)`` float soft targets.
+        num_classes: K.
+        smoothing: ε in [0, 1); 0 returns ``target`` itself (hard targets stay hard).
+
+    Returns:
+        ``(B, K)`` float32 when ε > 0.
+    """
+    if smoothing == 0:
+        return target
+    if target.ndim == 1:
+        target = one_hot(target, num_classes)
+    return target.to(torch.float32) * (1.0 - smoothing) + smoothing / num_classes
 
 
 def mix_target(

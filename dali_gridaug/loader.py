@@ -1,5 +1,6 @@
 """Stage 5, iterator: ``create_loader`` builds the pipeline and a drop-in replacement for a
-torchvision ``DataLoader``: ``for images, target in loader`` (a :class:`Batch`)."""
+torchvision ``DataLoader``: ``for images, target in loader`` (a :class:`Batch`).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 import torch
 
 from dali_gridaug._validate import check_choice, check_range, check_type
-from dali_gridaug.augment.base import Augment
+from dali_gridaug.augment.base import Augment, LabelUpdate
+from dali_gridaug.augment.graph import is_native
 from dali_gridaug.batch import Batch
-from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD, READER_NAME
+from dali_gridaug.constants import HW_DECODER_LOAD, IMAGENET_MEAN, IMAGENET_STD, READER_NAME
 from dali_gridaug.errors import name_bad_files
-from dali_gridaug.labels import mix_target, parse_ascii_labels, patch_labels
+from dali_gridaug.labels import parse_ascii_labels, smooth_target
 from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
 from dali_gridaug.reader import FileSource, Source, resolve_source
@@ -42,6 +44,8 @@ def create_loader(
     exclude: Sequence[str] = (),
     checkpointing: bool = False,
     resume: Mapping[str, Any] | None = None,
+    hw_decoder_load: float = HW_DECODER_LOAD,
+    label_smoothing: float = 0.0,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
@@ -69,6 +73,12 @@ def create_loader(
         resume: a :meth:`DaliLoader.state_dict` of this rank's loader (same source, batch
             size, shards and seed; implies ``checkpointing``): continue exactly where it was
             taken, mid-epoch included.
+        hw_decoder_load: share of JPEGs in [0, 1] the GPU decoder sends to the hardware JPEG
+            decoder where the GPU has one (A100/H100); ignored on the CPU.
+        label_smoothing: ε in [0, 1), the one label-smoothing knob: every target, soft
+            (mixing) or hard, becomes ``(1 − ε)·t + ε/K``, ``(B, K)`` float32 (timm's
+            formula). A mixing augmentation's own ``label_smoothing`` (timm compatibility) is
+            used only when this is 0.
 
     Returns:
         A :class:`DaliLoader`.
@@ -118,6 +128,8 @@ def create_loader(
     if any(s <= 0 for s in std_t):
         raise ValueError(f"`std` must be positive, got {std}")
     dev = _resolve_device(device)
+    check_range("hw_decoder_load", hw_decoder_load, 0, 1)
+    smoothing = _label_smoothing(label_smoothing, augment)
     spec = PipelineSpec(
         source=src, batch_size=batch_size, train=train, size=size, augments=augment, device=dev,
         device_id=_device_id() if dev == "gpu" else None, seed=seed,
@@ -125,6 +137,7 @@ def create_loader(
         shard_id=rank, num_shards=world, mean=mean_t, std=std_t,
         half=dtype == torch.float16, keep_clean=keep_clean, auto_augment=auto_augment,
         checkpointing=checkpointing or resume is not None,
+        hw_decoder_load=float(hw_decoder_load), label_smoothing=smoothing,
     )
     if isinstance(src, FileSource) and len(src) < world:
         raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")
@@ -154,8 +167,9 @@ class DaliLoader:
             ParamSource(
                 spec.augments, batch_size=spec.batch_size, height=spec.size[0],
                 width=spec.size[1], seed=spec.seed, rank=spec.shard_id, steps_per_epoch=1,
+                paste_before_flip=is_native(spec.augments),
             )
-            if spec.augments else None
+            if spec.train else None
         )
         self.device = (
             torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
@@ -275,34 +289,34 @@ class DaliLoader:
         self.epoch += 1
 
     def _to_batch(self, out: dict[str, torch.Tensor]) -> Batch:
+        """The labels stage: hard labels from the key, the mixing augmentation's
+        :meth:`~dali_gridaug.augment.base.MixAugment.labels`, then label smoothing. Every
+        tensor already is on the images' device (GPU pipelines emit GPU outputs), so nothing
+        here waits for the host.
+        """
         images = out["images"]
         dev = images.device
-        key = out["key"]
+        key = out["key"].to(dev, non_blocking=True)
+        k = self.num_classes
         if isinstance(self.source, FileSource):
-            index = key.view(-1).to(dev, torch.int64)
-            labels = self._class_of.to(dev)[index]
+            index = key.view(-1).long()
+            labels = self._class_of[index]
         else:
-            labels = parse_ascii_labels(key.to(dev))
+            labels = parse_ascii_labels(key)
             index = torch.full_like(labels, -1)
-        b = labels.shape[0]
-        lam = torch.ones(b, dtype=torch.float32, device=dev)
-        partner = torch.arange(b, device=dev)
-        target, cells = labels, None
-        mixer = next(((i, a) for i, a in enumerate(self.spec.augments) if a.mixing), None)
-        if mixer is not None:
-            i, aug = mixer
-            lam = out[f"{i}.lam"].to(dev).view(-1)
-            partner = out[f"{i}.partner"].to(dev, torch.int64).view(-1)
-            target = mix_target(
-                labels, partner, lam, self.num_classes, getattr(aug, "label_smoothing", 0.0)
-            )
-            if f"{i}.cells" in out:
-                cells = patch_labels(labels, partner, out[f"{i}.cells"].to(dev))
-        epoch = int(out["epoch"][0]) if "epoch" in out else self.epoch
+        update = LabelUpdate(labels, torch.ones(len(labels), device=dev),
+                             torch.arange(len(labels), device=dev))  # fmt: skip
+        if self.params is not None:
+            for aug, params in zip(self.spec.augments, self.params.unflatten(out), strict=True):
+                if aug.mixing:
+                    params = {n: t.to(dev, non_blocking=True) for n, t in params.items()}
+                    update = aug.labels(params, labels, k)
         return Batch(
-            images=images, target=target, labels=labels, index=index, lam=lam, partner=partner,
-            patch_labels=cells, clean=out.get("clean"), epoch=epoch,
-        )
+            images=images,
+            target=smooth_target(update.target, k, self.spec.label_smoothing),
+            labels=labels, index=index, lam=update.lam, partner=update.partner,
+            patch_labels=update.patch_labels, clean=out.get("clean"), epoch=self.epoch,
+        )  # fmt: skip
 
     def params_of(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The augmentation parameters in a raw iterator output (for tests and previews)."""
@@ -335,6 +349,18 @@ def _distributed(shard_id: int | None, num_shards: int | None) -> tuple[int, int
     if not 0 <= rank < world:
         raise ValueError(f"`shard_id` must be in [0, {world - 1}] (num_shards={world}), got {rank}")
     return rank, world
+
+
+def _label_smoothing(smoothing: float, augment: Sequence[Augment]) -> float:
+    """The one ε of the labels stage: the loader's, else a mixing augmentation's own."""
+    check_range("label_smoothing", smoothing, 0, 1, high_open=True)
+    own = {a.target_smoothing() for a in augment} - {0.0}
+    if smoothing and own and own != {smoothing}:
+        raise ValueError(
+            f"`label_smoothing`={smoothing} of the loader and `label_smoothing`="
+            f"{', '.join(map(str, sorted(own)))} of the augmentation differ; set one of them"
+        )
+    return float(smoothing or (own.pop() if own else 0.0))
 
 
 def _resolve_device(device: str) -> str:

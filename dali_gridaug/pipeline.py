@@ -1,17 +1,19 @@
-"""Compose the DALI graph: read → decode/crop → normalize → augment → (CHW) outputs.
+"""Compose the DALI graph: read → decode/crop → augment → normalize (CHW) → outputs.
 
 Outputs, in order: ``images``, ``key`` (file index, or ``cls`` bytes for tar shards),
-``clean`` (optional un-augmented view), then the augmentation parameters of
-:class:`~dali_gridaug.params.ParamSource` whose key does not start with ``_``.
+``clean`` (optional un-augmented view), then the emitted parameters of
+:class:`~dali_gridaug.params.ParamSource` (``epoch``, ``flip``, ``"{i}.{name}"``; on the GPU in
+a GPU pipeline).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 from dali_gridaug.augment.base import Augment
+from dali_gridaug.augment.graph import augment_graph
+from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.decode import decode_train, decode_val, normalize
 from dali_gridaug.params import ParamSource
 from dali_gridaug.reader import Source, read
@@ -39,6 +41,8 @@ class PipelineSpec:
     auto_augment: str | None = None
     prefetch: int = 2
     checkpointing: bool = False
+    hw_decoder_load: float = HW_DECODER_LOAD
+    label_smoothing: float = 0.0
 
 
 def build_pipeline(
@@ -53,7 +57,7 @@ def build_pipeline(
     Returns:
         ``(pipeline, output_names)``.
     """
-    from nvidia.dali import fn, pipeline_def
+    from nvidia.dali import pipeline_def
 
     @pipeline_def(
         batch_size=spec.batch_size,
@@ -67,43 +71,46 @@ def build_pipeline(
     )
     def graph() -> tuple[Any, ...]:
         encoded, key = read(
-            spec.source, shard_id=spec.shard_id, num_shards=spec.num_shards,
-            shuffle=spec.train, seed=spec.seed,
+            spec.source,
+            shard_id=spec.shard_id,
+            num_shards=spec.num_shards,
+            shuffle=spec.train,
+            seed=spec.seed,
         )
-        if spec.train:
-            pixels = decode_train(encoded, device=spec.device, size=spec.size)
-            crop = None
-        else:
-            pixels = decode_val(encoded, device=spec.device, size=spec.size)
-            crop = spec.size
-        outputs: dict[str, Any] = {"key": key}
+        decode = decode_train if spec.train else decode_val
+        pixels = decode(encoded, device=spec.device, size=spec.size, hw_load=spec.hw_decoder_load)
+        crop = None if spec.train else spec.size
+        outputs: dict[str, Any] = {"key": key.gpu() if spec.device == "gpu" else key}
+        nodes = params.feed() if params is not None else None
+        # one coin per sample, drawn on the host: the clean view is flipped like the augmented
+        mirror = nodes.flip if nodes is not None else None
         clean_pixels = pixels
         if spec.auto_augment is not None:
             pixels = _auto_augment(pixels, spec.auto_augment)
-        # one coin, so the clean view is flipped exactly like the augmented one
-        mirror = fn.random.coin_flip(probability=0.5) if spec.train else None
-        images = normalize(
-            pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=crop,
-            layout="HWC" if spec.augments else "CHW", half=spec.half and not spec.augments,
-        )
+        if spec.augments and nodes is not None:
+            images = augment_graph(pixels, nodes, mirror, spec)
+        else:
+            images = normalize(
+                pixels,
+                mean=spec.mean,
+                std=spec.std,
+                mirror=mirror,
+                crop=crop,
+                layout="CHW",
+                half=spec.half,
+            )
         if spec.keep_clean:
             outputs["clean"] = normalize(
-                clean_pixels, mean=spec.mean, std=spec.std, mirror=mirror, crop=crop,
-                layout="CHW", half=spec.half,
+                clean_pixels,
+                mean=spec.mean,
+                std=spec.std,
+                mirror=mirror,
+                crop=crop,
+                layout="CHW",
+                half=spec.half,
             )
-        if params is not None and spec.augments:
-            nodes = dict(zip(params.keys, fn.external_source(
-                source=params, num_outputs=len(params.keys), batch=True, batch_info=True,
-            )))
-            for i, aug in enumerate(spec.augments):
-                mine = {k.split(".", 1)[1]: v for k, v in nodes.items() if k.startswith(f"{i}.")}
-                images = _apply(aug, images, mine, spec)
-            images = fn.transpose(images, perm=[2, 0, 1], output_layout="CHW")
-            if spec.half:
-                from nvidia.dali import types
-
-                images = fn.cast(images, dtype=types.FLOAT16)
-            outputs.update({k: v for k, v in nodes.items() if "._" not in k})
+        if params is not None and nodes is not None:
+            outputs.update(params.outputs(nodes, spec.device))
         return (images, *outputs.values())
 
     if checkpoint is not None and not spec.checkpointing:
@@ -112,40 +119,9 @@ def build_pipeline(
     names = ["images", "key"]
     if spec.keep_clean:
         names.append("clean")
-    if params is not None and spec.augments:
-        names += [k for k in params.keys if "._" not in k]
+    if params is not None:
+        names += params.output_names
     return pipe, names
-
-
-def _apply(aug: Augment, images: Any, params: dict[str, Any], spec: PipelineSpec) -> Any:
-    """Apply one augmentation with its resolved backend; GPU images get GPU-side params."""
-    h, w = spec.size
-    if aug.resolve_backend() == "dali":
-        return aug.apply_dali(images, params, h, w)
-    from nvidia.dali import fn
-
-    names = sorted(params)
-    inputs = [params[k].gpu() if spec.device == "gpu" else params[k] for k in names]
-    return fn.python_function(
-        images, *inputs, function=_KernelCall(aug, names), batch_processing=True,
-        output_layouts="HWC", device=spec.device,
-    )
-
-
-class _KernelCall:
-    """``python_function`` body: stack the batch, run ``aug.apply_xp``, split it again."""
-
-    def __init__(self, aug: Augment, names: Sequence[str]) -> None:
-        self.aug, self.names = aug, list(names)
-
-    def __call__(self, images: list[Any], *params: list[Any]) -> list[Any]:
-        from dali_gridaug.kernels import get_xp
-
-        xp = get_xp(images[0])
-        batch = xp.stack(images)
-        args = {k: xp.stack(v) for k, v in zip(self.names, params)}
-        out = self.aug.apply_xp(xp, batch, args)
-        return list(out)
 
 
 def _auto_augment(pixels: Any, policy: str) -> Any:

@@ -1,15 +1,26 @@
-"""The contract every augmentation follows: sample parameters once, apply them in the graph.
+"""The contract every augmentation follows: declare its parameters, sample them once, apply
+them in the graph, and (mixing ones) say what they do to the labels.
 
 ``sample`` runs on the host once per batch with an explicit :class:`numpy.random.Generator`
-(vectorized over the batch). Its arrays are fed into the DALI graph by one
-``external_source`` and drive both the image op (``apply_dali``: DALI's own operators, or
-``apply_xp``: an ``xp`` kernel in a ``python_function``) and, as pipeline outputs, the labels.
-Keys starting with ``_`` are graph-only (ragged or redundant) and are not emitted.
+(vectorized over the batch) and returns the arrays its :meth:`Augment.schema` declares. The
+parameter source feeds them into the DALI graph; the same draw drives the image op and, through
+the emitted parameters, the labels. Every geometric parameter is in the coordinates of the
+output image (after the horizontal flip); only the graph-only paste arguments of a mixing
+augmentation are in the coordinates of the un-flipped source image (the paste runs on uint8
+pixels before the flip, which ``crop_mirror_normalize`` does).
+
+Two kinds:
+
+- mask augmentations (:class:`MaskAugment`): a per-sample keep-mask and a fill
+  (``out = x·M + fill·(1 − M)`` on normalized pixels);
+- mixing augmentations (:class:`MixAugment`): a paste from a partner image and a
+  :meth:`MixAugment.labels` update; at most one per pipeline, applied last.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +29,43 @@ import numpy as np
 from dali_gridaug._validate import check_choice
 
 Backend = Literal["auto", "dali", "kernel"]
+#: Parameter name → ``(B, *ParamSpec.shape)`` array.
 Params = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One per-batch parameter of an augmentation.
+
+    Attributes:
+        name: key in :meth:`Augment.sample`'s dict (graph outputs are ``"{index}.{name}"``).
+        dtype: numpy dtype of the array.
+        shape: per-sample shape (the batch array is ``(B, *shape)``; ``()`` = one scalar).
+        emitted: also a pipeline output (for the labels, tests and previews); False for
+            graph-only arguments (e.g. paste coordinates).
+    """
+
+    name: str
+    dtype: type
+    shape: tuple[int, ...] = ()
+    emitted: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelUpdate:
+    """What a mixing augmentation did to the labels of a batch (torch, on the label device).
+
+    Attributes:
+        target: ``(B, K)`` float32 soft target (un-smoothed; the loader smooths once).
+        lam: ``(B,)`` float32 weight of the sample's own label.
+        partner: ``(B,)`` int64 batch position of the image mixed in.
+        patch_labels: ``(B, n, n)`` int64 per-cell labels (GridMix), else None.
+    """
+
+    target: Any
+    lam: Any
+    partner: Any
+    patch_labels: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +80,7 @@ class Augment:
 
     #: True for batch-mixing augmentations (they run last, at most one per pipeline).
     mixing: ClassVar[bool] = False
-    #: Parameter keys ``sample`` returns, in a fixed order.
-    keys: ClassVar[tuple[str, ...]] = ()
-    #: Backends able to express this configuration, fastest on GPU first.
+    #: Registry name (CLI and recipe files).
     name: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
@@ -67,28 +112,142 @@ class Augment:
                 f"got {batch_size}"
             )
 
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        """The parameters :meth:`sample` returns for ``height×width`` images, in order."""
+        raise NotImplementedError
+
+    def target_smoothing(self) -> float:
+        """This config's own label smoothing ε (timm compatibility); 0 unless it has one."""
+        return 0.0
+
     def sample(
-        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        height: int,
+        width: int,
+        epoch: int,
+        flip: np.ndarray | None = None,
     ) -> Params:
-        """Draw this batch's parameters: arrays with leading dimension ``batch_size``
-        (or, for ``_`` keys, per-sample lists).
+        """Draw this batch's parameters (arrays ``(B, *spec.shape)`` of :meth:`schema`).
+
+        Args:
+            rng: the batch's generator (the only randomness).
+            batch_size: B.
+            height: image height H.
+            width: image width W.
+            epoch: 0-based epoch (schedules).
+            flip: ``(B,)`` 0/1 horizontal-flip coins applied after a paste (paste arguments
+                are mirrored where 1), or None when the paste runs on flipped images.
         """
         raise NotImplementedError
 
-    def apply_dali(self, images: Any, params: dict[str, Any], height: int, width: int) -> Any:
-        """Apply with DALI operators to HWC float images (a DataNode)."""
-        raise NotImplementedError
-
-    def apply_xp(self, xp: ModuleType, images: Any, params: dict[str, Any]) -> Any:
+    def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         """Apply with an ``xp`` kernel to a ``(B, H, W, C)`` float array; returns a new one."""
         raise NotImplementedError
 
 
-def identity_partner(batch_size: int) -> np.ndarray:
-    """``(B,)`` int32 ``[0, 1, …, B−1]``."""
-    return np.arange(batch_size, dtype=np.int32)
+class MaskAugment(Augment):
+    """A per-sample augmentation expressed as a keep-mask ``M`` and a fill:
+    ``out = x·M + fill·(1 − M)`` on normalized pixels (a fill of 0 drops to exactly 0).
+    """
+
+    def fill(self) -> float | Literal["noise"]:
+        """The value of dropped pixels: a constant, or ``"noise"`` (standard normal)."""
+        return 0.0
+
+    def keep_mask_dali(
+        self, params: Mapping[str, Any], height: int, width: int, device: str
+    ) -> Any:
+        """``(H, W, 1)`` uint8 DataNode on ``device`` (``"cpu"``/``"gpu"``), 1 = kept, in
+        output coordinates; ``params`` are the CPU parameter nodes.
+        """
+        raise NotImplementedError
 
 
-def to_radians(degrees: np.ndarray) -> np.ndarray:
-    """Degrees → radians as float32."""
-    return (np.asarray(degrees, np.float64) * (np.pi / 180)).astype(np.float32)
+def ones_mask(height: int, width: int, device: str) -> Any:
+    """A ``(H, W, 1)`` uint8 ones image per sample (layout ``HWC``) on ``device``."""
+    from nvidia.dali import fn, types
+
+    return fn.constant(
+        idata=1, shape=[height, width, 1], dtype=types.UINT8, layout="HWC", device=device
+    )
+
+
+class MixAugment(Augment):
+    """A batch-mixing augmentation: a paste from a partner and its label update.
+
+    :meth:`sample` must return at least ``lam`` ``(B,)`` float32 and ``partner`` ``(B,)``
+    int32 (emitted) and the paste arguments of :func:`paste_specs`.
+    """
+
+    mixing: ClassVar[bool] = True
+
+    def paste_dali(self, images: Any, params: Mapping[str, Any]) -> Any:
+        """Apply the paste to HWC images (uint8 pixels or a uint8 mask) with DALI."""
+        from nvidia.dali import fn
+
+        return fn.multi_paste(
+            images,
+            in_ids=params["paste_ids"],
+            in_anchors=params["paste_anchors"],
+            shapes=params["paste_shapes"],
+            out_anchors=params["paste_anchors"],
+        )
+
+    def labels(self, params: Mapping[str, Any], y: Any, num_classes: int) -> LabelUpdate:
+        """The batch's label update from its emitted parameters (torch tensors).
+
+        Args:
+            params: this augmentation's emitted parameters as ``(B, *shape)`` tensors on the
+                label device.
+            y: ``(B,)`` int64 hard labels.
+            num_classes: K.
+        """
+        from dali_gridaug.labels import mix_target
+
+        lam = params["lam"].reshape(-1).float()
+        partner = params["partner"].reshape(-1).long()
+        return LabelUpdate(mix_target(y, partner, lam, num_classes), lam, partner)
+
+
+def paste_specs(pieces: int) -> tuple[ParamSpec, ...]:
+    """Graph-only ``fn.multi_paste`` arguments of :func:`paste_args` with ``pieces`` boxes."""
+    return (
+        ParamSpec("paste_ids", np.int32, (pieces + 1,), emitted=False),
+        ParamSpec("paste_anchors", np.int32, (pieces + 1, 2), emitted=False),
+        ParamSpec("paste_shapes", np.int32, (pieces + 1, 2), emitted=False),
+    )
+
+
+def paste_args(
+    partner: np.ndarray, boxes: np.ndarray, height: int, width: int, flip: np.ndarray | None
+) -> Params:
+    """``fn.multi_paste`` arguments: the own image whole, then each box from the partner.
+
+    Args:
+        partner: ``(B,)`` int partner positions.
+        boxes: ``(B, k, 4)`` int boxes ``(y0, x0, y1, x1)`` in output coordinates.
+        height: image height H.
+        width: image width W.
+        flip: ``(B,)`` coins of a flip that follows the paste (boxes are mirrored where 1),
+            or None.
+
+    Returns:
+        ``paste_ids (B, k+1)``, ``paste_anchors (B, k+1, 2)``, ``paste_shapes (B, k+1, 2)``
+        int32.
+    """
+    from dali_gridaug.geometry import identity_partner, mirror_boxes
+
+    b, k, _ = boxes.shape
+    empty = (boxes[..., 2:] <= boxes[..., :2]).any(-1, keepdims=True)
+    boxes = np.where(empty, 0, mirror_boxes(boxes, width, flip))
+    ids = np.concatenate([identity_partner(b)[:, None], np.repeat(partner[:, None], k, 1)], 1)
+    anchors = np.concatenate([np.zeros((b, 1, 2), np.int64), boxes[:, :, :2]], 1)
+    full = np.broadcast_to(np.array([height, width]), (b, 1, 2))
+    shapes = np.concatenate([full, boxes[:, :, 2:] - boxes[:, :, :2]], 1)
+    return {
+        "paste_ids": ids.astype(np.int32),
+        "paste_anchors": anchors.astype(np.int32),
+        "paste_shapes": shapes.astype(np.int32),
+    }

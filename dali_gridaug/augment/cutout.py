@@ -2,60 +2,54 @@
 (Zhong et al., 2020, arXiv:1708.04896; timm's area/aspect sampling).
 
 Both drop one box per sample, in normalized space (a 0 is the dataset's mean colour).
-DALI expresses them with ``fn.erase`` (constant fill) or ``fn.erase`` on a ones-mask blended
-with ``fn.random.normal`` noise (noise fill).
+In the graph the keep-mask is ``fn.erase`` on a ones image; the noise fill is blended in from
+``fn.random.normal``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from dali_gridaug._validate import check_pair, check_range, check_type
-from dali_gridaug.augment.base import Augment, Backend, Params
+from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
+from dali_gridaug.geometry import centred_box
 from dali_gridaug.kernels import box_keep_mask, mix_by_mask
 
 
-class _BoxDrop(Augment):
+class _BoxDrop(MaskAugment):
     """Shared application of a one-box drop; ``sample`` returns ``applied`` and ``box``."""
 
-    keys: ClassVar[tuple[str, ...]] = ("applied", "box")
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        return (ParamSpec("applied", np.uint8), ParamSpec("box", np.int32, (4,)))
 
-    def _fill_noise(self) -> bool:
-        return False
-
-    def _fill_value(self) -> float:
-        return 0.0
-
-    def apply_dali(self, images: Any, params: dict[str, Any], height: int, width: int) -> Any:
+    def keep_mask_dali(
+        self, params: Mapping[str, Any], height: int, width: int, device: str
+    ) -> Any:
         from nvidia.dali import fn, types
 
         box = params["box"]
-        anchor = fn.cast(box[0:2], dtype=types.FLOAT)
-        shape = fn.cast(box[2:4] - box[0:2], dtype=types.FLOAT)
-        if not self._fill_noise():
-            return fn.erase(
-                images,
-                anchor=anchor,
-                shape=shape,
-                axis_names="HW",
-                fill_value=self._fill_value(),
-            )
-        keep = fn.erase(images * 0 + 1, anchor=anchor, shape=shape, axis_names="HW", fill_value=0)
-        return images * keep + fn.random.normal(images) * (1 - keep)
+        return fn.erase(
+            ones_mask(height, width, device),
+            anchor=fn.cast(box[0:2], dtype=types.FLOAT),
+            shape=fn.cast(box[2:4] - box[0:2], dtype=types.FLOAT),
+            axis_names="HW",
+            fill_value=0,
+        )
 
-    def apply_xp(self, xp: ModuleType, images: Any, params: dict[str, Any]) -> Any:
+    def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         b, h, w, c = images.shape
         keep = box_keep_mask(xp, h, w, params["box"])
-        if self._fill_noise():
-            seed = int(np.asarray(params["_noise_seed"]).reshape(-1)[0])
+        fill = self.fill()
+        if fill == "noise":
+            # .item(): a host int from a numpy or cupy array (int() refuses cupy arrays)
+            seed = int(params["noise_seed"].reshape(-1)[0].item())
             fill = _normal(xp, seed, images.shape, images.dtype)
-        else:
-            fill = self._fill_value()
         return mix_by_mask(xp, images, keep, fill=fill)
 
 
@@ -98,20 +92,18 @@ class Cutout(_BoxDrop):
             )
 
     def sample(
-        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        height: int,
+        width: int,
+        epoch: int,
+        flip: np.ndarray | None = None,
     ) -> Params:
-        b, half = batch_size, self.length // 2
+        b = batch_size
         cy, cx = rng.integers(0, height, b), rng.integers(0, width, b)
         applied = rng.random(b) < self.p
-        box = np.stack(
-            [
-                np.clip(cy - half, 0, height),
-                np.clip(cx - half, 0, width),
-                np.clip(cy + half, 0, height),
-                np.clip(cx + half, 0, width),
-            ],
-            axis=1,
-        )
+        box = np.stack(centred_box(cy, cx, self.length, self.length, height, width), axis=1)
         box[~applied] = 0
         return {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}
 
@@ -132,7 +124,7 @@ class RandomErasing(_BoxDrop):
 
     p: float = 0.5
     scale: tuple[float, float] = (0.02, 1 / 3)
-    ratio: tuple[float, float] = (0.3, 3.3)
+    ratio: tuple[float, float] = (0.3, 1 / 0.3)
     value: float | str = "random"
     max_attempts: int = 10
     backend: Backend = "auto"
@@ -151,14 +143,26 @@ class RandomErasing(_BoxDrop):
         check_range("max_attempts", self.max_attempts, 1)
         super().__post_init__()
 
-    def _fill_noise(self) -> bool:
-        return self.value == "random"
+    def fill(self) -> float | Literal["noise"]:
+        return "noise" if self.value == "random" else float(self.value)
 
-    def _fill_value(self) -> float:
-        return 0.0 if self.value == "random" else float(self.value)
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        specs = super().schema(height, width)
+        if self._noise_kernel():
+            specs += (ParamSpec("noise_seed", np.int64, (1,), emitted=False),)
+        return specs
+
+    def _noise_kernel(self) -> bool:
+        return self.value == "random" and self.resolve_backend() == "kernel"
 
     def sample(
-        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        height: int,
+        width: int,
+        epoch: int,
+        flip: np.ndarray | None = None,
     ) -> Params:
         b, k = batch_size, self.max_attempts
         area = rng.uniform(*self.scale, size=(b, k)) * height * width
@@ -175,6 +179,6 @@ class RandomErasing(_BoxDrop):
         box = np.stack([y0, x0, y0 + h, x0 + w], axis=1)
         box[~applied] = 0
         params: Params = {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}
-        if self._fill_noise() and self.resolve_backend() == "kernel":
-            params["_noise_seed"] = np.full((b, 1), rng.integers(2**31), np.int64)
+        if self._noise_kernel():
+            params["noise_seed"] = np.full((b, 1), rng.integers(2**31), np.int64)
         return params

@@ -1,29 +1,33 @@
 """GridMask: drop a rotated grid of squares (Chen et al., 2020, arXiv:2001.04086).
 
-Official-code semantics (SPEC §GridMask): d ~ U{d_min … d_max−1}, kept stripes of width
+Official-code semantics: d ~ U{d_min … d_max−1}, kept stripes of width
 l = ceil(d·r) every d pixels, the (d−l)×(d−l) squares between them dropped (mode 1) or kept
 (mode 0, reversed GridMask), rotated by U{0 … rotate−1} degrees, a uniform offset, applied
 with probability p_e = P·min(1, e/ramp_epochs). Random GridMask drops each square only with
-probability ``square_p``. DALI's ``fn.grid_mask(tile=d, ratio=(d−l)/d)`` expresses mode 1.
+probability ``square_p``. In the graph the keep-mask comes from ``fn.grid_mask(tile=d,
+ratio=(d−l)/d)`` on a ones image (mode 1) and its complement (mode 0); random GridMask runs
+only as a kernel (``python_function``), even with ``backend="auto"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
-from dali_gridaug.augment.base import Augment, Backend, Params, to_radians
+from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
 from dali_gridaug.augment.schedule import linear_ramp
+from dali_gridaug.geometry import sample_grid
 from dali_gridaug.kernels import grid_keep_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
-class GridMask(Augment):
+class GridMask(MaskAugment):
     """GridMask configuration.
 
     Args:
@@ -52,7 +56,6 @@ class GridMask(Augment):
     backend: Backend = "auto"
 
     name: ClassVar[str] = "gridmask"
-    keys: ClassVar[tuple[str, ...]] = ("applied", "tile", "ratio", "angle", "shift_x", "shift_y")
 
     def __post_init__(self) -> None:
         check_range("r", self.r, 0, 1, low_open=True, high_open=True)
@@ -70,12 +73,12 @@ class GridMask(Augment):
         super().__post_init__()
 
     def backends(self) -> tuple[str, ...]:
-        if self.mode == 0 or self.square_p < 1:
+        if self.square_p < 1:
             return ("kernel",)
         return ("dali", "kernel")
 
     def _why_kernel_only(self) -> str:
-        return "fn.grid_mask has no reversed mode and no random squares"
+        return "fn.grid_mask has no random squares"
 
     def check_geometry(self, height: int, width: int, batch_size: int) -> None:
         super().check_geometry(height, width, batch_size)
@@ -98,41 +101,65 @@ class GridMask(Augment):
         """Squares per axis that can touch an ``height×width`` image (random-variant table)."""
         return math.ceil(math.hypot(height, width) / self.d[0]) + 2
 
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        specs = (
+            ParamSpec("applied", np.uint8),
+            ParamSpec("tile", np.int32),
+            ParamSpec("ratio", np.float32),
+            ParamSpec("angle", np.float32),
+            ParamSpec("shift_x", np.float32),
+            ParamSpec("shift_y", np.float32),
+        )
+        if self.square_p < 1:
+            s = self.squares(height, width)
+            specs += (ParamSpec("square_keep", np.uint8, (s, s), emitted=False),)
+        return specs
+
     def sample(
-        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        height: int,
+        width: int,
+        epoch: int,
+        flip: np.ndarray | None = None,
     ) -> Params:
         b = batch_size
-        d = rng.integers(self.d[0], self.d[1], size=b)
-        l = np.ceil(d * self.r)  # noqa: E741  (the paper's name)
+        grid = sample_grid(rng, b, self.r, self.d, self.rotate)
         applied = rng.random(b) < self.apply_prob(epoch)
         params: Params = {
             "applied": applied.astype(np.uint8),
-            "tile": d.astype(np.int32),
-            # dropped fraction of the period (DALI's `ratio`); l uses float64 ceil like the
-            # official code (d=100, r=0.6 gives l=61)
-            "ratio": ((d - l) / d).astype(np.float32),
-            "angle": to_radians(rng.integers(0, self.rotate, size=b)),
-            "shift_x": rng.integers(0, d).astype(np.float32),
-            "shift_y": rng.integers(0, d).astype(np.float32),
+            "tile": grid.tile,
+            "ratio": grid.ratio,
+            "angle": grid.angle,
+            "shift_x": grid.shift_x,
+            "shift_y": grid.shift_y,
         }
         if self.square_p < 1:
             s = self.squares(height, width)
-            params["_square_keep"] = (rng.random((b, s, s)) >= self.square_p).astype(np.uint8)
+            params["square_keep"] = (rng.random((b, s, s)) >= self.square_p).astype(np.uint8)
         return params
 
-    def apply_dali(self, images: Any, params: dict[str, Any], height: int, width: int) -> Any:
-        from nvidia.dali import fn
+    def keep_mask_dali(
+        self, params: Mapping[str, Any], height: int, width: int, device: str
+    ) -> Any:
+        from nvidia.dali import fn, types
 
-        return fn.grid_mask(
-            images,
+        ones = ones_mask(height, width, device)
+        grid = fn.grid_mask(
+            ones,
             tile=params["tile"],
             ratio=params["ratio"] * params["applied"],  # ratio 0 drops nothing
             angle=params["angle"],
             shift_x=params["shift_x"],
             shift_y=params["shift_y"],
         )
+        if self.mode == 1:
+            return grid
+        # reversed: keep exactly the squares mode 1 drops (where applied)
+        return fn.cast(1 - grid * params["applied"], dtype=types.UINT8)
 
-    def apply_xp(self, xp: ModuleType, images: Any, params: dict[str, Any]) -> Any:
+    def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
         applied = xp.asarray(params["applied"]).astype(bool)
         keep = grid_keep_mask(
@@ -145,7 +172,7 @@ class GridMask(Augment):
             params["shift_x"],
             params["shift_y"],
             mode=self.mode,
-            square_keep=params.get("_square_keep"),
+            square_keep=params.get("square_keep"),
         )
         keep = xp.where(applied[:, None, None], keep, 1.0)
         return mix_by_mask(xp, images, keep)

@@ -1,29 +1,38 @@
 """GridMix: mix two images cell by cell on an n×n grid, with per-cell labels
 (Baek, Bang & Shim, Pattern Recognition 2021, "GridMix: Strong regularization through local
-context mapping"; no official code: SPEC §GridMix is the reference).
+context mapping"; no official code).
 
 Per sample: partner B from a random permutation; M ∈ {0,1}^{n×n}, M_ij ~ Ber(p) (1 = cell of
 A). Cell (i, j) covers rows [floor(i·H/n), floor((i+1)·H/n)) and likewise columns. λ = ΣM/n²;
 patch labels are y_A where M = 1, else y_B. DALI expresses it with one ``fn.multi_paste`` of
-n² cells, each taken from A or B.
+the own image and the n² − ΣM cells taken from B (empty pastes for A's cells).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 
 from dali_gridaug._validate import check_range, check_type
-from dali_gridaug.augment.base import Augment, Backend, Params, identity_partner
-from dali_gridaug.augment.cutmix import random_partner
+from dali_gridaug.augment.base import (
+    Backend,
+    LabelUpdate,
+    MixAugment,
+    Params,
+    ParamSpec,
+    paste_args,
+    paste_specs,
+)
+from dali_gridaug.geometry import cell_boxes, random_partner
 from dali_gridaug.kernels import cell_keep_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
-class GridMix(Augment):
+class GridMix(MixAugment):
     """GridMix configuration.
 
     Args:
@@ -41,9 +50,7 @@ class GridMix(Augment):
     derangement: bool = False
     backend: Backend = "auto"
 
-    mixing: ClassVar[bool] = True
     name: ClassVar[str] = "gridmix"
-    keys: ClassVar[tuple[str, ...]] = ("lam", "partner", "cells")
 
     def __post_init__(self) -> None:
         check_type("n", self.n, int)
@@ -59,31 +66,44 @@ class GridMix(Augment):
                 f"GridMix: `n` must be in [1, {min(height, width)}] (the image side), got {self.n}"
             )
 
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        n = self.n
+        return (
+            ParamSpec("lam", np.float32),
+            ParamSpec("partner", np.int32),
+            ParamSpec("cells", np.uint8, (n, n)),
+            *paste_specs(n * n),
+        )
+
     def sample(
-        self, rng: np.random.Generator, batch_size: int, height: int, width: int, epoch: int
+        self,
+        rng: np.random.Generator,
+        batch_size: int,
+        height: int,
+        width: int,
+        epoch: int,
+        flip: np.ndarray | None = None,
     ) -> Params:
         b, n = batch_size, self.n
         cells = (rng.random((b, n, n)) < self.p).astype(np.uint8)
         partner = random_partner(rng, b, self.derangement)
-        ys = (np.arange(n + 1) * height) // n
-        xs = (np.arange(n + 1) * width) // n
-        anchors = np.stack(np.meshgrid(ys[:-1], xs[:-1], indexing="ij"), -1).reshape(1, n * n, 2)
-        shapes = np.stack(np.meshgrid(np.diff(ys), np.diff(xs), indexing="ij"), -1)
-        ids = np.where(cells.reshape(b, n * n), identity_partner(b)[:, None], partner[:, None])
+        # the own image whole, then every cell that comes from the partner
+        boxes = np.broadcast_to(cell_boxes(height, width, n), (b, n * n, 4))
+        boxes = np.where(cells.reshape(b, n * n, 1) == 1, 0, boxes)
         return {
             "lam": cells.reshape(b, -1).mean(1).astype(np.float32),
             "partner": partner,
             "cells": cells,
-            "_ids": ids.astype(np.int32),
-            "_anchors": np.broadcast_to(anchors, (b, n * n, 2)).astype(np.int32),
-            "_shapes": np.broadcast_to(shapes.reshape(1, n * n, 2), (b, n * n, 2)).astype(np.int32),
+            **paste_args(partner, boxes, height, width, flip),
         }
 
-    def apply_dali(self, images: Any, params: dict[str, Any], height: int, width: int) -> Any:
-        from dali_gridaug.augment.cutmix import multi_paste
+    def labels(self, params: Mapping[str, Any], y: Any, num_classes: int) -> LabelUpdate:
+        from dali_gridaug.labels import patch_labels
 
-        return multi_paste(images, params)
+        update = super().labels(params, y, num_classes)
+        cells = patch_labels(y, update.partner, params["cells"])
+        return dataclasses.replace(update, patch_labels=cells)
 
-    def apply_xp(self, xp: ModuleType, images: Any, params: dict[str, Any]) -> Any:
+    def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
         return mix_by_mask(xp, images, cell_keep_mask(xp, h, w, params["cells"]), params["partner"])
