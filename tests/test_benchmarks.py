@@ -186,3 +186,47 @@ def test_selftest_gpu_checks_run_pytest_and_report_absent_modules(tmp_path):
     assert graphs["status"] in ("skipped", "passed", "failed")
     if graphs["status"] == "skipped":
         assert "gpucheck" in graphs["note"]
+
+
+def test_reference_ports_are_self_consistent():
+    import torch
+
+    from dali_gridaug.bench.reference import (
+        GridMaskOfficial,
+        cutmix_official,
+        gridmask_official,
+        gridmix_torch,
+    )
+    from dali_gridaug.geometry import cell_bounds
+
+    # GridMask module = the oracle's mask, sample by sample, from the same draws
+    x = torch.ones(3, 2, 40, 48)
+    out = GridMaskOfficial((8, 20), r=0.6, rotate=360, mode=1, prob=1.0, seed=3)(x)
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        rng.random()  # the apply coin
+        m = gridmask_official(40, 48, rng, r=0.6, d=(8, 20), rotate=360, mode=1)
+        assert torch.equal(out[i, 1], torch.from_numpy(m)) and 0 < m.mean() < 1
+
+    # CutMix: λ is the fraction of pixels that kept their own value
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 32, 32).clone()
+    mixed, ya, yb, lam = cutmix_official(
+        x, torch.arange(8), beta=1.0, prob=1.0, rng=np.random.default_rng(0)
+    )
+    own = (mixed == torch.arange(8.0).view(8, 1, 1, 1)).float().mean((1, 2, 3))
+    moved = yb != ya
+    assert moved.any()
+    assert torch.allclose(own[moved], torch.tensor(lam))
+
+    # GridMix: each cell comes whole from the image or its partner, as its patch label says
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 10, 13).clone()
+    out, soft, patch = gridmix_torch(
+        x, torch.arange(4), n=3, p=0.5, num_classes=4, generator=torch.Generator().manual_seed(0)
+    )
+    ys, xs = cell_bounds(10, 3), cell_bounds(13, 3)
+    for i in range(3):
+        for j in range(3):
+            cell = out[:, 0, ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
+            assert torch.equal(cell, patch[:, i, j].float().view(4, 1, 1).expand_as(cell))
+    lam = (patch == torch.arange(4).view(4, 1, 1)).float().mean((1, 2))
+    assert torch.allclose(soft[torch.arange(4), torch.arange(4)], lam)  # own-class weight = λ

@@ -2,8 +2,8 @@
 
 They serve twice: the benchmarks time them as the "official" way to augment (on the loaded
 batch, in the training loop, on the training device), and the tests use them as oracles for
-the library's statistics. They stay faithful, independent ports of the official code, so
-they share nothing with the library's own geometry.
+the library's statistics. The official ports stay faithful and independent of the library's
+own geometry (they are oracles).
 
 * GridMask: dvlab-research/GridMask ``imagenet_grid/utils/grid.py`` (``Grid.__call__``: a
   per-sample numpy mask, two Python loops, a PIL rotation; ``GridMask.forward`` loops over
@@ -11,7 +11,8 @@ they share nothing with the library's own geometry.
 * CutMix: clovaai/CutMix-PyTorch ``train.py`` (``rand_bbox`` and the batch step) and, when
   installed, ``timm.data.Mixup`` set to CutMix only.
 * GridMix: no official code exists; :func:`gridmix_torch` is a straightforward batched torch
-  version (Bernoulli cells, one partner permutation, λ = fraction of kept cells).
+  version (Bernoulli cells, one partner permutation, λ = fraction of kept cells) on the
+  library's cell bounds (:func:`dali_gridaug.geometry.cell_bounds`).
 
 Random draws use a :class:`numpy.random.Generator` (the official code uses numpy's global
 state); the order of the draws is the official one.
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+
+from dali_gridaug.geometry import cell_bounds
 
 #: reference name → one-line provenance (the names the ``augment-op`` suite and plots use).
 REFERENCES: dict[str, str] = {
@@ -175,7 +178,8 @@ def gridmix_torch(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GridMix on an ``(B, C, H, W)`` batch: an ``n×n`` grid of Bernoulli(p) cells (True keeps
-    the image, False takes the partner's), cell ``i`` spanning rows ``[⌊i·H/n⌋, ⌊(i+1)·H/n⌋)``.
+    the image, False takes the partner's), cell ``i`` spanning rows ``[⌊i·H/n⌋, ⌊(i+1)·H/n⌋)``
+    (:func:`~dali_gridaug.geometry.cell_bounds`).
 
     Returns:
         ``(images, soft_target (B, K) float32, patch_labels (B, n, n) int64)``.
@@ -185,8 +189,8 @@ def gridmix_torch(
     cells = torch.rand((b, n, n), generator=generator, device=dev) < p
     perm = torch.randperm(b, generator=generator, device=dev)
 
-    def cell_of(size: int) -> torch.Tensor:
-        edges = (torch.arange(1, n, device=dev) * size) // n
+    def cell_of(size: int) -> torch.Tensor:  # the cell index of each row (column)
+        edges = torch.as_tensor(cell_bounds(size, n)[1:-1], device=dev)
         return torch.bucketize(torch.arange(size, device=dev), edges, right=True)
 
     keep = cells[:, cell_of(h)[:, None], cell_of(w)[None, :]]
