@@ -29,7 +29,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     heights = [1.2 + (2.2 if _sweep(suites, n) else 0.28 * len(cs)) for n, cs in panels]
     lines = _target_lines(result.get("targets", {}))
     if lines:
-        heights.append(0.4 + 0.32 * len(lines))
+        heights.append(0.3 + 0.2 * len(lines))
     fig, axes = plt.subplots(
         len(heights),
         1,
@@ -39,8 +39,9 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
         squeeze=False,
     )
     m, ds, st = result["machine"], result["dataset"], result["settings"]
+    kind = {"photos": "natural-photo"}.get(ds.get("kind"), ds.get("kind"))
     fig.suptitle(
-        f"{m['device']} ({m['cpu_count']} CPUs) — {ds.get('images')} {ds.get('kind')} JPEGs, "
+        f"{m['device']} ({m['cpu_count']} CPUs) — {ds.get('images')} {kind} JPEGs, "
         f"batch {st['batch_size']}, {st['image_size']} px, median of {st['rounds']} rounds × "
         f"{st['runs']} runs — {result['date'][:10]}",
         fontsize=10,
@@ -82,7 +83,8 @@ def _bars(ax: Any, cs: list[dict[str, Any]], base: dict[str, Any] | None) -> Non
     ax.barh(y, vals, height=0.6, xerr=err, color="#1f77b4", capsize=2, error_kw={"lw": 0.8})
     ax.set_yticks(list(y), [c["config"] for c in cs], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("images/s (median; whiskers: interquartile range of the runs)", fontsize=8)
+    vs = f"; × = relative to {base['config']}" if base else ""
+    ax.set_xlabel(f"images/s (median; whiskers: interquartile range of the runs{vs})", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.set_xlim(0, max(v + h for v, h in zip(vals, err[1], strict=True)) * 1.3)
     for yi, c, hi in zip(y, cs, err[1], strict=True):

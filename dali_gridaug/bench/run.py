@@ -24,9 +24,9 @@ comma-separated; --list shows the configurations):
   augment-op     the augmentation alone on a resident batch (--op-batch), vs references
   keep-stage     the Keep stage vs a plain ResNet-18 training step
 
-the acceptance measurement (about 6 minutes on 2 cores):
-  dali-gridaug bench --suite acceptance --num-images 1024 --batch-size 64 \\
-      --batches 16 --runs 1 --warmup 1 --rounds 5 --name acceptance
+the acceptance measurement (about 4 minutes on 2 quiet cores):
+  dali-gridaug bench --suite acceptance --device cpu --num-images 1024 --batch-size 64 \\
+      --batches 16 --runs 2 --warmup 1 --rounds 7 --name acceptance
 """
 
 
