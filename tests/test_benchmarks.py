@@ -116,20 +116,17 @@ def test_selection_patterns():
 
 def test_bench_runs_from_an_installed_package(tmp_path):
     """``pip install --target`` then ``bench --list`` from another folder: no checkout needed."""
+    import shutil
+
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    target = tmp_path / "site"
-    pip = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--no-deps",
-        "--no-build-isolation",
-        "--target",
-        str(target),
-        repo,
-    ]
+    src, target = tmp_path / "src", tmp_path / "site"  # a copy: the build writes beside it
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(repo, name), src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(os.path.join(repo, "dali_gridaug"), src / "dali_gridaug", ignore=ignore)
+    flags = "-m pip install -q --no-deps --no-build-isolation --target".split()
+    pip = [sys.executable, *flags, str(target), str(src)]
     subprocess.run(pip, check=True, capture_output=True, timeout=300, cwd=tmp_path)
     env = {**os.environ, "PYTHONPATH": str(target)}
     cmd = [sys.executable, "-m", "dali_gridaug.cli", "bench", "--list", "--suite", "acceptance"]
