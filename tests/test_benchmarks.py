@@ -26,7 +26,10 @@ TINY = (
 
 
 def test_acceptance_smoke_writes_json_with_targets(tmp_path):
-    suites = "acceptance,augment-op/gridmask*,keep-stage/plain,dali-gpu/no-aug"
+    suites = (
+        "acceptance,augment-op/gridmask*,augment-op/cutmix[dali],augment-op/pass*,"
+        "keep-stage/plain,dali-gpu/no-aug"
+    )
     rc = main(
         [
             *TINY,
