@@ -10,6 +10,7 @@ pixels → the library's augmentation graph, which normalizes to CHW float on th
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from dali_gridaug.bench.core import Benchmark, Settings, suite
 from dali_gridaug.bench.reference import REFERENCES, build
 from dali_gridaug.bench.suites.loaders import gpu_skip, our_augment
+from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
 OPS: dict[str, tuple[str, str]] = {
     "gridmask[official]": ("gridmask", "official"),
@@ -94,12 +96,9 @@ class AugmentOp(Benchmark):
         graph (:func:`~dali_gridaug.augment.graph.augment_graph`: paste, normalize to CHW,
         mask multiply), or the normalization alone for ``passthrough``.
         """
-        from types import SimpleNamespace
-
         from nvidia.dali import fn, pipeline_def
 
         from dali_gridaug.augment.graph import augment_graph
-        from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
         from dali_gridaug.decode import normalize
         from dali_gridaug.params import ParamSource
 
