@@ -230,3 +230,14 @@ def test_reference_ports_are_self_consistent():
             assert torch.equal(cell, patch[:, i, j].float().view(4, 1, 1).expand_as(cell))
     lam = (patch == torch.arange(4).view(4, 1, 1)).float().mean((1, 2))
     assert torch.allclose(soft[torch.arange(4), torch.arange(4)], lam)  # own-class weight = λ
+
+
+def test_missing_scikit_image_is_a_one_line_usage_error(tmp_path):
+    code = (
+        "import sys; sys.modules['skimage'] = None; from dali_gridaug.cli import main; "
+        f"sys.exit(main(['bench', '--suite', 'acceptance', '--data', {str(tmp_path)!r}]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("dali-gridaug bench: error: the natural-photo dataset needs")
+    assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())

@@ -48,7 +48,7 @@ def make_photos(root: str | os.PathLike[str], num_images: int, seed: int = 0) ->
     """Write (or reuse) ``root/<photo>/<index>.jpg``: ``num_images`` random crops.
 
     Raises:
-        ImportError: scikit-image is not installed (``pip install scikit-image``).
+        UsageError: scikit-image is not installed.
     """
     from importlib.resources import files
 
@@ -58,7 +58,15 @@ def make_photos(root: str | os.PathLike[str], num_images: int, seed: int = 0) ->
     stamp = f"{num_images} {seed} {QUALITY} {SIZE_WH}\n"
     if (root / "READY").is_file() and (root / "READY").read_text() == stamp:
         return root
-    data = files("skimage.data")  # ImportError without scikit-image
+    try:
+        data = files("skimage.data")
+    except ModuleNotFoundError as err:
+        from dali_gridaug.errors import UsageError
+
+        raise UsageError(
+            "the natural-photo dataset needs scikit-image (pip install "
+            "scikit-image); or pass `--dataset sample` or an ImageFolder"
+        ) from err
     sources = [Image.open(data.joinpath(name)).convert("RGB") for name in PHOTOS]
     rng = np.random.default_rng(seed)
     tmp = Path(
