@@ -17,7 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preview": ("dali_gridaug.preview", "save a labelled grid of augmented samples"),
     "check-data": ("dali_gridaug.check", "report files the pipeline cannot decode"),
     "train": ("dali_gridaug.train", "train a torchvision model (torchrun-ready)"),
-    "bench": ("benchmarks.__main__", "throughput benchmarks"),
+    "bench": ("dali_gridaug.bench.run", "throughput benchmarks (JSON + PNG)"),
+    "selftest": ("dali_gridaug.bench.selftest", "check this machine's device, sample throughput"),
 }
 
 
@@ -43,13 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         print(f"dali-gridaug: error: unknown command {args[0]!r}", file=sys.stderr)
         return 2
-    if args[0] == "bench":
-        # benchmarks/ lives beside the package in a source checkout, not inside the wheel
-        from pathlib import Path
-
-        checkout = Path(__file__).resolve().parents[1]
-        if (checkout / "benchmarks" / "__main__.py").exists():
-            sys.path.insert(0, str(checkout))
     module = importlib.import_module(COMMANDS[args[0]][0])
     try:
         return int(module.main(args[1:]) or 0)
