@@ -1,4 +1,4 @@
-"""``dali-gridaug check-data ROOT``: find the files the pipeline cannot decode, before training.
+r"""``dali-gridaug check-data ROOT``: find the files the pipeline cannot decode, before training.
 
 One bad file stops a DALI pipeline for good (see :mod:`dali_gridaug.errors`), so scan the
 ImageFolder once, in parallel, and train from the clean file list this writes.
@@ -20,6 +20,11 @@ reason                     kind   meaning
 ``truncated``              bad    cut short: JPEG without its EOI marker, PNG without
                                   ``IEND``, or the decoder hit the end of the data
 ``corrupt``                bad    any other decode failure
+``corrupt-data``           bad    the JPEG decodes, but its decoder reports damaged
+                                  entropy-coded data ("Corrupt JPEG data: …"): DALI
+                                  gives grey or garbage pixels and only prints that
+``non-utf8-name``          bad    the path is not valid UTF-8: DALI's file reader
+                                  takes UTF-8 paths only (rename the file)
 ``<fmt>-named-<ext>``      warn   e.g. ``png-named-jpg``: DALI detects the format from
                                   the content and decodes PNG, WebP, BMP, TIFF and PNM
                                   under any name; tools trusting the extension may not
@@ -31,96 +36,57 @@ reason                     kind   meaning
 ``huge``                   warn   more pixels than ``max_pixels`` (nvJPEG's
                                   preallocation hint): GPU decode buffers reallocate
 ``small``                  warn   shorter side below ``min_side``: the crop upsamples
+``exif-rotated``           warn   EXIF orientation ≠ 1: DALI rotates/flips the image,
+                                  torchvision's Pillow loader does not
 ========================== ====== ===================================================
+
+Folder symlinks are followed, but a link back to a folder on its own path (a loop: without
+this check a 40-file class becomes thousands of files) is not entered and is listed in
+``loops`` (``reason`` ``symlink-loop``), exactly as :func:`~dali_gridaug.reader.image_folder`
+skips it.
+
+File names: any name the OS allows is handled. In Python a path is a ``str`` where bytes
+that are not UTF-8 are lone surrogates (``os.fsdecode``, ``surrogateescape``;
+``os.fsencode(path)`` gives the bytes back). The JSON report is ASCII (JSON ``\u`` escapes),
+so such a path reads back as the same ``str``, and the report's paths (relative to ROOT)
+can be passed to ``create_loader(ROOT, exclude=...)`` as they are. The clean list quotes
+paths with control characters (newlines) or undecodable bytes as
+:func:`~dali_gridaug.reader.quote_path` describes; :func:`~dali_gridaug.reader.file_list`
+reads them back.
 
 Files without an image extension are listed as ``ignored`` (the loader skips them, as
 torchvision's ``ImageFolder`` does), and so are files directly in ROOT. Class folders without
 any image file are listed in ``empty_classes`` (``image_folder`` refuses them); the clean
 list keeps every class index of ``image_folder``: the sorted position of the class folder.
 
-Nothing is deleted or modified, except that the clean list (and a ``classes.txt`` beside
-it, when none exists there) is written. Exit status: 0 when no file is bad, 1 when some are,
-2 when ROOT cannot be scanned.
+Nothing in the dataset is deleted or modified, and nothing is written beside it: the report
+and the clean list (with a ``classes.txt`` beside it, when none exists there) go to
+``--report``/``--list``; by default the list goes beside the report, and the report to the
+user cache dir (``$XDG_CACHE_HOME/dali-gridaug/check-data/<root name>-<hash>/``).
+Exit status: 0 when no file is bad, 1 when some are, 2 when ROOT cannot be scanned or a flag
+is wrong (one line on stderr).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import io
+import hashlib
 import json
 import multiprocessing
 import os
 import sys
-import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from dali_gridaug._validate import check_range, check_type
-from dali_gridaug.constants import IMG_EXTENSIONS, PREALLOCATE_HEIGHT_HINT, PREALLOCATE_WIDTH_HINT
-
-#: Default ``max_pixels``: the nvJPEG preallocation hints of the GPU decoder.
-MAX_PIXELS: int = PREALLOCATE_WIDTH_HINT * PREALLOCATE_HEIGHT_HINT
-#: Default ``min_side``: the default crop of ``create_loader``.
-MIN_SIDE: int = 224
-#: Formats DALI's decoders read (``gif`` is sniffed only to be reported as unsupported).
-DALI_FORMATS: frozenset[str] = frozenset({"jpeg", "png", "bmp", "tiff", "webp", "pnm", "jpeg2000"})
-#: Format an extension promises.
-EXT_FORMATS: dict[str, str] = {
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".png": "png",
-    ".ppm": "pnm",
-    ".pgm": "pnm",
-    ".pbm": "pnm",
-    ".bmp": "bmp",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".webp": "webp",
-    ".jp2": "jpeg2000",
-}
-_END = {
-    "jpeg": "no EOI marker after the last scan",
-    "png": "no IEND chunk",
-    "webp": "shorter than its RIFF size",
-    "bmp": "shorter than its header's file size",
-}
-BAD_REASONS: tuple[str, ...] = (
-    "zero-byte",
-    "unreadable",
-    "not-an-image",
-    "unsupported-format",
-    "truncated",
-    "corrupt",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Issue:
-    """One finding about one file.
-
-    Attributes:
-        path: path relative to ROOT, ``/``-separated.
-        reason: short machine-friendly key (see the module docstring).
-        detail: human-readable explanation.
-    """
-
-    path: str
-    reason: str
-    detail: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Result:
-    """What a worker found about one file (picklable)."""
-
-    rel: str
-    bad: Issue | None
-    warnings: tuple[Issue, ...]
-    decoder: str
+from dali_gridaug.constants import IMG_EXTENSIONS
+from dali_gridaug.errors import UsageError
+from dali_gridaug.reader import class_folders, quote_path, walk
+from dali_gridaug.tools.common import ArgParser, cache_dir
+from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, _Result, probe, sniff
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +102,8 @@ class Report:
         warnings: decodable files worth a look (a file may have several).
         ignored: files the loader skips (no image extension, or not in a class folder).
         empty_classes: class folders without any image file.
+        loops: folder symlinks not followed because they point back to a folder on their
+            own path (``reason`` ``symlink-loop``; ``detail`` names the target).
         decoder: ``"dali-cpu"`` or ``"pillow"`` (what decided decodability).
         max_pixels: ``huge`` threshold in pixels.
         min_side: ``small`` threshold in pixels.
@@ -151,6 +119,7 @@ class Report:
     decoder: str
     max_pixels: int
     min_side: int
+    loops: tuple[Issue, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -168,8 +137,9 @@ class Report:
         return [os.path.join(self.root, *i.path.split("/")) for i in self.bad]
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON report: ``bad``/``warnings``/``ignored`` are lists of
-        ``{"path", "reason", "detail"}`` with paths relative to ``root``.
+        """The JSON report: ``bad``/``warnings``/``ignored``/``loops`` are lists of
+        ``{"path", "reason", "detail"}`` with paths relative to ``root``, ``/``-separated
+        (write it with ``ensure_ascii=True`` to keep undecodable bytes, see the module doc).
         """
         scanned = len(self.good) + len(self.bad)
         return {
@@ -187,21 +157,24 @@ class Report:
                 "ignored": len(self.ignored),
                 "classes": len(self.classes),
                 "empty_classes": len(self.empty_classes),
+                "loops": len(self.loops),
                 "bad_by_reason": _count(i.reason for i in self.bad),
                 "warnings_by_reason": _count(i.reason for i in self.warnings),
             },
             "bad": [dataclasses.asdict(i) for i in self.bad],
             "warnings": [dataclasses.asdict(i) for i in self.warnings],
             "ignored": [dataclasses.asdict(i) for i in self.ignored],
+            "loops": [dataclasses.asdict(i) for i in self.loops],
             "empty_classes": list(self.empty_classes),
             "classes_without_good_files": list(self.classes_without_good_files),
         }
 
     def write_list(self, path: str | os.PathLike[str]) -> Path:
         """Write the clean file list: ``<path> <class index>`` per line, paths relative to
-        the list's folder (what :func:`~dali_gridaug.reader.file_list` and
-        ``create_loader(path)`` read). Also writes ``classes.txt`` beside it unless one
-        exists (an existing one with other names is left alone and reported on stderr).
+        the list's folder, quoted by :func:`~dali_gridaug.reader.quote_path` where needed
+        (what :func:`~dali_gridaug.reader.file_list` and ``create_loader(path)`` read; UTF-8).
+        Also writes ``classes.txt`` beside it unless one exists (an existing one with other
+        names is left alone and reported on stderr).
 
         Note:
             ``file_list`` infers the class count from the largest index listed, so when the
@@ -215,15 +188,15 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         base = str(path.parent)
         lines = [
-            f"{os.path.relpath(os.path.join(self.root, *rel.split('/')), base)} {k}\n"
+            f"{quote_path(os.path.relpath(os.path.join(self.root, *rel.split('/')), base))} {k}\n"
             for rel, k in self.good
         ]
-        path.write_text("".join(lines))
+        path.write_text("".join(lines), encoding="utf-8")
         names = path.parent / "classes.txt"
         wanted = "\n".join(self.classes) + "\n"
         if not names.exists():
-            names.write_text(wanted)
-        elif names.read_text().split("\n")[: len(self.classes)] != list(self.classes):
+            names.write_text(wanted, encoding="utf-8", errors="surrogateescape")
+        elif _read_names(names)[: len(self.classes)] != list(self.classes):
             print(
                 f"check-data: left the existing {names} alone (its class names differ); "
                 "the loader names classes from it",
@@ -265,10 +238,10 @@ def check_dataset(
     check_type("min_side", min_side, int)
     check_range("min_side", min_side, 1)
     root_abs = os.path.abspath(os.fspath(root))
-    classes, entries, ignored, empty = _scan(root_abs)
-    probe = functools.partial(_probe, root=root_abs, max_pixels=max_pixels, min_side=min_side)
+    classes, entries, ignored, empty, loops = _scan(root_abs)
+    check = functools.partial(probe, root=root_abs, max_pixels=max_pixels, min_side=min_side)
     rels = [rel for rel, _ in entries]
-    results = _run(probe, rels, workers, progress)
+    results = _run(check, rels, workers, progress)
     by_rel = {r.rel: r for r in results}
     good, bad, warned = [], [], []
     for rel, k in entries:
@@ -289,39 +262,49 @@ def check_dataset(
         decoder=results[0].decoder if results else "none",
         max_pixels=max_pixels,
         min_side=min_side,
+        loops=tuple(loops),
     )
 
 
-def default_list_path(root: str | os.PathLike[str]) -> Path:
-    """``ROOT/../<root name>_clean.txt`` (``data/train`` → ``data/train_clean.txt``)."""
-    root = Path(os.path.abspath(os.fspath(root)))
-    return root.parent / f"{root.name}_clean.txt"
+def default_report_path(root: str | os.PathLike[str]) -> Path:
+    """``<user cache dir>/check-data/<root name>-<8 hex of the absolute root>/report.json``:
+    one folder per dataset root, never beside the dataset.
+    """
+    root = os.path.abspath(os.fspath(root))
+    digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:8]
+    name = os.path.basename(root).encode("ascii", "replace").decode()
+    return cache_dir() / "check-data" / f"{name}-{digest}" / "report.json"
+
+
+def default_list_path(report: str | os.PathLike[str]) -> Path:
+    """The clean list beside the report: ``out/report.json`` → ``out/report_clean.txt``."""
+    report = Path(report)
+    return report.with_name(f"{report.stem}_clean.txt")
 
 
 def _scan(
     root: str,
-) -> tuple[tuple[str, ...], list[tuple[str, int]], list[Issue], list[str]]:
+) -> tuple[tuple[str, ...], list[tuple[str, int]], list[Issue], list[str], list[Issue]]:
     """Walk ``root`` exactly as :func:`~dali_gridaug.reader.image_folder` does, without
-    failing on empty class folders.
+    failing on empty class folders: ``(classes, entries, ignored, empty, loops)``.
     """
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"dataset root {root!r} does not exist or is not a directory")
-    listing = sorted(os.scandir(root), key=lambda e: e.name)
-    classes = tuple(e.name for e in listing if e.is_dir())
-    if not classes:
-        raise FileNotFoundError(f"no class folders found in dataset root {root!r}")
+    classes = tuple(class_folders(root))
     ignored = [
         Issue(e.name, "outside-class-folder", "files directly in ROOT belong to no class")
-        for e in listing
+        for e in sorted(os.scandir(root), key=lambda e: e.name)
         if not e.is_dir()
     ]
     entries: list[tuple[str, int]] = []
     empty: list[str] = []
+    loops: list[Issue] = []
     for idx, name in enumerate(classes):
         count = 0
-        for dirpath, _, fnames in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-            for fname in sorted(fnames):
-                rel = Path(os.path.relpath(os.path.join(dirpath, fname), root)).as_posix()
+        folders, found = walk(os.path.join(root, name), above=(root,))
+        loops += [Issue(_rel(link, root), "symlink-loop", f"points back to {real!r}: not entered")
+                  for link, real in found]  # fmt: skip
+        for dirpath, fnames in folders:
+            for fname in fnames:
+                rel = _rel(os.path.join(dirpath, fname), root)
                 if fname.lower().endswith(IMG_EXTENSIONS):
                     entries.append((rel, idx))
                     count += 1
@@ -331,10 +314,18 @@ def _scan(
                     )
         if count == 0:
             empty.append(name)
-    return classes, entries, ignored, empty
+    return classes, entries, ignored, empty, loops
 
 
-def _run(probe: Any, rels: Sequence[str], workers: int, progress: bool) -> list[_Result]:
+def _rel(path: str, root: str) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _read_names(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
+
+
+def _run(check: Any, rels: Sequence[str], workers: int, progress: bool) -> list[_Result]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(rels), desc="check-data", unit="img", disable=not progress)
@@ -342,7 +333,7 @@ def _run(probe: Any, rels: Sequence[str], workers: int, progress: bool) -> list[
     with bar:
         if workers == 0 or len(rels) == 0:
             for rel in rels:
-                out.append(probe(rel))
+                out.append(check(rel))
                 bar.update()
             return out
         # spawn: the caller may hold DALI/torch threads, which fork would copy mid-state
@@ -350,7 +341,7 @@ def _run(probe: Any, rels: Sequence[str], workers: int, progress: bool) -> list[
         workers = min(workers, len(rels))
         chunk = max(1, min(64, len(rels) // (workers * 8)))
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            for result in pool.map(probe, rels, chunksize=chunk):
+            for result in pool.map(check, rels, chunksize=chunk):
                 out.append(result)
                 bar.update()
     return out
@@ -365,195 +356,6 @@ def _init_worker() -> None:
     os.close(devnull)
 
 
-def sniff(head: bytes) -> str | None:
-    """The image format a file's first bytes announce, or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head.startswith(b"BM") and len(head) >= 26:
-        return "bmp"
-    if head[:1] == b"P" and head[1:2] in b"123456" and head[2:3] in (b" ", b"\t", b"\n", b"\r"):
-        return "pnm"
-    if head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
-        return "jpeg2000"
-    return None
-
-
-def _probe(rel: str, *, root: str, max_pixels: int, min_side: int) -> _Result:
-    """Check one file (runs in a worker)."""
-    path = os.path.join(root, *rel.split("/"))
-    decoder = "dali-cpu" if _dali_decoder() is not None else "pillow"
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return _Result(rel, Issue(rel, "unreadable", str(exc)), (), decoder)
-    if not data:
-        return _Result(rel, Issue(rel, "zero-byte", "empty file"), (), decoder)
-    ext = os.path.splitext(rel)[1].lower()
-    fmt = sniff(data[:32])
-    header = _pil_header(data)
-    if fmt is None:
-        if header.get("format"):
-            detail = f"{header['format']} image; DALI's decoders cannot read it"
-            return _Result(rel, Issue(rel, "unsupported-format", detail), (), decoder)
-        return _Result(
-            rel, Issue(rel, "not-an-image", "no image signature in the file"), (), decoder
-        )
-    if fmt not in DALI_FORMATS:
-        detail = f"{fmt.upper()} content (named {ext}); DALI's decoders cannot read {fmt.upper()}"
-        return _Result(rel, Issue(rel, "unsupported-format", detail), (), decoder)
-    ok, size, error = _decode(data)
-    complete = _complete(fmt, data)
-    if not ok or (not complete and decoder == "pillow"):
-        why = error or "the data ends early"
-        if decoder != "pillow":
-            pil_ok, _, pil_error = _pil_decode(data)
-            why += "" if pil_ok else f"; Pillow: {pil_error}"
-        truncated = not complete or "truncated" in why.lower()
-        reason = "truncated" if truncated else "corrupt"
-        if not complete:
-            why = f"{fmt.upper()} data ends early ({_END[fmt]}); decoder: {why}"
-        return _Result(rel, Issue(rel, reason, why), (), decoder)
-    found = tuple(_warnings(rel, ext, fmt, header, size, max_pixels, min_side))
-    return _Result(rel, None, found, decoder)
-
-
-def _warnings(
-    rel: str,
-    ext: str,
-    fmt: str,
-    header: dict[str, Any],
-    size: tuple[int, int] | None,
-    max_pixels: int,
-    min_side: int,
-) -> Iterable[Issue]:
-    expected = EXT_FORMATS.get(ext)
-    if expected is not None and expected != fmt:
-        yield Issue(
-            rel,
-            f"{fmt}-named-{ext.lstrip('.')}",
-            f"{fmt.upper()} content named {ext}: DALI detects the format from the content and "
-            "decodes it; tools that trust the extension may not",
-        )
-    mode = header.get("mode", "")
-    if mode == "CMYK":
-        yield Issue(rel, "cmyk", "CMYK JPEG: DALI decodes it to RGB (output_type=RGB)")
-    if mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-        yield Issue(rel, "grayscale", "one channel: DALI replicates it to 3 equal RGB channels")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or header.get("transparency"):
-        yield Issue(rel, "alpha-dropped", "DALI decodes to RGB and drops the alpha channel")
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        yield Issue(rel, "high-bit-depth", "16-bit samples: DALI scales them to 8 bits")
-    size = size or header.get("size")
-    if size is not None:
-        w, h = size
-        if w * h > max_pixels:
-            yield Issue(
-                rel,
-                "huge",
-                f"{w}×{h} px = {w * h} > max_pixels {max_pixels} (the nvJPEG preallocation "
-                "hint): GPU decoding reallocates its buffers",
-            )
-        if min(w, h) < min_side:
-            yield Issue(
-                rel,
-                "small",
-                f"{w}×{h} px: shorter side {min(w, h)} < min_side {min_side}; the crop "
-                "upsamples it",
-            )
-
-
-def _pil_header(data: bytes) -> dict[str, Any]:
-    """Format, mode, ``(width, height)`` and transparency from the header ({} if unreadable)."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                return {
-                    "format": im.format,
-                    "mode": im.mode,
-                    "size": im.size,
-                    "transparency": "transparency" in im.info,
-                }
-    except Exception:  # noqa: BLE001  (any header Pillow cannot parse)
-        return {}
-
-
-def _complete(fmt: str, data: bytes) -> bool:
-    """False when the data ends before the format says it should: a JPEG without an EOI
-    marker after its last scan, a PNG without ``IEND``, a WebP/BMP shorter than its header's
-    file size.
-    """
-    if fmt == "jpeg":
-        # an EXIF thumbnail carries its own EOI, so look after the last start-of-scan
-        return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
-    if fmt == "png":
-        return data.rfind(b"IEND") >= 0
-    if fmt == "webp":
-        return len(data) >= int.from_bytes(data[4:8], "little") + 8
-    if fmt == "bmp":
-        return len(data) >= int.from_bytes(data[2:6], "little")
-    return True
-
-
-def _decode(data: bytes) -> tuple[bool, tuple[int, int] | None, str]:
-    """Decode with DALI's CPU decoder (Pillow when DALI's dynamic mode is unavailable).
-
-    Returns:
-        ``(ok, (width, height) or None, error message)``.
-    """
-    decoder = _dali_decoder()
-    if decoder is not None:
-        try:
-            h, w = decoder(data)
-        except Exception as exc:  # noqa: BLE001  (DALI raises RuntimeError; keep any as bad)
-            return False, None, str(exc).strip().splitlines()[-1] if str(exc).strip() else "?"
-        return True, (w, h), ""
-    return _pil_decode(data)
-
-
-def _pil_decode(data: bytes) -> tuple[bool, tuple[int, int] | None, str]:
-    """Pillow's full decode: ``(ok, (width, height) or None, error message)``."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                return True, im.size, ""
-    except Exception as exc:  # noqa: BLE001
-        return False, None, f"{type(exc).__name__}: {exc}"
-
-
-@functools.cache
-def _dali_decoder() -> Any:
-    """``data → (height, width)`` with DALI's CPU ``decoders.image``, or None."""
-    try:
-        import numpy as np
-        import nvidia.dali.experimental.dynamic as ndd
-        from nvidia.dali import types
-    except ImportError:
-        return None
-
-    def decode(data: bytes) -> tuple[int, int]:
-        encoded = ndd.as_tensor(np.frombuffer(data, np.uint8))
-        image = ndd.decoders.image(encoded, device="cpu", output_type=types.RGB)
-        shape = tuple(np.asarray(image.cpu()).shape)
-        return int(shape[0]), int(shape[1])
-
-    return decode
-
-
 def _count(reasons: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in reasons:
@@ -563,18 +365,23 @@ def _count(reasons: Iterable[str]) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``dali-gridaug check-data ROOT [--report FILE.json] [--list FILE.txt] [--workers N]
-    [--min-side N] [--max-pixels N]``; returns the exit status (0 clean, 1 bad files, 2 error).
+    [--min-side N] [--max-pixels N] [--quiet]``; returns the exit status (0 clean, 1 bad
+    files).
+
+    Raises:
+        UsageError: ROOT cannot be scanned, or a flag is bad (the dispatcher exits 2).
     """
-    ap = argparse.ArgumentParser(
+    ap = ArgParser(
         prog="dali-gridaug check-data",
         description="Report the files of an ImageFolder that the DALI pipeline cannot decode "
         "and write a clean file list. Exit status: 0 no bad file, 1 bad files, 2 error.",
     )
     ap.add_argument("root", help="ImageFolder root: ROOT/<class>/**/<image>")
-    ap.add_argument("--report", help="write the JSON report here")
+    ap.add_argument("--report", type=Path, help="JSON report (default: in the user cache dir)")
     ap.add_argument(
         "--list",
-        help="clean file list to write (default ROOT/../<root name>_clean.txt); "
+        type=Path,
+        help="clean file list to write (default: beside the report, <report>_clean.txt); "
         "use it as create_loader(LIST)",
     )
     ap.add_argument("--workers", type=int, default=None, help="decoding processes (0: inline)")
@@ -591,28 +398,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not a.quiet,
         )
     except (FileNotFoundError, ValueError, TypeError) as exc:
-        print(f"check-data: {exc}", file=sys.stderr)
-        return 2
-    list_path = report.write_list(a.list or default_list_path(a.root))
+        raise UsageError(str(exc)) from None
+    report_path = a.report or default_report_path(a.root)
+    list_path = report.write_list(a.list or default_list_path(report_path))
     payload = report.to_json()
     payload["list"] = str(list_path)
-    if a.report:
-        Path(a.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.report).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    c = payload["counts"]
-    print(
-        f"{report.root}: {c['scanned']} images in {c['classes']} classes: {c['good']} good, "
-        f"{c['bad']} bad, {c['warned_files']} with warnings, {c['ignored']} ignored, "
-        f"{c['empty_classes']} empty classes (decoder: {report.decoder})"
-    )
-    for issue in report.bad[:50]:
-        print(f"  BAD  {issue.reason:<20} {issue.path}  ({issue.detail})")
-    if len(report.bad) > 50:
-        print(f"  … and {len(report.bad) - 50} more (see --report)")
-    for name in report.empty_classes:
-        print(f"  EMPTY CLASS {name}")
-    print(f"clean list: {list_path}" + (f"; report: {a.report}" if a.report else ""))
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
+    _summary(report, payload["counts"])
+    print(f"clean list: {list_path}; report: {report_path}")
     return 0 if report.ok else 1
 
 
-__all__ = ["Issue", "Report", "check_dataset", "default_list_path", "main", "sniff"]
+def _summary(report: Report, c: dict[str, Any]) -> None:
+    """Print the counts and the first 50 bad files (names quoted as in the clean list)."""
+    print(
+        f"{quote_path(report.root)}: {c['scanned']} images in {c['classes']} classes: "
+        f"{c['good']} good, {c['bad']} bad, {c['warned_files']} with warnings, "
+        f"{c['ignored']} ignored, {c['empty_classes']} empty classes, {c['loops']} symlink "
+        f"loops (decoder: {report.decoder})"
+    )
+    for issue in report.bad[:50]:
+        print(f"  BAD  {issue.reason:<20} {quote_path(issue.path)}  ({issue.detail})")
+    if len(report.bad) > 50:
+        print(f"  … and {len(report.bad) - 50} more (see the report)")
+    for name in report.empty_classes:
+        print(f"  EMPTY CLASS {quote_path(name)}")
+    for issue in report.loops:
+        print(f"  LOOP {quote_path(issue.path)} ({issue.detail})")
+
+
+__all__ = [
+    "Issue",
+    "Report",
+    "check_dataset",
+    "default_list_path",
+    "default_report_path",
+    "main",
+    "sniff",
+]

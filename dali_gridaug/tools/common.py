@@ -4,13 +4,25 @@ ImageNet augmentation defaults to a small demo image.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
-from dali_gridaug.augment import Augment, Cutout, GridMask
 from dali_gridaug.errors import UsageError
-from dali_gridaug.tools.synthetic import make_sample_dataset
+
+if TYPE_CHECKING:
+    from dali_gridaug.augment import Augment
+
+
+class ArgParser(argparse.ArgumentParser):
+    """``argparse`` that raises :class:`~dali_gridaug.errors.UsageError` on a bad flag
+    instead of printing the usage and exiting, so the dispatcher reports one line, exit 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 def cache_dir() -> Path:
@@ -44,6 +56,8 @@ def ensure_sample_data(root: Path | None) -> dict[str, Path]:
         raise UsageError(
             f"--root {str(root)!r} is neither the sample dataset nor a folder holding train/"
         )
+    from dali_gridaug.tools.synthetic import make_sample_dataset
+
     print(f"generating the sample dataset in {root} ...")
     return make_sample_dataset(root)
 
@@ -52,6 +66,8 @@ def fit_to_size(aug: Augment, size: int) -> Augment:
     """ImageNet defaults scaled to an ``size``-pixel square crop: GridMask's period range
     (:meth:`GridMask.scaled_to`) and Cutout's side (at most ``size // 2``); others unchanged.
     """
+    from dali_gridaug.augment import Cutout, GridMask
+
     if isinstance(aug, GridMask):
         return aug.scaled_to(size)
     if isinstance(aug, Cutout):
