@@ -1,49 +1,35 @@
 """``dali-gridaug demo``: the full train pipeline on the sample data, with throughput.
 
-Builds the sample dataset if missing, runs a few epochs of the training loader (GPU when
-usable, else DALI's CPU backend) with a progress bar, prints images/s, and writes a PNG grid
-of the last batch.
+Builds the sample dataset in the user cache dir if missing (or uses ``--root``), runs a few
+epochs of the training loader (GPU when usable, else DALI's CPU backend) with a progress bar,
+prints images/s per epoch (numbered from 0), and writes a PNG grid of the last batch to
+``--out`` (default: ``demo_batch.png`` in the user cache dir). Needs only the base install:
+the grid is drawn with Pillow.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import time
 from pathlib import Path
 
-from dali_gridaug.augment import AUGMENTATIONS, Augment, Cutout, GridMask
+from dali_gridaug.augment import AUGMENTATIONS
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
+from dali_gridaug.errors import UsageError
 from dali_gridaug.loader import create_loader
-from dali_gridaug.synthetic import make_sample_dataset
-from dali_gridaug.viz import save_grid
-
-DEFAULT_ROOT = Path("data/sample")
-
-
-def ensure_sample_data(root: Path) -> dict[str, Path]:
-    """The sample dataset under ``root``, generated on first use."""
-    if not (root / "READY").exists():
-        print(f"generating the sample dataset in {root} ...")
-        return make_sample_dataset(root)
-    return {"train": root / "train", "val": root / "val"}
-
-
-def _fit(aug: Augment, size: int) -> Augment:
-    """ImageNet defaults scaled to ``size`` (GridMask's period, Cutout's length)."""
-    if isinstance(aug, GridMask):
-        return aug.scaled_to(size)
-    if isinstance(aug, Cutout):
-        return dataclasses.replace(aug, length=max(1, min(aug.length, size // 2)))
-    return aug
+from dali_gridaug.tools.common import ArgParser, cache_dir, ensure_sample_data, fit_to_size
+from dali_gridaug.tools.viz import save_grid
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the demo; see ``dali-gridaug demo --help``."""
+    """Run the demo; see ``dali-gridaug demo --help``.
+
+    Raises:
+        UsageError: a bad flag value or ``--root`` (the dispatcher exits 2).
+    """
     from tqdm import tqdm
 
-    ap = argparse.ArgumentParser(prog="dali-gridaug demo", description=__doc__)
-    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="sample data folder")
+    ap = ArgParser(prog="dali-gridaug demo", description=__doc__)
+    ap.add_argument("--root", type=Path, help="sample data folder (default: in the user cache)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=224)
@@ -53,21 +39,23 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, from {', '.join(AUGMENTATIONS)}, or 'none'",
     )
     ap.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"))
-    ap.add_argument("--out", type=Path, default=Path("demo_batch.png"))
+    ap.add_argument("--out", type=Path, help="PNG to write (default: in the user cache dir)")
     a = ap.parse_args(argv)
-
-    paths = ensure_sample_data(a.root)
+    for flag in ("epochs", "batch_size", "image_size"):
+        if getattr(a, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be ≥ 1, got {getattr(a, flag)}")
     names = [] if a.augment == "none" else a.augment.split(",")
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        ap.error(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+        raise UsageError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+    out = a.out or cache_dir() / "demo_batch.png"
+    paths = ensure_sample_data(a.root)
     augment = [AUGMENTATIONS[n](**({"ramp_epochs": 0} if n == "gridmask" else {})) for n in names]
-    augment = [_fit(aug, a.image_size) for aug in augment]
     loader = create_loader(
         paths["train"],
         batch_size=a.batch_size,
         image_size=a.image_size,
-        augment=augment,
+        augment=[fit_to_size(aug, a.image_size) for aug in augment],
         device=a.device,
     )
     print(
@@ -85,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     if batch is not None:
         save_grid(
             batch,
-            a.out,
+            out,
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             classes=loader.classes,
-            title=f"dali-gridaug demo: {', '.join(names) or 'no augmentation'}",
+            title=f"dali-gridaug demo, last batch of epoch {a.epochs - 1}: "
+            f"{', '.join(names) or 'no augmentation'}",
         )
-        print(f"wrote {a.out}")
+        print(f"wrote {out}")
     return 0

@@ -1,4 +1,10 @@
-"""Draw a batch as a labelled PNG grid (matplotlib, Agg): λ, partner and GridMix cells."""
+"""Draw a batch as a labelled PNG grid with Pillow: label, λ, partner, GridMix cells, boxes.
+
+Every caption is measured (``ImageDraw.textbbox``) and shortened with "..." to fit its tile,
+so no two texts overlap. GridMix cells are outlined by their *source image* (green: the
+image's own pixels, red: the partner's), not by label, so a partner of the same class is
+still visible. Pillow's built-in font has no Greek letters, so λ is written ``lam``.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,37 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from dali_gridaug.batch import Batch
 
+#: Outline colours of GridMix cells, by source image; boxes of a Keep stage.
+OWN, PARTNER, BOX = (40, 220, 40), (235, 40, 40), (250, 220, 0)
+_PAD, _FONT, _SMALL, _TILE = 6, 13, 10, 192
+
 
 def to_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """``(B, 3, H, W)`` normalized → ``(B, H, W, 3)`` uint8 pixels."""
+    """``(B, 3, H, W)`` normalized float → ``(B, H, W, 3)`` uint8 pixels (``x·std + mean``)."""
     m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
     s = torch.tensor(std, dtype=torch.float32)[:, None, None]
     x = images.detach().float().cpu() * s + m
     return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def captions(batch: Batch, classes: Sequence[str] | None, n: int) -> list[list[str]]:
+    """Caption lines of the first ``n`` samples: the label, then (mixed) ``lam`` and the
+    partner's label with its weight ``1 - lam``.
+    """
+    name = (lambda k: classes[k]) if classes else str
+    out = []
+    for i in range(n):
+        y, lam = int(batch.labels[i]), float(batch.lam[i])
+        if lam >= 1:
+            out.append([name(y)])
+        else:
+            yp = int(batch.labels[int(batch.partner[i])])
+            out.append([f"{name(y)}  lam={lam:.2f}", f"+ {name(yp)}  {1 - lam:.2f}"])
+    return out
 
 
 def save_grid(
@@ -29,61 +56,103 @@ def save_grid(
     classes: Sequence[str] | None = None,
     title: str = "",
     max_images: int = 16,
+    cell_source: torch.Tensor | np.ndarray | None = None,
 ) -> None:
-    """Save up to ``max_images`` samples with their label, λ and (GridMix) per-cell labels."""
-    import matplotlib
+    """Save up to ``max_images`` samples, 4 per row, each with its caption under it.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Args:
+        batch: the batch to draw (images normalized with ``mean``/``std``, 0–255 scale).
+        path: PNG file to write (its folder is created).
+        mean: per-channel mean the images were normalized with.
+        std: per-channel std the images were normalized with.
+        classes: class names (default: the indices).
+        title: line(s) above the grid, wrapped to its width.
+        max_images: at most this many samples.
+        cell_source: GridMix ``(B, n, n)`` bool/uint8, true where the cell holds the image's
+            own pixels; draws each cell's outline by source with its patch label. None: no
+            cells drawn.
+    """
     pix = to_uint8(batch.images[:max_images], mean, std)
-    n = len(pix)
+    n, h, w = pix.shape[:3]
+    scale = max(1, math.ceil(_TILE / w))
+    tw, th = w * scale, h * scale
+    font, small = ImageFont.load_default(_FONT), ImageFont.load_default(_SMALL)
+    lines = [[_fit(t, font, tw) for t in c] for c in captions(batch, classes, n)]
+    line_h = _height(font) + 3
+    cap_h = line_h * max(len(c) for c in lines) + _PAD
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
-    name = (lambda k: classes[k][:12]) if classes else str
-    for ax, i in zip(axes.flat, range(n), strict=False):
-        ax.imshow(pix[i])
-        y, yp = int(batch.labels[i]), int(batch.labels[batch.partner[i]])
-        lam = float(batch.lam[i])
-        text = f"{name(y)}" if lam >= 1 else f"{name(y)} λ={lam:.2f}\n+ {name(yp)} {1 - lam:.2f}"
-        ax.set_title(text, fontsize=8)
-        if batch.patch_labels is not None:
+    width = cols * (tw + _PAD) + _PAD
+    head = _wrap(title, font, width - 2 * _PAD) if title else []
+    if cell_source is not None:
+        head.append("cells: green = own image, red = partner image; number = patch label")
+    head_h = line_h * len(head) + (_PAD if head else 0)
+    sheet = Image.new("RGB", (width, head_h + rows * (th + cap_h + _PAD) + _PAD), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, text in enumerate(head):
+        draw.text((_PAD, _PAD + k * line_h), text, fill="black", font=font)
+    for i in range(n):
+        x0 = _PAD + (i % cols) * (tw + _PAD)
+        y0 = head_h + _PAD + (i // cols) * (th + cap_h + _PAD)
+        sheet.paste(Image.fromarray(pix[i]).resize((tw, th), Image.NEAREST), (x0, y0))
+        if cell_source is not None and batch.patch_labels is not None:
+            own = np.asarray(torch.as_tensor(cell_source[i]).cpu()).astype(bool)
             cells = batch.patch_labels[i].cpu().numpy()
-            h, w = pix[i].shape[:2]
-            g = cells.shape[0]
-            for r in range(g):
-                for c in range(g):
-                    y0, y1 = r * h // g, (r + 1) * h // g
-                    x0, x1 = c * w // g, (c + 1) * w // g
-                    own = cells[r, c] == y
-                    ax.add_patch(
-                        plt.Rectangle(
-                            (x0, y0),
-                            x1 - x0,
-                            y1 - y0,
-                            fill=False,
-                            ec="lime" if own else "red",
-                            lw=0.8,
-                        )
-                    )
-                    ax.text(
-                        (x0 + x1) / 2,
-                        (y0 + y1) / 2,
-                        str(cells[r, c]),
-                        color="white",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        bbox=dict(fc="black", alpha=0.4, pad=0.5, lw=0),
-                    )
+            _cells(draw, (x0, y0, tw, th), own, cells, small)
         if batch.boxes is not None:
-            y0, x0, y1, x1 = (int(v) for v in batch.boxes[i])
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))
-    for ax in axes.flat:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+            by0, bx0, by1, bx1 = (int(v) * scale for v in batch.boxes[i])
+            draw.rectangle((x0 + bx0, y0 + by0, x0 + bx1 - 1, y0 + by1 - 1), outline=BOX, width=2)
+        for k, text in enumerate(lines[i]):
+            draw.text((x0, y0 + th + 3 + k * line_h), text, fill="black", font=font)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sheet.save(path, format="PNG")
+
+
+def _cells(
+    draw: ImageDraw.ImageDraw,
+    tile: tuple[int, int, int, int],
+    own: np.ndarray,
+    labels: np.ndarray,
+    font: ImageFont.FreeTypeFont,
+) -> None:
+    """Outline each of the ``g × g`` cells by source and write its patch label where it fits."""
+    x0, y0, tw, th = tile
+    g = own.shape[0]
+    for r in range(g):
+        for c in range(g):
+            cx0, cx1 = x0 + c * tw // g, x0 + (c + 1) * tw // g
+            cy0, cy1 = y0 + r * th // g, y0 + (r + 1) * th // g
+            color = OWN if own[r, c] else PARTNER
+            draw.rectangle((cx0 + 1, cy0 + 1, cx1 - 2, cy1 - 2), outline=color, width=2)
+            draw.rectangle((cx0 + 3, cy0 + 3, cx1 - 4, cy1 - 4), outline="black", width=1)
+            text = str(int(labels[r, c]))
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            if right - left + 8 <= cx1 - cx0 and bottom - top + 8 <= cy1 - cy0:
+                tx, ty = cx0 + 4, cy0 + 4
+                draw.rectangle((tx - 1, ty - 1, tx + right + 1, ty + bottom + 1), fill=color)
+                draw.text((tx, ty), text, fill="black", font=font)
+
+
+def _height(font: ImageFont.FreeTypeFont) -> int:
+    left, top, right, bottom = font.getbbox("Ag|")
+    return bottom
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """``text``, shortened with "..." until its measured width fits ``width`` pixels."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """``text`` broken at spaces into lines that each fit ``width`` pixels."""
+    out: list[str] = []
+    for word in text.split(" "):
+        if out and font.getlength(f"{out[-1]} {word}") <= width:
+            out[-1] += f" {word}"
+        else:
+            out.append(_fit(word, font, width))
+    return out
