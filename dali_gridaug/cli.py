@@ -13,7 +13,10 @@ from collections.abc import Sequence
 #: subcommand → (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample-data": ("dali_gridaug.tools.synthetic", "write the sample JPEG dataset (ImageFolder)"),
-    "demo": ("dali_gridaug.tools.demo", "run the train pipeline on the sample data, save a batch grid"),
+    "demo": (
+        "dali_gridaug.tools.demo",
+        "run the train pipeline on the sample data, save a batch grid",
+    ),
     "preview": ("dali_gridaug.tools.preview", "save a labelled grid of augmented samples"),
     "check-data": ("dali_gridaug.tools.check", "report files the pipeline cannot decode"),
     "train": ("dali_gridaug.train", "train a torchvision model (torchrun-ready)"),
