@@ -50,6 +50,8 @@ def ensure_sample_data(root: Path | None) -> dict[str, Path]:
     root = default_sample_root() if root is None else Path(root)
     if (root / "READY").exists():
         return {"train": root / "train", "val": root / "val"}
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--root {str(root)!r} is a file, not a folder")
     if root.exists() and any(root.iterdir()):
         if (root / "train").is_dir():
             return {"train": root / "train", "val": root / "val"}

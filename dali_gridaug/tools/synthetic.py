@@ -81,16 +81,26 @@ def make_sample_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``dali-gridaug sample-data ROOT``."""
-    import argparse
+    """``dali-gridaug sample-data ROOT``.
 
-    ap = argparse.ArgumentParser(prog="dali-gridaug sample-data", description=__doc__)
+    Raises:
+        UsageError: a bad flag value (the dispatcher exits 2).
+    """
+    from dali_gridaug.errors import UsageError
+    from dali_gridaug.tools.common import ArgParser
+
+    ap = ArgParser(prog="dali-gridaug sample-data", description=__doc__)
     ap.add_argument("root", help="output folder (train/ and val/ are created inside)")
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--train-per-class", type=int, default=40)
     ap.add_argument("--val-per-class", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.classes < 1 or a.train_per_class < 0 or a.val_per_class < 0 or a.seed < 0:
+        raise UsageError(
+            "--classes must be ≥ 1 and --train-per-class, --val-per-class, --seed ≥ 0, got "
+            f"{a.classes}, {a.train_per_class}, {a.val_per_class}, {a.seed}"
+        )
     paths = make_sample_dataset(
         a.root,
         num_classes=a.classes,
