@@ -73,11 +73,9 @@ import dataclasses
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +84,7 @@ from dali_gridaug.constants import IMG_EXTENSIONS
 from dali_gridaug.errors import UsageError
 from dali_gridaug.reader import class_folders, quote_path, walk
 from dali_gridaug.tools.common import ArgParser, cache_dir
-from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, _Result, probe, sniff
+from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, probe, probe_all, sniff
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +239,7 @@ def check_dataset(
     classes, entries, ignored, empty, loops = _scan(root_abs)
     check = functools.partial(probe, root=root_abs, max_pixels=max_pixels, min_side=min_side)
     rels = [rel for rel, _ in entries]
-    results = _run(check, rels, workers, progress)
+    results = probe_all(check, rels, workers, progress)
     by_rel = {r.rel: r for r in results}
     good, bad, warned = [], [], []
     for rel, k in entries:
@@ -323,37 +321,6 @@ def _rel(path: str, root: str) -> str:
 
 def _read_names(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
-
-
-def _run(check: Any, rels: Sequence[str], workers: int, progress: bool) -> list[_Result]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(rels), desc="check-data", unit="img", disable=not progress)
-    out: list[_Result] = []
-    with bar:
-        if workers == 0 or len(rels) == 0:
-            for rel in rels:
-                out.append(check(rel))
-                bar.update()
-            return out
-        # spawn: the caller may hold DALI/torch threads, which fork would copy mid-state
-        ctx = multiprocessing.get_context("spawn")
-        workers = min(workers, len(rels))
-        chunk = max(1, min(64, len(rels) // (workers * 8)))
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            for result in pool.map(check, rels, chunksize=chunk):
-                out.append(result)
-                bar.update()
-    return out
-
-
-def _init_worker() -> None:
-    """Worker setup: nvImageCodec logs every failed decode on fd 2 from C++; the verdicts
-    come back in the results, so silence the worker's stderr.
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
 
 
 def _count(reasons: Iterable[str]) -> dict[str, int]:

@@ -9,6 +9,7 @@ the grid is drawn with Pillow.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -20,14 +21,7 @@ from dali_gridaug.tools.common import ArgParser, cache_dir, ensure_sample_data, 
 from dali_gridaug.tools.viz import save_grid
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; see ``dali-gridaug demo --help``.
-
-    Raises:
-        UsageError: a bad flag value or ``--root`` (the dispatcher exits 2).
-    """
-    from tqdm import tqdm
-
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = ArgParser(prog="dali-gridaug demo", description=__doc__)
     ap.add_argument("--root", type=Path, help="sample data folder (default: in the user cache)")
     ap.add_argument("--epochs", type=int, default=3)
@@ -44,10 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("epochs", "batch_size", "image_size"):
         if getattr(a, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be ≥ 1, got {getattr(a, flag)}")
-    names = [] if a.augment == "none" else a.augment.split(",")
-    unknown = [n for n in names if n not in AUGMENTATIONS]
+    a.names = [] if a.augment == "none" else a.augment.split(",")
+    unknown = [n for n in a.names if n not in AUGMENTATIONS]
     if unknown:
         raise UsageError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; see ``dali-gridaug demo --help``.
+
+    Raises:
+        UsageError: a bad flag value or ``--root`` (the dispatcher exits 2).
+    """
+    from tqdm import tqdm
+
+    a = _parse(argv)
+    names = a.names
     out = a.out or cache_dir() / "demo_batch.png"
     paths = ensure_sample_data(a.root)
     augment = [AUGMENTATIONS[n](**({"ramp_epochs": 0} if n == "gridmask" else {})) for n in names]

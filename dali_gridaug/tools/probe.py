@@ -1,6 +1,7 @@
-"""One file's verdict for ``check-data``: sniff, header, strict decode, warnings.
+"""One file's verdict for ``check-data`` (sniff, header, strict decode, warnings), and
+running it over every file in spawned worker processes.
 
-Runs in ``check-data``'s worker processes, so it imports nothing heavy at module level.
+:func:`probe` runs in the workers, so this module imports nothing heavy at module level.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ import contextlib
 import dataclasses
 import functools
 import io
+import multiprocessing
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +310,37 @@ def _dali_decoder() -> Any:
         return int(shape[0]), int(shape[1])
 
     return decode
+
+
+def probe_all(check: Any, rels: Sequence[str], workers: int, progress: bool) -> list[_Result]:
+    """``check(rel)`` for every path, in order: inline (``workers == 0``) or in ``workers``
+    spawned processes, with a tqdm bar on stderr unless ``progress`` is false.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(rels), desc="check-data", unit="img", disable=not progress)
+    out: list[_Result] = []
+    with bar:
+        if workers == 0 or len(rels) == 0:
+            for rel in rels:
+                out.append(check(rel))
+                bar.update()
+            return out
+        # spawn: the caller may hold DALI/torch threads, which fork would copy mid-state
+        ctx = multiprocessing.get_context("spawn")
+        workers = min(workers, len(rels))
+        chunk = max(1, min(64, len(rels) // (workers * 8)))
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            for result in pool.map(check, rels, chunksize=chunk):
+                out.append(result)
+                bar.update()
+    return out
+
+
+def _init_worker() -> None:
+    """Worker setup: nvImageCodec logs every failed decode on fd 2 from C++; the verdicts
+    come back in the results, so silence the worker's stderr.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)

@@ -77,7 +77,7 @@ def save_grid(
     scale = max(1, math.ceil(_TILE / w))
     tw, th = w * scale, h * scale
     font, small = ImageFont.load_default(_FONT), ImageFont.load_default(_SMALL)
-    lines = [[_fit(t, font, tw) for t in c] for c in captions(batch, classes, n)]
+    lines = [[_shorten(t, font, tw) for t in c] for c in captions(batch, classes, n)]
     line_h = _height(font) + 3
     cap_h = line_h * max(len(c) for c in lines) + _PAD
     cols = min(4, n)
@@ -138,7 +138,7 @@ def _height(font: ImageFont.FreeTypeFont) -> int:
     return bottom
 
 
-def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+def _shorten(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
     """``text``, shortened with "..." until its measured width fits ``width`` pixels."""
     if font.getlength(text) <= width:
         return text
@@ -154,5 +154,5 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
         if out and font.getlength(f"{out[-1]} {word}") <= width:
             out[-1] += f" {word}"
         else:
-            out.append(_fit(word, font, width))
+            out.append(_shorten(word, font, width))
     return out
