@@ -221,7 +221,7 @@ def file_list(
     then it is quoted as :func:`quote_path` writes it (any file name the OS allows, newlines
     and undecodable bytes included). Blank lines and lines starting with ``#`` are skipped.
     The file is UTF-8. Class names are the class indices as strings unless a ``classes.txt``
-    (one name per line) sits beside the list.
+    (one name per line, quoted the same way) sits beside the list.
     """
     path = Path(path)
     if not path.is_file():
@@ -242,10 +242,16 @@ def file_list(
         raise ValueError(f"file list {str(path)!r} lists no files")
     names_file = path.parent / "classes.txt"
     if names_file.is_file():
-        classes = tuple(names_file.read_text().split("\n")[: max(targets) + 1])
+        classes = tuple(class_names(names_file)[: max(targets) + 1])
     else:
         classes = tuple(str(k) for k in range(max(targets) + 1))
     return FileSource(tuple(files), tuple(targets), classes, os.path.abspath(base))
+
+
+def class_names(path: str | os.PathLike[str]) -> list[str]:
+    """The names in a ``classes.txt``: one per line, each plain or quoted (:func:`quote_path`)."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    return [unquote_path(n)[0] if n.startswith('"') else n for n in lines]
 
 
 def _split_line(line: str) -> tuple[str, str]:

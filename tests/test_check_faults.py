@@ -165,3 +165,18 @@ def test_exclude_relative_absolute_and_through_a_symlinked_root(
     assert kept.files == (files[2],)
     with pytest.raises(ValueError, match=r"`exclude` has 2 path\(s\) matching no file .*'x\.jpg'"):
         src.without(["c00_hstripes/c.jpg", "x.jpg", "/nowhere/y.jpg"])
+
+
+def test_odd_class_names_survive_the_clean_list(faults: dict, tmp_path: Path) -> None:
+    """Class folders named with a newline or a leading '#' keep their names and indices."""
+    good = (Path(faults["root"]) / "c00_hstripes" / "with space.jpg").read_bytes()
+    names = ["#first", "a\nb", "plain"]
+    for name in names:
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / "x.jpg").write_bytes(good)
+    report = check_dataset(tmp_path / "data", workers=0, min_side=32, progress=False)
+    assert report.ok and report.classes == tuple(names)
+    src = file_list(report.write_list(tmp_path / "out" / "clean.txt"))
+    assert src.classes == tuple(names)
+    assert [Path(f).parent.name for f in src.files] == names
+    assert src.targets == (0, 1, 2)

@@ -82,7 +82,7 @@ from typing import Any
 from dali_gridaug._validate import check_range, check_type
 from dali_gridaug.constants import IMG_EXTENSIONS
 from dali_gridaug.errors import UsageError
-from dali_gridaug.reader import class_folders, quote_path, walk
+from dali_gridaug.reader import class_folders, class_names, quote_path, walk
 from dali_gridaug.tools.common import ArgParser, cache_dir
 from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, probe, probe_all, sniff
 
@@ -191,10 +191,9 @@ class Report:
         ]
         path.write_text("".join(lines), encoding="utf-8")
         names = path.parent / "classes.txt"
-        wanted = "\n".join(self.classes) + "\n"
         if not names.exists():
-            names.write_text(wanted, encoding="utf-8", errors="surrogateescape")
-        elif _read_names(names)[: len(self.classes)] != list(self.classes):
+            names.write_text("".join(quote_path(c) + "\n" for c in self.classes), encoding="utf-8")
+        elif class_names(names)[: len(self.classes)] != list(self.classes):
             print(
                 f"check-data: left the existing {names} alone (its class names differ); "
                 "the loader names classes from it",
@@ -317,10 +316,6 @@ def _scan(
 
 def _rel(path: str, root: str) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
-
-
-def _read_names(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8", errors="surrogateescape").split("\n")
 
 
 def _count(reasons: Iterable[str]) -> dict[str, int]:
