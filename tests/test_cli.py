@@ -233,3 +233,31 @@ def test_bad_roots_are_one_line_exit_2(
     assert "neither the sample dataset nor a folder holding train/" in line
     line = _cli_error(["check-data", str(tmp_path), "--workers", "-1"], capsys)
     assert "`workers` must be in [0, inf), got -1" in line
+
+
+def test_grid_captions_stay_inside_their_tiles(tmp_path: Path) -> None:
+    """Long class names are shortened to the tile width: the white gaps between tiles hold no
+    text pixel, and no caption line runs into the next row.
+    """
+    import torch
+
+    from dali_gridaug.batch import Batch
+    from dali_gridaug.tools import viz
+
+    b, size = 8, 64
+    images = torch.zeros(b, 3, size, size)  # mean 0, std 1: black pixels
+    labels = torch.arange(b) % 3
+    batch = Batch(images=images, target=labels, labels=labels, index=torch.arange(b),
+                  lam=torch.full((b,), 0.25), partner=torch.arange(b).flip(0))  # fmt: skip
+    classes = [f"n0{k}_a_very_long_class_name_that_cannot_fit_in_one_tile_{k}" for k in range(3)]
+    out = tmp_path / "g.png"
+    viz.save_grid(batch, out, mean=(0, 0, 0), std=(1, 1, 1), classes=classes, title="t " * 80)
+    px = np.asarray(Image.open(out).convert("L"))
+    tile = size * -(-viz._TILE // size)  # tiles are upscaled by a whole factor
+    assert px.shape[1] == 4 * (tile + viz._PAD) + viz._PAD
+    top = int(np.argmax(px[:, viz._PAD] == 0))  # first row of the (black) tiles
+    assert top > 0 and (px[:top, viz._PAD :] < 128).any()  # the title is above them
+    for col in range(1, 4):  # the _PAD-wide gap left of each tile of columns 1..3
+        x0 = viz._PAD + col * (tile + viz._PAD)
+        assert (px[top:, x0 - viz._PAD : x0] == 255).all(), col
+    assert (px[:, -viz._PAD :] == 255).all() and (px[:, : viz._PAD] == 255).all()

@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
     _summary(report, payload["counts"])
-    print(f"clean list: {list_path}; report: {report_path}")
+    print(f"clean list: {quote_path(str(list_path))}; report: {quote_path(str(report_path))}")
     return 0 if report.ok else 1
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,19 +31,25 @@ def to_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def captions(batch: Batch, classes: Sequence[str] | None, n: int) -> list[list[str]]:
+def captions(
+    batch: Batch,
+    classes: Sequence[str] | None,
+    n: int,
+    fit: Callable[[str, str], str] = lambda name, suffix: name + suffix,
+) -> list[list[str]]:
     """Caption lines of the first ``n`` samples: the label, then (mixed) ``lam`` and the
-    partner's label with its weight ``1 - lam``.
+    partner's label with its weight ``1 - lam``. ``fit(name, suffix)`` joins a class name
+    and the numbers after it (the drawer shortens the name so that the numbers stay).
     """
     name = (lambda k: classes[k]) if classes else str
     out = []
     for i in range(n):
         y, lam = int(batch.labels[i]), float(batch.lam[i])
         if lam >= 1:
-            out.append([name(y)])
+            out.append([fit(name(y), "")])
         else:
             yp = int(batch.labels[int(batch.partner[i])])
-            out.append([f"{name(y)}  lam={lam:.2f}", f"+ {name(yp)}  {1 - lam:.2f}"])
+            out.append([fit(name(y), f"  lam={lam:.2f}"), fit(f"+ {name(yp)}", f"  {1 - lam:.2f}")])
     return out
 
 
@@ -77,20 +83,23 @@ def save_grid(
     scale = max(1, math.ceil(_TILE / w))
     tw, th = w * scale, h * scale
     font, small = ImageFont.load_default(_FONT), ImageFont.load_default(_SMALL)
-    lines = [[_shorten(t, font, tw) for t in c] for c in captions(batch, classes, n)]
+    # text is drawn 1 px in from its box and fit to 2 px less: glyphs ink a pixel beyond
+    # their origin and advance (anti-aliasing)
+    lines = captions(batch, classes, n, lambda name, tail: _shorten(name, font, tw - 2, tail))
     line_h = _height(font) + 3
     cap_h = line_h * max(len(c) for c in lines) + _PAD
     cols = min(4, n)
     rows = math.ceil(n / cols)
     width = cols * (tw + _PAD) + _PAD
-    head = _wrap(title, font, width - 2 * _PAD) if title else []
+    head = _wrap(title, font, width - 2 * _PAD - 2) if title else []
     if cell_source is not None:
-        head.append("cells: green = own image, red = partner image; number = patch label")
+        legend = "cells: green = own image, red = partner image; number = patch label"
+        head += _wrap(legend, font, width - 2 * _PAD - 2)
     head_h = line_h * len(head) + (_PAD if head else 0)
     sheet = Image.new("RGB", (width, head_h + rows * (th + cap_h + _PAD) + _PAD), "white")
     draw = ImageDraw.Draw(sheet)
     for k, text in enumerate(head):
-        draw.text((_PAD, _PAD + k * line_h), text, fill="black", font=font)
+        draw.text((_PAD + 1, _PAD + k * line_h), text, fill="black", font=font)
     for i in range(n):
         x0 = _PAD + (i % cols) * (tw + _PAD)
         y0 = head_h + _PAD + (i // cols) * (th + cap_h + _PAD)
@@ -103,7 +112,7 @@ def save_grid(
             by0, bx0, by1, bx1 = (int(v) * scale for v in batch.boxes[i])
             draw.rectangle((x0 + bx0, y0 + by0, x0 + bx1 - 1, y0 + by1 - 1), outline=BOX, width=2)
         for k, text in enumerate(lines[i]):
-            draw.text((x0, y0 + th + 3 + k * line_h), text, fill="black", font=font)
+            draw.text((x0 + 1, y0 + th + 3 + k * line_h), text, fill="black", font=font)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     sheet.save(path, format="PNG")
 
@@ -138,20 +147,27 @@ def _height(font: ImageFont.FreeTypeFont) -> int:
     return bottom
 
 
-def _shorten(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
-    """``text``, shortened with "..." until its measured width fits ``width`` pixels."""
-    if font.getlength(text) <= width:
-        return text
-    while text and font.getlength(text + "...") > width:
+def _shorten(text: str, font: ImageFont.FreeTypeFont, width: int, tail: str = "") -> str:
+    """``text + tail``, with ``text`` shortened with "..." until the inked width of the whole
+    fits ``width`` pixels (``tail`` is kept whole).
+    """
+    if _ink(text + tail, font) <= width:
+        return text + tail
+    while text and _ink(text + "..." + tail, font) > width:
         text = text[:-1]
-    return text + "..."
+    return text + "..." + tail
+
+
+def _ink(text: str, font: ImageFont.FreeTypeFont) -> int:
+    """Rightmost inked pixel of ``text`` drawn at x = 0 (anti-aliasing included)."""
+    return int(font.getbbox(text)[2]) + 1
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
     """``text`` broken at spaces into lines that each fit ``width`` pixels."""
     out: list[str] = []
     for word in text.split(" "):
-        if out and font.getlength(f"{out[-1]} {word}") <= width:
+        if out and _ink(f"{out[-1]} {word}", font) <= width:
             out[-1] += f" {word}"
         else:
             out.append(_shorten(word, font, width))
