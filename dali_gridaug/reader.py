@@ -41,27 +41,33 @@ class FileSource:
     def class_to_idx(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.classes)}
 
-    def without(self, paths: Sequence[str | os.PathLike[str]]) -> FileSource:
+    def without(self, paths: Sequence[str | bytes | os.PathLike[str]]) -> FileSource:
         """The same source minus ``paths`` (e.g. the bad files ``check-data`` reported).
 
         A path matches a file when it names it: absolute, or relative to :attr:`root` (as
-        ``check-data`` reports them) or to the current folder, and through symlinks (the
-        folders are compared by their real path).
+        ``check-data`` reports them; tried first) or to the current folder, and through
+        symlinks (the folders are compared by their real path). ``bytes`` paths are decoded
+        with ``os.fsdecode``.
 
         Raises:
             ValueError: some paths match no file of the source (all of them are named).
         """
+        exact = {f: i for i, f in enumerate(self.files)}
         real: dict[str, str] = {}
-        keys = {_file_key(f, real): i for i, f in enumerate(self.files)}
+        keys: dict[str, int] = {}  # by real folder, built only when an exact match misses
         drop: set[int] = set()
         unmatched = []
         for p in paths:
-            hits = [keys.get(_file_key(c, real)) for c in self._candidates(os.fspath(p))]
-            hits = [h for h in hits if h is not None]
-            if hits:
-                drop.update(hits)
+            candidates = [os.path.abspath(c) for c in self._candidates(os.fsdecode(p))]
+            hit = next((exact[c] for c in candidates if c in exact), None)
+            if hit is None:
+                keys = keys or {_file_key(f, real): i for i, f in enumerate(self.files)}
+                found = (keys.get(_file_key(c, real)) for c in candidates)
+                hit = next((h for h in found if h is not None), None)
+            if hit is None:
+                unmatched.append(os.fsdecode(p))
             else:
-                unmatched.append(os.fspath(p))
+                drop.add(hit)
         if unmatched:
             where = f" (relative paths are taken from {self.root!r})" if self.root else ""
             raise ValueError(

@@ -163,6 +163,7 @@ def test_exclude_relative_absolute_and_through_a_symlinked_root(
     real = os.path.realpath(faults["root"])
     kept = src.without(["c00_hstripes/a.jpg", os.path.join(real, "c00_hstripes", "b.jpg")])
     assert kept.files == (files[2],)
+    assert src.without([os.fsencode(files[2])]).files == files[:2]  # bytes, as os.fsencode
     with pytest.raises(ValueError, match=r"`exclude` has 2 path\(s\) matching no file .*'x\.jpg'"):
         src.without(["c00_hstripes/c.jpg", "x.jpg", "/nowhere/y.jpg"])
 
