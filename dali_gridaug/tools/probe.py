@@ -57,7 +57,8 @@ class Issue:
     """One finding about one file.
 
     Attributes:
-        path: path relative to ROOT, ``/``-separated.
+        path: path relative to ROOT, ``/``-separated; bytes that are not UTF-8 are lone
+            surrogates (``os.fsencode(path)`` gives the file name's bytes back).
         reason: short machine-friendly key (see the module docstring).
         detail: human-readable explanation.
     """
