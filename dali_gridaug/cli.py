@@ -12,10 +12,13 @@ from collections.abc import Sequence
 
 #: subcommand → (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sample-data": ("dali_gridaug.synthetic", "write the sample JPEG dataset (ImageFolder)"),
-    "demo": ("dali_gridaug.demo", "run the train pipeline on the sample data, save a batch grid"),
-    "preview": ("dali_gridaug.preview", "save a labelled grid of augmented samples"),
-    "check-data": ("dali_gridaug.check", "report files the pipeline cannot decode"),
+    "sample-data": ("dali_gridaug.tools.synthetic", "write the sample JPEG dataset (ImageFolder)"),
+    "demo": (
+        "dali_gridaug.tools.demo",
+        "run the train pipeline on the sample data, save a batch grid",
+    ),
+    "preview": ("dali_gridaug.tools.preview", "save a labelled grid of augmented samples"),
+    "check-data": ("dali_gridaug.tools.check", "report files the pipeline cannot decode"),
     "train": ("dali_gridaug.train", "train a torchvision model (torchrun-ready)"),
     "bench": ("dali_gridaug.bench.run", "throughput benchmarks (JSON + PNG)"),
     "selftest": ("dali_gridaug.bench.selftest", "check this machine's device, sample throughput"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import unicodedata
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,11 +25,14 @@ class FileSource:
         files: absolute image paths, in dataset order (index = position).
         targets: class index of each file.
         classes: class names; ``classes[k]`` is class ``k``.
+        root: the folder relative paths are taken from (the ImageFolder root, or the folder
+            of a file list); None when unknown.
     """
 
     files: tuple[str, ...]
     targets: tuple[int, ...]
     classes: tuple[str, ...]
+    root: str | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -36,13 +41,62 @@ class FileSource:
     def class_to_idx(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.classes)}
 
-    def without(self, paths: Sequence[str]) -> FileSource:
-        """The same source minus ``paths`` (e.g. the bad files ``check-data`` reported)."""
-        drop = {os.path.abspath(p) for p in paths}
-        keep = [i for i, f in enumerate(self.files) if f not in drop]
+    def without(self, paths: Sequence[str | bytes | os.PathLike[str]]) -> FileSource:
+        """The same source minus ``paths`` (e.g. the bad files ``check-data`` reported).
+
+        A path matches a file when it names it: absolute, or relative to :attr:`root` (as
+        ``check-data`` reports them; tried first) or to the current folder, and through
+        symlinks (the folders are compared by their real path). ``bytes`` paths are decoded
+        with ``os.fsdecode``.
+
+        Raises:
+            ValueError: some paths match no file of the source (all of them are named).
+        """
+        exact = {f: i for i, f in enumerate(self.files)}
+        real: dict[str, str] = {}
+        keys: dict[str, int] = {}  # by real folder, built only when an exact match misses
+        drop: set[int] = set()
+        unmatched = []
+        for p in paths:
+            candidates = [os.path.abspath(c) for c in self._candidates(os.fsdecode(p))]
+            hit = next((exact[c] for c in candidates if c in exact), None)
+            if hit is None:
+                keys = keys or {_file_key(f, real): i for i, f in enumerate(self.files)}
+                found = (keys.get(_file_key(c, real)) for c in candidates)
+                hit = next((h for h in found if h is not None), None)
+            if hit is None:
+                unmatched.append(os.fsdecode(p))
+            else:
+                drop.add(hit)
+        if unmatched:
+            where = f" (relative paths are taken from {self.root!r})" if self.root else ""
+            raise ValueError(
+                f"`exclude` has {len(unmatched)} path(s) matching no file of the source{where}: "
+                + ", ".join(repr(u) for u in unmatched[:10])
+                + (" …" if len(unmatched) > 10 else "")
+            )
+        keep = [i for i in range(len(self.files)) if i not in drop]
         return FileSource(
-            tuple(self.files[i] for i in keep), tuple(self.targets[i] for i in keep), self.classes
+            tuple(self.files[i] for i in keep),
+            tuple(self.targets[i] for i in keep),
+            self.classes,
+            self.root,
         )
+
+    def _candidates(self, path: str) -> list[str]:
+        if os.path.isabs(path):
+            return [path]
+        return ([os.path.join(self.root, path)] if self.root else []) + [os.path.abspath(path)]
+
+
+def _file_key(path: str, real: dict[str, str]) -> str:
+    """The real path of ``path``'s folder joined with its name; ``real`` caches one
+    ``realpath`` per folder (an ImageNet source has 1000 folders, 1.28M files).
+    """
+    head, name = os.path.split(os.path.abspath(path))
+    if head not in real:
+        real[head] = os.path.realpath(head)
+    return os.path.join(real[head], name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,37 +119,102 @@ Source = FileSource | TarSource
 
 
 def image_folder(root: str | os.PathLike[str]) -> FileSource:
-    """Scan ``root/<class>/**/<image>`` exactly as torchvision's ``ImageFolder`` does.
+    """Scan ``root/<class>/**/<image>`` as torchvision's ``ImageFolder`` does (same classes,
+    same order), following symlinks, but never entering a folder again that is already on
+    the path from its class folder (a symlink loop would otherwise list each file many times,
+    under the wrong sub-paths); each loop is reported with a ``UserWarning``.
 
     Raises:
         FileNotFoundError: ``root`` is missing, has no class folders, or a class folder has
             no image file (the message names it).
     """
     root = os.path.abspath(os.fspath(root))
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"dataset root {root!r} does not exist or is not a directory")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    if not classes:
-        raise FileNotFoundError(f"no class folders found in dataset root {root!r}")
+    classes = class_folders(root)
     files: list[str] = []
     targets: list[int] = []
-    empty = []
+    empty, loops = [], []
     for idx, name in enumerate(classes):
         count = 0
-        for dirpath, _, fnames in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-            for fname in sorted(fnames):
+        folders, found = walk(os.path.join(root, name), above=(root,))
+        loops += found
+        for dirpath, fnames in folders:
+            for fname in fnames:
                 if fname.lower().endswith(IMG_EXTENSIONS):
                     files.append(os.path.join(dirpath, fname))
                     targets.append(idx)
                     count += 1
         if count == 0:
             empty.append(name)
+    if loops:
+        warnings.warn(loop_message(loops), UserWarning, stacklevel=2)
     if empty:
         raise FileNotFoundError(
             f"class folder(s) with no image file in {root!r}: {', '.join(empty)} "
             f"(accepted extensions: {', '.join(IMG_EXTENSIONS)})"
         )
-    return FileSource(tuple(files), tuple(targets), tuple(classes))
+    return FileSource(tuple(files), tuple(targets), tuple(classes), root)
+
+
+def class_folders(root: str) -> list[str]:
+    """Sorted names of the folders (or symlinks to folders) in ``root``.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or has none.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset root {root!r} does not exist or is not a directory")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"no class folders found in dataset root {root!r}")
+    return classes
+
+
+def walk(
+    top: str, above: Sequence[str] = ()
+) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
+    """Every folder under ``top`` with its file names, following symlinks without loops.
+
+    The order is ``sorted(os.walk(top, followlinks=True))`` with sorted file names (the order
+    torchvision's ``ImageFolder`` lists files in). A symlinked folder whose real path is
+    already on the current path (an ancestor, or the folder itself) is not entered.
+
+    Returns:
+        ``(folders, loops)``: ``[(folder path, sorted file names)]`` and ``[(link path,
+        real path it points back to)]``.
+    """
+    folders: list[tuple[str, list[str]]] = []
+    loops: list[tuple[str, str]] = []
+    stack = [(top, (*(os.path.realpath(a) for a in above), os.path.realpath(top)))]
+    while stack:
+        path, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue  # as os.walk: an unreadable folder is skipped
+        fnames, subdirs = [], []
+        for e in entries:
+            (subdirs if e.is_dir() else fnames).append(e.name)
+        folders.append((path, sorted(fnames)))
+        for d in subdirs:
+            sub = os.path.join(path, d)
+            real = os.path.realpath(sub)
+            if real in ancestors:
+                loops.append((sub, real))
+            else:
+                stack.append((sub, (*ancestors, real)))
+    folders.sort(key=lambda f: f[0])
+    loops.sort()
+    return folders, loops
+
+
+def loop_message(loops: Sequence[tuple[str, str]]) -> str:
+    """One line naming the symlink loops :func:`walk` skipped."""
+    shown = "; ".join(f"{link!r} → {target!r}" for link, target in loops[:5])
+    more = f" (and {len(loops) - 5} more)" if len(loops) > 5 else ""
+    return (
+        f"skipped {len(loops)} folder symlink(s) pointing back to a folder on their own path "
+        f"(a loop): {shown}{more}"
+    )
 
 
 def file_list(
@@ -104,30 +223,127 @@ def file_list(
     """Read a file list: one ``<path> <class index>`` per line (paths relative to ``root``,
     default the list's folder), the format ``check-data`` writes and DALI's ``file_list`` uses.
 
-    Class names are the class indices as strings unless a ``classes.txt`` (one name per line)
-    sits beside the list.
+    A path is taken literally up to the last space of the line, unless it starts with ``"``:
+    then it is quoted as :func:`quote_path` writes it (any file name the OS allows, newlines
+    and undecodable bytes included). Blank lines and lines starting with ``#`` are skipped.
+    The file is UTF-8. Class names are the class indices as strings unless a ``classes.txt``
+    (one name per line, quoted the same way) sits beside the list.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"file list {str(path)!r} does not exist")
     base = Path(root) if root is not None else path.parent
     files, targets = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip() or line.startswith("#"):
             continue
-        name, _, label = line.rpartition(" ")
-        if not name or not label.lstrip("-").isdigit() or int(label) < 0:
-            raise ValueError(f"{path}:{n}: expected '<path> <class index ≥ 0>', got {line!r}")
-        files.append(os.path.abspath(base / name))
+        try:
+            name, label = _split_line(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: {exc}, got {line!r}") from None
+        files.append(os.path.abspath(os.path.join(base, name)))
         targets.append(int(label))
     if not files:
         raise ValueError(f"file list {str(path)!r} lists no files")
     names_file = path.parent / "classes.txt"
     if names_file.is_file():
-        classes = tuple(names_file.read_text().split("\n")[: max(targets) + 1])
+        classes = tuple(class_names(names_file)[: max(targets) + 1])
     else:
         classes = tuple(str(k) for k in range(max(targets) + 1))
-    return FileSource(tuple(files), tuple(targets), classes)
+    return FileSource(tuple(files), tuple(targets), classes, os.path.abspath(base))
+
+
+def class_names(path: str | os.PathLike[str]) -> list[str]:
+    """The names in a ``classes.txt``: one per line, each plain or quoted (:func:`quote_path`)."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    return [unquote_path(n)[0] if n.startswith('"') else n for n in lines]
+
+
+def _split_line(line: str) -> tuple[str, str]:
+    if line.startswith('"'):
+        name, rest = unquote_path(line)
+        label = rest[1:] if rest.startswith(" ") else "?"
+    else:
+        name, _, label = line.rpartition(" ")
+    if not name or not label.isdigit():
+        raise ValueError("expected '<path> <class index ≥ 0>'")
+    return name, label
+
+
+#: Escapes inside a quoted path (besides ``\xHH``, one raw byte of the name).
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def quote_path(path: str) -> str:
+    r"""A file-list entry for ``path``: the path itself when it is plain, else quoted.
+
+    A path is plain unless it starts with ``"`` or ``#``, or holds a control character or a
+    byte that is not UTF-8 (Python spells those as lone surrogates, ``os.fsdecode``'s
+    ``surrogateescape``). Quoted: ``"…"`` with ``\\``, ``\"``, ``\n``, ``\r``, ``\t``, and
+    ``\xHH`` for one raw byte of the name (other control characters, and the undecodable
+    bytes). :func:`unquote_path` reads it back to the same ``str`` (so ``os.fsencode`` gives
+    the same bytes).
+    """
+    if not (path.startswith(('"', "#")) or any(_special(c) for c in path)):
+        return path
+    out = []
+    for c in path:
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif "\udc80" <= c <= "\udcff":
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif _special(c):
+            out.append("".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def unquote_path(text: str) -> tuple[str, str]:
+    """Read a quoted path (see :func:`quote_path`) from the start of ``text``.
+
+    Returns:
+        ``(path, rest of text after the closing quote)``.
+
+    Raises:
+        ValueError: no closing quote, or an unknown escape.
+    """
+    raw = bytearray()
+    i = 1
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            return os.fsdecode(bytes(raw)), text[i + 1 :]
+        if c != "\\":
+            raw += c.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        nxt = text[i + 1 : i + 2]
+        if nxt == "x" and len(text) >= i + 4:
+            raw.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+            continue
+        inverse = {v[1]: k for k, v in _ESCAPES.items()}
+        if nxt not in inverse:
+            raise ValueError(f"unknown escape \\{nxt} in a quoted path")
+        raw += inverse[nxt].encode()
+        i += 2
+    raise ValueError("quoted path without its closing quote")
+
+
+def utf8_name(path: str) -> bool:
+    """False when ``path`` holds bytes that are not UTF-8 (DALI's readers cannot open it)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _special(c: str) -> bool:
+    """Control characters and the lone surrogates that stand for undecodable bytes."""
+    return unicodedata.category(c) in ("Cc", "Cs")
 
 
 def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> Source:
@@ -191,8 +407,21 @@ def read(
         ``(encoded, key)`` DataNodes: the encoded image bytes and, for a :class:`FileSource`,
         the file index (int32 scalar per sample); for a :class:`TarSource`, the ``cls`` bytes
         padded to 16 (decoded by :func:`dali_gridaug.labels.parse_ascii_labels`).
+
+    Raises:
+        ValueError: a file name is not valid UTF-8 (DALI's file reader takes UTF-8 paths
+            only); the message names the files and the way out (``exclude=`` or renaming).
     """
     from nvidia.dali import fn
+
+    if isinstance(source, FileSource):
+        bad = [f for f in source.files if not utf8_name(f)]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} file name(s) are not valid UTF-8 and DALI's file reader cannot "
+                f"open them: {', '.join(repr(b) for b in bad[:5])}; rename them or pass them "
+                "in `exclude` (`dali-gridaug check-data` lists them as `non-utf8-name`)"
+            )
 
     common = dict(
         name=READER_NAME,

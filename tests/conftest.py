@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dali_gridaug.synthetic import make_constant_dataset, make_sample_dataset
+from dali_gridaug import make_sample_dataset
+from tests.helpers import make_constant_dataset
 
 # Distinct flat colours: the pixel value tells which image a pixel came from.
 _rng = np.random.default_rng(1234)

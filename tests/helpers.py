@@ -1,9 +1,32 @@
-"""Test helpers: provenance of pixels in flat-colour datasets."""
+"""Test helpers: flat-colour datasets and the provenance of their pixels."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
+
+
+def make_constant_dataset(
+    root: str | os.PathLike[str],
+    colors: list[tuple[int, int, int]],
+    per_class: int,
+    size: tuple[int, int] = (64, 48),
+) -> Path:
+    """An ImageFolder whose class-``k`` images are the flat colour ``colors[k]`` (JPEG
+    quality 100; flat colours survive compression exactly). For pixel-provenance tests.
+    """
+    root = Path(root)
+    for k, color in enumerate(colors):
+        folder = root / f"class{k:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(np.full((size[0], size[1], 3), color, np.uint8))
+        for i in range(per_class):
+            img.save(folder / f"{i:04d}.jpg", quality=100)
+    return root
 
 
 def color_ids(images: torch.Tensor, colors: list[tuple[int, int, int]]) -> np.ndarray:

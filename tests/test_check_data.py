@@ -17,12 +17,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_gridaug import cli
-from dali_gridaug.check import MAX_PIXELS, check_dataset, default_list_path, main, sniff
+from dali_gridaug import cli, make_sample_dataset
 from dali_gridaug.constants import PREALLOCATE_HEIGHT_HINT, PREALLOCATE_WIDTH_HINT
 from dali_gridaug.loader import create_loader
 from dali_gridaug.reader import file_list, image_folder
-from dali_gridaug.synthetic import make_sample_dataset
+from dali_gridaug.tools.check import (
+    MAX_PIXELS,
+    check_dataset,
+    default_list_path,
+    default_report_path,
+    main,
+    sniff,
+)
 
 MIN_SIDE = 48  # sample images are 64–96 px; the "small" image is 40×30
 MAX_PX = 10_000  # 96×96 = 9216 fits; the "huge" image is 150×120
@@ -264,14 +270,25 @@ def test_inline_scan_agrees_with_worker_processes(corpus: dict, cli_run: dict) -
         assert report[key] == cli_run["report"][key], key
 
 
-def test_clean_dataset_exits_0_and_writes_default_list(tmp_path: Path) -> None:
+def test_clean_dataset_exits_0_and_writes_default_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --report/--list, report and list go to the user cache dir, never beside the
+    dataset.
+    """
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     paths = make_sample_dataset(
-        tmp_path, num_classes=3, train_per_class=2, val_per_class=0, size_range=(64, 80)
+        tmp_path / "data", num_classes=3, train_per_class=2, val_per_class=0, size_range=(64, 80)
     )
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
     rc = main([str(paths["train"]), "--workers", "0", "--min-side", "32", "--quiet"])
     assert rc == 0
-    listed = default_list_path(paths["train"])
-    assert listed == tmp_path / "train_clean.txt"
+    report = default_report_path(paths["train"])
+    listed = default_list_path(report)
+    assert report.parent.parent == tmp_path / "cache" / "dali-gridaug" / "check-data"
+    assert listed == report.parent / "report_clean.txt"
+    assert json.loads(report.read_text())["list"] == str(listed)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
     src, ref = file_list(listed), image_folder(paths["train"])
     assert (src.files, src.targets, src.classes) == (ref.files, ref.targets, ref.classes)
 
@@ -293,7 +310,7 @@ def test_missing_or_classless_root(tmp_path: Path, capsys: pytest.CaptureFixture
     (tmp_path / "flat" / "x.jpg").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="no class folders"):
         check_dataset(tmp_path / "flat", workers=0)
-    assert main([str(tmp_path / "nope"), "--quiet"]) == 2
+    assert cli.main(["check-data", str(tmp_path / "nope"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from torch import nn
 
+from dali_gridaug import make_sample_dataset
 from dali_gridaug.augment import CutMix, Cutout, GridMask, GridMix, RandomErasing
 from dali_gridaug.errors import DecodeError, decode_error, name_bad_files
 from dali_gridaug.loader import create_loader
 from dali_gridaug.reader import FileSource
-from dali_gridaug.synthetic import make_sample_dataset
 
 CONFIGS_WITH_P = (GridMask, Cutout, RandomErasing, CutMix, GridMix)
 

@@ -1,0 +1,401 @@
+r"""``dali-gridaug check-data ROOT``: find the files the pipeline cannot decode, before training.
+
+One bad file stops a DALI pipeline for good (see :mod:`dali_gridaug.errors`), so scan the
+ImageFolder once, in parallel, and train from the clean file list this writes.
+
+Each file with an image extension is read whole, its format sniffed from the magic bytes, its
+header read with Pillow, and it is decoded by DALI's own CPU decoder (``decoders.image``,
+``output_type=RGB``, through DALI's dynamic mode; Pillow's full decode where that is
+unavailable). The decoder's verdict decides "bad"; the rest only names the reason.
+
+Verdicts (``reason`` keys of the JSON report), as measured with DALI 2.4's CPU backend:
+
+========================== ====== ===================================================
+reason                     kind   meaning
+========================== ====== ===================================================
+``zero-byte``              bad    empty file (DALI's reader cannot map it)
+``unreadable``             bad    the file cannot be read (permissions, I/O error)
+``not-an-image``           bad    no known image signature
+``unsupported-format``     bad    an image DALI cannot decode, e.g. GIF (any name)
+``truncated``              bad    cut short: JPEG without its EOI marker, PNG without
+                                  ``IEND``, or the decoder hit the end of the data
+``corrupt``                bad    any other decode failure
+``corrupt-data``           bad    the JPEG decodes, but its decoder reports damaged
+                                  entropy-coded data ("Corrupt JPEG data: …"): DALI
+                                  gives grey or garbage pixels and only prints that
+``non-utf8-name``          bad    the path is not valid UTF-8: DALI's file reader
+                                  takes UTF-8 paths only (rename the file)
+``<fmt>-named-<ext>``      warn   e.g. ``png-named-jpg``: DALI detects the format from
+                                  the content and decodes PNG, WebP, BMP, TIFF and PNM
+                                  under any name; tools trusting the extension may not
+``cmyk``                   warn   CMYK JPEG: decoded to RGB (same pixels as Pillow's
+                                  ``convert("RGB")``)
+``grayscale``              warn   one channel: replicated to 3 equal RGB channels
+``alpha-dropped``          warn   RGBA/LA/transparent palette: the alpha is dropped
+``high-bit-depth``         warn   16-bit samples: scaled to 8 bits (value / 257)
+``huge``                   warn   more pixels than ``max_pixels`` (nvJPEG's
+                                  preallocation hint): GPU decode buffers reallocate
+``small``                  warn   shorter side below ``min_side``: the crop upsamples
+``exif-rotated``           warn   EXIF orientation ≠ 1: DALI rotates/flips the image,
+                                  torchvision's Pillow loader does not
+========================== ====== ===================================================
+
+Folder symlinks are followed, but a link back to a folder on its own path (a loop: without
+this check a 40-file class becomes thousands of files) is not entered and is listed in
+``loops`` (``reason`` ``symlink-loop``), exactly as :func:`~dali_gridaug.reader.image_folder`
+skips it.
+
+File names: any name the OS allows is handled. In Python a path is a ``str`` where bytes
+that are not UTF-8 are lone surrogates (``os.fsdecode``, ``surrogateescape``;
+``os.fsencode(path)`` gives the bytes back). The JSON report is ASCII (JSON ``\u`` escapes),
+so such a path reads back as the same ``str``, and the report's paths (relative to ROOT)
+can be passed to ``create_loader(ROOT, exclude=...)`` as they are. The clean list quotes
+paths with control characters (newlines) or undecodable bytes as
+:func:`~dali_gridaug.reader.quote_path` describes; :func:`~dali_gridaug.reader.file_list`
+reads them back.
+
+Files without an image extension are listed as ``ignored`` (the loader skips them, as
+torchvision's ``ImageFolder`` does), and so are files directly in ROOT. Class folders without
+any image file are listed in ``empty_classes`` (``image_folder`` refuses them); the clean
+list keeps every class index of ``image_folder``: the sorted position of the class folder.
+
+Nothing in the dataset is deleted or modified, and nothing is written beside it: the report
+and the clean list (with a ``classes.txt`` beside it, when none exists there) go to
+``--report``/``--list``; by default the list goes beside the report, and the report to the
+user cache dir (``$XDG_CACHE_HOME/dali-gridaug/check-data/<root name>-<hash>/``).
+Exit status: 0 when no file is bad, 1 when some are, 2 when ROOT cannot be scanned or a flag
+is wrong (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dali_gridaug._validate import check_range, check_type
+from dali_gridaug.constants import IMG_EXTENSIONS
+from dali_gridaug.errors import UsageError
+from dali_gridaug.reader import class_folders, class_names, quote_path, walk
+from dali_gridaug.tools.common import ArgParser, cache_dir
+from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, probe, probe_all, sniff
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Outcome of :func:`check_dataset`.
+
+    Attributes:
+        root: absolute dataset root.
+        classes: class folder names, sorted; ``classes[k]`` is class ``k``.
+        good: ``(path relative to root, class index)`` of every decodable file, in
+            ``image_folder`` order.
+        bad: files the pipeline cannot decode, one :class:`Issue` each.
+        warnings: decodable files worth a look (a file may have several).
+        ignored: files the loader skips (no image extension, or not in a class folder).
+        empty_classes: class folders without any image file.
+        loops: folder symlinks not followed because they point back to a folder on their
+            own path (``reason`` ``symlink-loop``; ``detail`` names the target).
+        decoder: ``"dali-cpu"`` or ``"pillow"`` (what decided decodability).
+        max_pixels: ``huge`` threshold in pixels.
+        min_side: ``small`` threshold in pixels.
+    """
+
+    root: str
+    classes: tuple[str, ...]
+    good: tuple[tuple[str, int], ...]
+    bad: tuple[Issue, ...]
+    warnings: tuple[Issue, ...]
+    ignored: tuple[Issue, ...]
+    empty_classes: tuple[str, ...]
+    decoder: str
+    max_pixels: int
+    min_side: int
+    loops: tuple[Issue, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when no file is bad."""
+        return not self.bad
+
+    @property
+    def classes_without_good_files(self) -> tuple[str, ...]:
+        """Classes with no decodable file (empty ones included); their indices stay taken."""
+        used = {k for _, k in self.good}
+        return tuple(c for k, c in enumerate(self.classes) if k not in used)
+
+    def bad_paths(self) -> list[str]:
+        """Absolute paths of the bad files (for ``create_loader(exclude=...)``)."""
+        return [os.path.join(self.root, *i.path.split("/")) for i in self.bad]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report: ``bad``/``warnings``/``ignored``/``loops`` are lists of
+        ``{"path", "reason", "detail"}`` with paths relative to ``root``, ``/``-separated
+        (write it with ``ensure_ascii=True`` to keep undecodable bytes, see the module doc).
+        """
+        scanned = len(self.good) + len(self.bad)
+        return {
+            "root": self.root,
+            "decoder": self.decoder,
+            "max_pixels": self.max_pixels,
+            "min_side": self.min_side,
+            "classes": list(self.classes),
+            "counts": {
+                "scanned": scanned,
+                "good": len(self.good),
+                "bad": len(self.bad),
+                "warned_files": len({i.path for i in self.warnings}),
+                "warnings": len(self.warnings),
+                "ignored": len(self.ignored),
+                "classes": len(self.classes),
+                "empty_classes": len(self.empty_classes),
+                "loops": len(self.loops),
+                "bad_by_reason": _count(i.reason for i in self.bad),
+                "warnings_by_reason": _count(i.reason for i in self.warnings),
+            },
+            "bad": [dataclasses.asdict(i) for i in self.bad],
+            "warnings": [dataclasses.asdict(i) for i in self.warnings],
+            "ignored": [dataclasses.asdict(i) for i in self.ignored],
+            "loops": [dataclasses.asdict(i) for i in self.loops],
+            "empty_classes": list(self.empty_classes),
+            "classes_without_good_files": list(self.classes_without_good_files),
+        }
+
+    def write_list(self, path: str | os.PathLike[str]) -> Path:
+        """Write the clean file list: ``<path> <class index>`` per line, paths relative to
+        the list's folder, quoted by :func:`~dali_gridaug.reader.quote_path` where needed
+        (what :func:`~dali_gridaug.reader.file_list` and ``create_loader(path)`` read; UTF-8).
+        Also writes ``classes.txt`` beside it unless one exists (an existing one with other
+        names is left alone and reported on stderr).
+
+        Note:
+            ``file_list`` infers the class count from the largest index listed, so when the
+            last classes have no good file the loader sees fewer classes (pass
+            ``num_classes`` to your model explicitly).
+
+        Returns:
+            The list's path.
+        """
+        path = Path(path).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = str(path.parent)
+        lines = [
+            f"{quote_path(os.path.relpath(os.path.join(self.root, *rel.split('/')), base))} {k}\n"
+            for rel, k in self.good
+        ]
+        path.write_text("".join(lines), encoding="utf-8")
+        names = path.parent / "classes.txt"
+        if not names.exists():
+            names.write_text("".join(quote_path(c) + "\n" for c in self.classes), encoding="utf-8")
+        elif class_names(names)[: len(self.classes)] != list(self.classes):
+            print(
+                f"check-data: left the existing {names} alone (its class names differ); "
+                "the loader names classes from it",
+                file=sys.stderr,
+            )
+        return path
+
+
+def check_dataset(
+    root: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    progress: bool = True,
+) -> Report:
+    """Scan an ImageFolder root and sort every file into good, bad, warned and ignored.
+
+    Args:
+        root: dataset root, ``root/<class>/**/<image>``.
+        workers: decoding processes; ``0`` decodes in this process; default the CPU count
+            (at most 16).
+        max_pixels: warn (``huge``) above this many pixels (width × height).
+        min_side: warn (``small``) when the shorter side is below this many pixels.
+        progress: show a tqdm progress bar on stderr.
+
+    Returns:
+        A :class:`Report`.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or has no class folder.
+    """
+    if workers is None:
+        workers = max(1, min(16, os.cpu_count() or 1))
+    check_type("workers", workers, int)
+    check_range("workers", workers, 0)
+    check_type("max_pixels", max_pixels, int)
+    check_range("max_pixels", max_pixels, 1)
+    check_type("min_side", min_side, int)
+    check_range("min_side", min_side, 1)
+    root_abs = os.path.abspath(os.fspath(root))
+    classes, entries, ignored, empty, loops = _scan(root_abs)
+    check = functools.partial(probe, root=root_abs, max_pixels=max_pixels, min_side=min_side)
+    rels = [rel for rel, _ in entries]
+    results = probe_all(check, rels, workers, progress)
+    by_rel = {r.rel: r for r in results}
+    good, bad, warned = [], [], []
+    for rel, k in entries:
+        r = by_rel[rel]
+        if r.bad is not None:
+            bad.append(r.bad)
+        else:
+            good.append((rel, k))
+            warned += r.warnings
+    return Report(
+        root=root_abs,
+        classes=classes,
+        good=tuple(good),
+        bad=tuple(bad),
+        warnings=tuple(warned),
+        ignored=tuple(ignored),
+        empty_classes=tuple(empty),
+        decoder=results[0].decoder if results else "none",
+        max_pixels=max_pixels,
+        min_side=min_side,
+        loops=tuple(loops),
+    )
+
+
+def default_report_path(root: str | os.PathLike[str]) -> Path:
+    """``<user cache dir>/check-data/<root name>-<8 hex of the absolute root>/report.json``:
+    one folder per dataset root, never beside the dataset.
+    """
+    root = os.path.abspath(os.fspath(root))
+    digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:8]
+    name = os.path.basename(root).encode("ascii", "replace").decode()
+    return cache_dir() / "check-data" / f"{name}-{digest}" / "report.json"
+
+
+def default_list_path(report: str | os.PathLike[str]) -> Path:
+    """The clean list beside the report: ``out/report.json`` → ``out/report_clean.txt``."""
+    report = Path(report)
+    return report.with_name(f"{report.stem}_clean.txt")
+
+
+def _scan(
+    root: str,
+) -> tuple[tuple[str, ...], list[tuple[str, int]], list[Issue], list[str], list[Issue]]:
+    """Walk ``root`` exactly as :func:`~dali_gridaug.reader.image_folder` does, without
+    failing on empty class folders: ``(classes, entries, ignored, empty, loops)``.
+    """
+    classes = tuple(class_folders(root))
+    ignored = [
+        Issue(e.name, "outside-class-folder", "files directly in ROOT belong to no class")
+        for e in sorted(os.scandir(root), key=lambda e: e.name)
+        if not e.is_dir()
+    ]
+    entries: list[tuple[str, int]] = []
+    empty: list[str] = []
+    loops: list[Issue] = []
+    for idx, name in enumerate(classes):
+        count = 0
+        folders, found = walk(os.path.join(root, name), above=(root,))
+        loops += [Issue(_rel(link, root), "symlink-loop", f"points back to {real!r}: not entered")
+                  for link, real in found]  # fmt: skip
+        for dirpath, fnames in folders:
+            for fname in fnames:
+                rel = _rel(os.path.join(dirpath, fname), root)
+                if fname.lower().endswith(IMG_EXTENSIONS):
+                    entries.append((rel, idx))
+                    count += 1
+                else:
+                    ignored.append(
+                        Issue(rel, "not-an-image-extension", "the loader skips this file")
+                    )
+        if count == 0:
+            empty.append(name)
+    return classes, entries, ignored, empty, loops
+
+
+def _rel(path: str, root: str) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _count(reasons: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in reasons:
+        out[r] = out.get(r, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``dali-gridaug check-data ROOT [--report FILE.json] [--list FILE.txt] [--workers N]
+    [--min-side N] [--max-pixels N] [--quiet]``; returns the exit status (0 clean, 1 bad
+    files).
+
+    Raises:
+        UsageError: ROOT cannot be scanned, or a flag is bad (the dispatcher exits 2).
+    """
+    ap = ArgParser(
+        prog="dali-gridaug check-data",
+        description="Report the files of an ImageFolder that the DALI pipeline cannot decode "
+        "and write a clean file list. Exit status: 0 no bad file, 1 bad files, 2 error.",
+    )
+    ap.add_argument("root", help="ImageFolder root: ROOT/<class>/**/<image>")
+    ap.add_argument("--report", type=Path, help="JSON report (default: in the user cache dir)")
+    ap.add_argument(
+        "--list",
+        type=Path,
+        help="clean file list to write (default: beside the report, <report>_clean.txt); "
+        "use it as create_loader(LIST)",
+    )
+    ap.add_argument("--workers", type=int, default=None, help="decoding processes (0: inline)")
+    ap.add_argument("--min-side", type=int, default=MIN_SIDE, help="warn below this side (px)")
+    ap.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="warn above (px)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = ap.parse_args(argv)
+    try:
+        report = check_dataset(
+            a.root,
+            workers=a.workers,
+            min_side=a.min_side,
+            max_pixels=a.max_pixels,
+            progress=not a.quiet,
+        )
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    report_path = a.report or default_report_path(a.root)
+    list_path = report.write_list(a.list or default_list_path(report_path))
+    payload = report.to_json()
+    payload["list"] = str(list_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
+    _summary(report, payload["counts"])
+    print(f"clean list: {quote_path(str(list_path))}; report: {quote_path(str(report_path))}")
+    return 0 if report.ok else 1
+
+
+def _summary(report: Report, c: dict[str, Any]) -> None:
+    """Print the counts and the first 50 bad files (names quoted as in the clean list)."""
+    print(
+        f"{quote_path(report.root)}: {c['scanned']} images in {c['classes']} classes: "
+        f"{c['good']} good, {c['bad']} bad, {c['warned_files']} with warnings, "
+        f"{c['ignored']} ignored, {c['empty_classes']} empty classes, {c['loops']} symlink "
+        f"loops (decoder: {report.decoder})"
+    )
+    for issue in report.bad[:50]:
+        print(f"  BAD  {issue.reason:<20} {quote_path(issue.path)}  ({issue.detail})")
+    if len(report.bad) > 50:
+        print(f"  … and {len(report.bad) - 50} more (see the report)")
+    for name in report.empty_classes:
+        print(f"  EMPTY CLASS {quote_path(name)}")
+    for issue in report.loops:
+        print(f"  LOOP {quote_path(issue.path)} ({issue.detail})")
+
+
+__all__ = [
+    "Issue",
+    "Report",
+    "check_dataset",
+    "default_list_path",
+    "default_report_path",
+    "main",
+    "sniff",
+]
