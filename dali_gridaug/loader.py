@@ -368,7 +368,9 @@ class DaliLoader:
         """Run DALI's iterator to the end of an epoch a loop left early, and count it."""
         if not self._in_epoch:
             return
-        for _ in name_bad_files(self._iter, self.source):
+        # next(), not a for loop: iter() on DALI's iterator at the epoch's end would reset it
+        # and this loop would run the whole next epoch
+        for _ in name_bad_files(iter(lambda: next(self._iter, None), None), self.source):
             pass
         self._in_epoch = False
         self.epoch += 1
