@@ -316,7 +316,12 @@ class DaliLoader:
         self._build(state)
 
     def __len__(self) -> int:
-        return len(self._iter)
+        if self.drop_last:
+            return len(self._iter)
+        # DALI runs every rank for the largest shard's batches; a smaller shard's last run
+        # can hold only padding, which is trimmed to an empty batch and skipped
+        n, world, rank = self._num_samples, self.spec.num_shards, self.spec.shard_id
+        return math.ceil(((rank + 1) * n // world - rank * n // world) / self.spec.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Declare the epoch about to start (call before iterating it).
@@ -350,6 +355,8 @@ class DaliLoader:
     def _run(self, convert: Callable[[dict[str, torch.Tensor]], Any]) -> Iterator[Any]:
         for out in name_bad_files(self._iter, self.source):
             self._in_epoch = True
+            if out[0]["images"].shape[0] == 0:  # only padding (see __len__)
+                continue
             yield convert(out[0])
             self._batches_done += 1
         self._in_epoch = False

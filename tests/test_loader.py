@@ -419,3 +419,17 @@ def test_state_after_break_resumes_the_rest_of_the_epoch(sample_data: dict[str, 
     restored = _stamped(sample_data, resume=state)
     _same_rows(_rows(head) + _rows(restored), reference)
     assert {r[0] for r in _rows(loader)} == {1}
+
+
+def test_uneven_shards_yield_no_empty_batch(sample_data: dict[str, Path]) -> None:
+    """60 files on 7 ranks (shards of 8 or 9) in batches of 4: DALI runs
+    every rank 3 times and trims a shard of 8's third batch to nothing; the loader skips it
+    and ``len`` counts what it yields."""
+    for rank in range(7):
+        loader = create_loader(
+            sample_data["train"], batch_size=4, train=False, device="cpu", image_size=16,
+            shard_id=rank, num_shards=7,
+        )  # fmt: skip
+        sizes = [len(b) for b in loader]
+        shard = (rank + 1) * 60 // 7 - rank * 60 // 7
+        assert sum(sizes) == shard and 0 not in sizes and len(sizes) == len(loader)
