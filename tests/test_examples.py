@@ -11,6 +11,8 @@ repository: the tests look for it at ``$DALI_GRIDAUG_OFFICIAL_MAIN`` or
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import re
 import subprocess
@@ -159,3 +161,29 @@ def test_official_example_torchrun_two_ranks(
     assert "Epoch: [0][1/1]" in out  # 6 train images per rank: one batch of 4
     # rank 0 validates 4 images (1 batch), rank 1 5 images (2 batches): len(val_loader)
     assert set(re.findall(r"Test: \[\d/(\d)\]", out)) == {"1", "2"}, out
+
+
+@pytest.mark.slow
+def test_own_training_script_on_two_gloo_ranks(tmp_path: Path, tiny: Path) -> None:
+    """examples/imagenet_train.py under torchrun (2 CPU ranks, gloo) with CutMix: each epoch
+    trains on both ranks' shards, and its validation counts every val image exactly once
+    (9 images split 4 + 5)."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(REPO / "examples" / "imagenet_train.py"), str(tiny), "--epochs", "2", "-b", "4",
+        "--image-size", "64", "--mix", "cutmix", "--output-dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["epoch"] for r in rows] == [0, 1]  # printed by rank 0 only
+    assert "resnet18: 3 classes, 12 train / 9 val images, 2 rank(s) on cpu" in proc.stdout
+    for row in rows:
+        assert row["val_images"] == 9
+        assert row["train_images"] == 8  # 6 images per rank, one full batch of 4 each
+        assert math.isfinite(row["train_loss"]) and 0 <= row["val_top1"] <= 100
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "checkpoint_0.pth",
+        "checkpoint_1.pth",
+    ]
