@@ -76,6 +76,7 @@ _WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [True, False])
 def test_two_ranks_partition_the_dataset(
     sample_data: dict[str, Path], tmp_path: Path, train: bool
