@@ -21,8 +21,8 @@ class LoaderDataset:
     """``loader.dataset``: the files of the loader's source, as an ``ImageFolder`` names them.
 
     Attributes:
-        root: the ImageFolder root (the common folder of the files; tar shards: the folder of
-            the first shard).
+        root: the ImageFolder root (the common folder of the class folders; file lists: of
+            the files; tar shards: the folder of the first shard).
         classes: class names, ``classes[k]`` is class ``k`` (tar shards: the lines of the
             ``classes.txt`` beside the shards, else ``"0"``, ``"1"``, …).
         class_to_idx: ``{name: k}``.
@@ -42,7 +42,9 @@ class LoaderDataset:
             self.classes = list(source.classes)
             self.samples = list(zip(source.files, source.targets, strict=True))
             self.targets = list(source.targets)
-            self.root = os.path.commonpath(source.files) if source.files else ""
+            common = os.path.commonpath(source.files) if source.files else ""
+            # one class: the common folder is that class's folder, the root is above it
+            self.root = os.path.dirname(common) if len(self.classes) == 1 else common
         else:
             self.root = os.path.dirname(source.paths[0])
             self.classes = _tar_class_names(self.root, source.num_classes)

@@ -236,6 +236,7 @@ def test_dataset_answers_like_imagefolder(sample_data: dict[str, Path]) -> None:
     assert len(ds) == len(tv) == 60
     assert ds.classes == tv.classes and ds.class_to_idx == tv.class_to_idx
     assert ds.samples == tv.samples and ds.imgs == tv.imgs and ds.targets == tv.targets
+    assert ds.root == os.path.abspath(sample_data["train"])
     assert loader.batch_size == 8 and loader.sampler.shuffle is True
     with pytest.raises(TypeError, match="holds no decoded samples"):
         ds[0]
