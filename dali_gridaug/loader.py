@@ -4,17 +4,29 @@ torchvision ``DataLoader``: ``for images, target in loader`` (a :class:`Batch`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from dali_gridaug._validate import check_choice, check_range, check_type
+from dali_gridaug import _loader_args as checks
+from dali_gridaug._validate import (
+    as_bytes,
+    check_channels,
+    check_choice,
+    check_dali_checkpoint,
+    check_int,
+    check_range,
+    check_type,
+)
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.augment.graph import is_native
 from dali_gridaug.batch import Batch
+from dali_gridaug.compat import LoaderDataset, ShardSampler
 from dali_gridaug.constants import HW_DECODER_LOAD, READER_NAME
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.labels import parse_ascii_labels, smooth_target
@@ -22,6 +34,9 @@ from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
 from dali_gridaug.presets import ColorJitter, Lighting, Preset, resolve_preset
 from dali_gridaug.reader import FileSource, Source, resolve_source
+
+#: ``auto_augment`` policies (DALI's ``auto_aug`` module).
+AUTO_AUGMENT_POLICIES = ("rand_augment", "auto_augment", "trivial_augment")
 
 
 def create_loader(
@@ -50,6 +65,7 @@ def create_loader(
     lighting: Lighting | float | None = None,
     hw_decoder_load: float = HW_DECODER_LOAD,
     label_smoothing: float = 0.0,
+    num_classes: int | None = None,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
@@ -62,7 +78,9 @@ def create_loader(
         augment: augmentation configs; per-sample ones apply in order, one mixing op last.
         device: ``"gpu"``, ``"cpu"`` (DALI's CPU backend) or ``"auto"`` (GPU when usable).
         seed: run seed; rank r's pipeline uses ``seed + r`` (the file order uses ``seed``).
-        num_threads: DALI CPU threads (default: the CPU count, at most 8).
+        num_threads: DALI CPU threads; ``None`` or ``0`` (a ``DataLoader``'s
+            ``num_workers=0``, e.g. a script's ``--workers 0``) mean the default, the CPU
+            count, at most 8. So ``num_threads=args.workers`` maps a DataLoader worker count.
         shard_id: this rank; default the ``torch.distributed`` rank, else 0.
         num_shards: number of ranks; default the ``torch.distributed`` world size, else 1.
         mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels);
@@ -91,72 +109,76 @@ def create_loader(
             ``x`` for ``ColorJitter(x, x, x)`` (clovaai ImageNet: 0.4); None: the preset's.
         lighting: train PCA lighting, a :class:`~dali_gridaug.presets.Lighting` or its ``std``
             (clovaai ImageNet: 0.1); None: the preset's.
+        num_classes: K, the width of soft targets ``(B, K)``: the model's class count
+            (default: the dataset's). Must be ≥ the dataset's class count (every label < K).
 
     Returns:
         A :class:`DaliLoader`.
+
+    Raises:
+        TypeError, ValueError: a bad argument (the message names it, its range and the value).
     """
-    check_type("batch_size", batch_size, int)
-    check_range("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     check_choice("device", device, ("auto", "gpu", "cpu"))
     check_choice("dtype", dtype, (torch.float32, torch.float16))
-    check_type("train", train, bool)
-    check_type("keep_clean", keep_clean, bool)
+    for name, flag in [("train", train), ("keep_clean", keep_clean)]:
+        check_type(name, flag, bool)
+    check_type("checkpointing", checkpointing, bool)
     if drop_last is not None:
         check_type("drop_last", drop_last, bool)
-    check_type("seed", seed, int)
-    check_range("seed", seed, 0)
-    if num_threads is not None:
-        check_type("num_threads", num_threads, int)
-        check_range("num_threads", num_threads, 1)
+    if auto_augment is not None:
+        check_choice("auto_augment", auto_augment, AUTO_AUGMENT_POLICIES)
+    # 0 = a DataLoader's num_workers=0: the default thread count
+    threads = check_int("num_threads", 0 if num_threads is None else num_threads, 0)
     pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
-    image_size = pre.size if image_size is None else image_size
-    if not isinstance(image_size, (int, tuple, list)) or (
-        not isinstance(image_size, int) and len(image_size) != 2
-    ):
-        raise TypeError(f"`image_size` must be an int or an (H, W) pair, got {image_size!r}")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    for i, s in enumerate(size):
-        check_type(f"image_size[{i}]", s, int)
-        check_range(f"image_size[{i}]", s, 1)
-    if isinstance(augment, Augment):
-        raise TypeError(f"`augment` must be a sequence of configs, e.g. [{augment!r}]")
-    if isinstance(exclude, (str, os.PathLike)):
-        raise TypeError(f"`exclude` must be a sequence of file paths, got one path {exclude!r}")
-    augment = tuple(augment)
-    for a in augment:
-        if not isinstance(a, Augment):
-            raise TypeError(f"`augment` items must be augmentation configs, got {a!r}")
-        a.check_geometry(size[0], size[1], batch_size)
-    mixing = [a for a in augment if a.mixing]
-    if len(mixing) > 1 or (mixing and augment[-1] is not mixing[0]):
-        raise ValueError("`augment`: at most one mixing augmentation (CutMix/GridMix), placed last")
+    size = checks.image_size(pre.size if image_size is None else image_size)
+    augment, exclude = checks.augments(augment, size, batch_size), checks.paths(exclude)
     if augment and not train:
         raise ValueError("`augment` is for training loaders; pass train=True or augment=()")
+    rank, world = checks.distributed(shard_id, num_shards)
+    # DALI seeds are int64 and rank r's pipeline uses seed + r
+    seed = check_int("seed", seed, 0, 2**63 - world)
+    mean_t = check_channels("mean", pre.mean if mean is None else mean)
+    std_t = check_channels("std", pre.std if std is None else std)
+    if any(s <= 0 for s in std_t):
+        raise ValueError(f"`std` must be positive, got {std}")
+    check_range("hw_decoder_load", hw_decoder_load, 0, 1)
+    smoothing = _label_smoothing(label_smoothing, augment)
     src = resolve_source(source)
     if exclude:
         if not isinstance(src, FileSource):
             raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
         src = src.without(exclude)
-    rank, world = _distributed(shard_id, num_shards)
-    mean_t = _channels("mean", pre.mean if mean is None else mean)
-    std_t = _channels("std", pre.std if std is None else std)
-    if any(s <= 0 for s in std_t):
-        raise ValueError(f"`std` must be positive, got {std}")
-    dev = _resolve_device(device)
-    check_range("hw_decoder_load", hw_decoder_load, 0, 1)
-    smoothing = _label_smoothing(label_smoothing, augment)
-    spec = PipelineSpec(
-        source=src, batch_size=batch_size, train=train, size=size, augments=augment, device=dev,
-        device_id=_device_id() if dev == "gpu" else None, seed=seed,
-        num_threads=num_threads or max(1, min(8, os.cpu_count() or 1)),
-        shard_id=rank, num_shards=world, mean=mean_t, std=std_t,
-        half=dtype == torch.float16, keep_clean=keep_clean, auto_augment=auto_augment,
-        checkpointing=checkpointing or resume is not None, preset=pre,
-        hw_decoder_load=float(hw_decoder_load), label_smoothing=smoothing,
-    )
     if isinstance(src, FileSource) and len(src) < world:
         raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")
-    return DaliLoader(spec, drop_last=train if drop_last is None else drop_last, state=resume)
+    drop_last = train if drop_last is None else drop_last
+    dev = checks.resolve_device(device)
+    spec = PipelineSpec(
+        source=src,
+        batch_size=checks.pipeline_batch(batch_size, src, world, drop_last, size),
+        train=train,
+        size=size,
+        augments=augment,
+        device=dev,
+        device_id=checks.device_id() if dev == "gpu" else None,
+        seed=seed,
+        num_threads=threads or max(1, min(8, os.cpu_count() or 1)),
+        shard_id=rank,
+        num_shards=world,
+        mean=mean_t,
+        std=std_t,
+        half=dtype == torch.float16,
+        keep_clean=keep_clean,
+        auto_augment=auto_augment,
+        checkpointing=checkpointing or resume is not None,
+        preset=pre,
+        hw_decoder_load=float(hw_decoder_load),
+        label_smoothing=smoothing,
+    )
+    classes = checks.num_classes(num_classes, src)
+    return DaliLoader(
+        spec, drop_last=drop_last, state=resume, num_classes=classes, batch_size=batch_size
+    )
 
 
 class DaliLoader:
@@ -165,26 +187,48 @@ class DaliLoader:
     The loader resets itself at each epoch end. ``set_epoch(e)`` declares the epoch about to
     start (as a ``DistributedSampler``): it moves epoch schedules and, when it skips ahead
     (resume), the parameter stream, without rebuilding or stalling the pipeline.
+
+    Epochs are whole: a ``for`` loop left early (``break``, a step limit) abandons the rest
+    of that epoch; the next iteration (or ``set_epoch``) first runs the pipeline to the
+    epoch's end, discarding those batches (the same decode work they would have cost), so
+    the next epoch starts at its first batch, stamped ``e + 1``, with its own shuffle and
+    parameters. To continue an interrupted epoch instead, save :meth:`state_dict` and
+    restore it. One loader runs one iteration at a time: a second ``for`` over it while
+    the first is open (nested loops) raises ``RuntimeError``.
+
+    Like a ``DataLoader``, it has ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`),
+    ``sampler`` (:class:`~dali_gridaug.compat.ShardSampler`, whose ``set_epoch`` forwards
+    here) and ``batch_size``.
     """
 
     def __init__(
-        self, spec: PipelineSpec, *, drop_last: bool, state: Mapping[str, Any] | None = None
+        self,
+        spec: PipelineSpec,
+        *,
+        drop_last: bool,
+        state: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self.spec = spec
         self.source = spec.source
         self.drop_last = drop_last
-        self.num_classes = (
-            len(spec.source.classes) if isinstance(spec.source, FileSource)
-            else spec.source.num_classes
-        )
+        self.batch_size = spec.batch_size if batch_size is None else batch_size
+        self.num_classes = checks.num_classes(num_classes, spec.source)
         self.classes = getattr(spec.source, "classes", None)
         self.params = (
             ParamSource(
-                spec.augments, batch_size=spec.batch_size, height=spec.size[0],
-                width=spec.size[1], seed=spec.seed, rank=spec.shard_id, steps_per_epoch=1,
+                spec.augments,
+                batch_size=spec.batch_size,
+                height=spec.size[0],
+                width=spec.size[1],
+                seed=spec.seed,
+                rank=spec.shard_id,
+                steps_per_epoch=1,
                 paste_before_flip=is_native(spec.augments),
             )
-            if spec.train else None
+            if spec.train
+            else None
         )
         self.device = (
             torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
@@ -193,7 +237,11 @@ class DaliLoader:
         self._class_of = torch.tensor(targets, dtype=torch.int64, device=self.device)
         self.epoch = 0
         self._batches_done = 0
+        self._active: weakref.ref[Iterator[Any]] | None = None  # the open iteration
+        self._in_epoch = False  # DALI's iterator is inside an epoch this object started
         self._build(state)
+        self.dataset = LoaderDataset(spec.source, self._num_samples)
+        self.sampler = ShardSampler(self)
 
     def _build(self, state: Mapping[str, Any] | None) -> None:
         """(Re)build the pipeline and its DALI iterator, restored from ``state`` if given."""
@@ -209,10 +257,12 @@ class DaliLoader:
                 # (pipeline_data["iter"]); these offsets complete the (epoch, step) mapping
                 self.params.first_epoch = int(state["first_epoch"])
                 self.params.first_step = int(state["first_step"])
+        self._in_epoch = False  # a restored mid-epoch position yields the rest of its epoch
         self.pipe, self.output_names = build_pipeline(spec, self.params, checkpoint=checkpoint)
         self.pipe.build()
+        self._num_samples = int(self.pipe.reader_meta(READER_NAME)["epoch_size"])
         # DALI shards are [floor(i·N/S), floor((i+1)·N/S)); the reader pads each to the largest
-        shard_size = math.ceil(self.pipe.reader_meta(READER_NAME)["epoch_size"] / spec.num_shards)
+        shard_size = math.ceil(self._num_samples / spec.num_shards)
         if self.drop_last and shard_size < spec.batch_size:
             raise ValueError(
                 f"`batch_size`={spec.batch_size} is larger than this rank's shard of "
@@ -221,7 +271,10 @@ class DaliLoader:
         if self.params is not None:
             self.params.steps_per_epoch = math.ceil(shard_size / spec.batch_size)
         self._iter = DALIGenericIterator(
-            self.pipe, self.output_names, reader_name=READER_NAME, auto_reset=True,
+            self.pipe,
+            self.output_names,
+            reader_name=READER_NAME,
+            auto_reset=True,
             last_batch_policy=LastBatchPolicy.DROP if self.drop_last else LastBatchPolicy.PARTIAL,
             last_batch_padded=False,
             # no prefetch before the first batch is asked for: set_epoch/resume offsets set
@@ -233,13 +286,18 @@ class DaliLoader:
         """What a saved state must match to be restorable into this loader."""
         s = self.spec
         return {
-            "batch_size": s.batch_size, "shard_id": s.shard_id, "num_shards": s.num_shards,
-            "seed": s.seed, "num_files": len(s.source) if isinstance(s.source, FileSource) else -1,
+            "batch_size": self.batch_size,
+            "shard_id": s.shard_id,
+            "num_shards": s.num_shards,
+            "seed": s.seed,
+            "num_files": len(s.source) if isinstance(s.source, FileSource) else -1,
         }
 
     def _check_state(self, state: Mapping[str, Any]) -> None:
         if not self.spec.checkpointing:
             raise ValueError("restoring a loader state needs `checkpointing`=True")
+        if not isinstance(state, Mapping):
+            raise TypeError(f"`resume` must be a loader state_dict(), got {type(state).__name__}")
         missing = {"dali", "epoch", "batches_done", "first_epoch", "first_step", *self._identity()}
         missing -= set(state)
         if missing:
@@ -250,21 +308,26 @@ class DaliLoader:
                     f"loader state was saved with `{key}`={state[key]}, this loader has {value}; "
                     "a DALI checkpoint restores only into the same pipeline"
                 )
+        for key in ("epoch", "batches_done", "first_epoch", "first_step"):
+            check_int(f"resume[{key!r}]", state[key], 0 if key != "first_epoch" else None)
+        check_dali_checkpoint(state["dali"], state.get("dali_sha256"))
 
     def state_dict(self) -> dict[str, Any]:
         """This rank's position: the DALI checkpoint (reader position and every operator's
-        random state, net of batches DALI prefetched but the loader did not hand out), the
-        epoch, and the parameter-stream offsets. Restore with ``create_loader(resume=...)``
-        or :meth:`load_state_dict`. Needs ``checkpointing=True``.
+        random state, net of batches DALI prefetched but the loader did not hand out) with
+        its SHA-256, the epoch, and the parameter-stream offsets. Restore with
+        ``create_loader(resume=...)`` or :meth:`load_state_dict`. Needs ``checkpointing=True``.
 
-        Taken between two batches of an epoch, the restored loader yields the rest of that
-        epoch (``set_epoch`` with the same epoch is a no-op); taken after an epoch ended, it
-        starts the next one.
+        Taken between two batches of an epoch (inside the loop, or after leaving it early),
+        the restored loader yields the rest of that epoch (``set_epoch`` with the same epoch
+        is a no-op); taken after an epoch ended, it starts the next one.
         """
         if not self.spec.checkpointing:
             raise ValueError("`state_dict` needs a loader created with `checkpointing`=True")
+        dali = self._iter.checkpoints()[0]
         return {
-            "dali": self._iter.checkpoints()[0],
+            "dali": dali,
+            "dali_sha256": hashlib.sha256(as_bytes(dali)).hexdigest(),
             "epoch": self.epoch,
             "batches_done": self._batches_done,
             "first_epoch": self.params.first_epoch if self.params is not None else 0,
@@ -277,30 +340,76 @@ class DaliLoader:
 
         ``create_loader(resume=...)`` does the same without building a pipeline first.
         """
+        self._check_idle("load_state_dict")
         self._check_state(state)
         del self._iter, self.pipe
         self._build(state)
 
     def __len__(self) -> int:
-        return len(self._iter)
-
-    @property
-    def batch_size(self) -> int:
-        return self.spec.batch_size
+        if self.drop_last:
+            return len(self._iter)
+        # DALI runs every rank for the largest shard's batches; a smaller shard's last run
+        # can hold only padding, which is trimmed to an empty batch and skipped
+        n, world, rank = self._num_samples, self.spec.num_shards, self.spec.shard_id
+        return math.ceil(((rank + 1) * n // world - rank * n // world) / self.spec.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Declare the epoch about to start (call before iterating it)."""
-        check_type("epoch", epoch, int)
-        check_range("epoch", epoch, 0)
+        """Declare the epoch about to start (call before iterating it).
+
+        After a loop left early, the abandoned epoch is first run to its end (see the class
+        docstring), so ``set_epoch(e + 1)`` then starts epoch ``e + 1`` whole.
+        """
+        epoch = check_int("epoch", epoch, 0)
+        self._check_idle("set_epoch")
+        self._finish_abandoned_epoch()
         if self.params is not None and epoch != self.epoch:
             # the parameter stream counts pipeline runs; shift it so runs from now map to `epoch`
             self.params.first_epoch += epoch - self.epoch
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
+        return self._open(self._to_batch)
+
+    def raw(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Iterate DALI's raw output dicts (images, key, clean, parameters) for one epoch."""
+        return self._open(lambda out: out)
+
+    def _open(self, convert: Callable[[dict[str, torch.Tensor]], Any]) -> Iterator[Any]:
+        """Start one epoch's iteration: refuse a second open one, finish an abandoned one."""
+        self._check_idle("iterating")
+        self._finish_abandoned_epoch()
+        run = self._run(convert)
+        self._active = weakref.ref(run)
+        return run
+
+    def _run(self, convert: Callable[[dict[str, torch.Tensor]], Any]) -> Iterator[Any]:
         for out in name_bad_files(self._iter, self.source):
-            yield self._to_batch(out[0])
+            self._in_epoch = True
+            if out[0]["images"].shape[0] == 0:  # only padding (see __len__)
+                continue
+            yield convert(out[0])
             self._batches_done += 1
+        self._in_epoch = False
+        self.epoch += 1
+
+    def _check_idle(self, what: str) -> None:
+        run = self._active() if self._active is not None else None
+        if run is not None and run.gi_frame is not None:  # created or suspended, not closed
+            raise RuntimeError(
+                f"{what}: this DaliLoader is already being iterated (a `for` over it is still "
+                "open, e.g. nested loops over one loader); one loader runs one epoch at a "
+                "time: finish or leave the first loop, or build a second loader"
+            )
+
+    def _finish_abandoned_epoch(self) -> None:
+        """Run DALI's iterator to the end of an epoch a loop left early, and count it."""
+        if not self._in_epoch:
+            return
+        # next(), not a for loop: iter() on DALI's iterator at the epoch's end would reset it
+        # and this loop would run the whole next epoch
+        for _ in name_bad_files(iter(lambda: next(self._iter, None), None), self.source):
+            pass
+        self._in_epoch = False
         self.epoch += 1
 
     def _to_batch(self, out: dict[str, torch.Tensor]) -> Batch:
@@ -339,34 +448,6 @@ class DaliLoader:
         """The augmentation parameters in a raw iterator output (for tests and previews)."""
         return {k: v for k, v in out.items() if "." in k}
 
-    def raw(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Iterate DALI's raw output dicts (images, key, clean, parameters) for one epoch."""
-        for out in name_bad_files(self._iter, self.source):
-            yield out[0]
-        self.epoch += 1
-
-
-def _channels(name: str, value: float | Sequence[float]) -> tuple[float, float, float]:
-    if isinstance(value, (int, float)):
-        return (float(value),) * 3
-    vals = tuple(float(v) for v in value)
-    if len(vals) != 3:
-        raise ValueError(f"`{name}` must be a number or 3 per-channel values, got {value!r}")
-    return vals  # type: ignore[return-value]
-
-
-def _distributed(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
-    dist = torch.distributed
-    initialized = dist.is_available() and dist.is_initialized()
-    world = num_shards if num_shards is not None else (dist.get_world_size() if initialized else 1)
-    rank = shard_id if shard_id is not None else (dist.get_rank() if initialized else 0)
-    check_type("num_shards", world, int)
-    check_range("num_shards", world, 1)
-    check_type("shard_id", rank, int)
-    if not 0 <= rank < world:
-        raise ValueError(f"`shard_id` must be in [0, {world - 1}] (num_shards={world}), got {rank}")
-    return rank, world
-
 
 def _label_smoothing(smoothing: float, augment: Sequence[Augment]) -> float:
     """The one ε of the labels stage: the loader's, else a mixing augmentation's own."""
@@ -378,19 +459,6 @@ def _label_smoothing(smoothing: float, augment: Sequence[Augment]) -> float:
             f"{', '.join(map(str, sorted(own)))} of the augmentation differ; set one of them"
         )
     return float(smoothing or (own.pop() if own else 0.0))
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("`device`='gpu' but no CUDA device is usable; use 'cpu' or 'auto'")
-    return device
-
-
-def _device_id() -> int:
-    local = os.environ.get("LOCAL_RANK")
-    return int(local) if local is not None else torch.cuda.current_device()
 
 
 __all__ = ["DaliLoader", "create_loader"]

@@ -40,8 +40,15 @@ def _with_file(small: Path, tmp_path: Path, rel: str, data: bytes) -> tuple[Path
 
 
 def _loader(root: Path | str, **kw: object):
-    kw = {"batch_size": 4, "train": False, "image_size": 32, "device": "cpu", **kw}
-    return create_loader(root, num_threads=2, **kw)
+    kw = {
+        "batch_size": 4,
+        "train": False,
+        "image_size": 32,
+        "device": "cpu",
+        "num_threads": 2,
+        **kw,
+    }
+    return create_loader(root, **kw)
 
 
 # ── decode errors name the file ──────────────────────────────────────────────────────────
@@ -315,13 +322,15 @@ def test_drop_last_not_bool(small: Path) -> None:
 
 
 def test_seed_negative(small: Path) -> None:
-    with pytest.raises(ValueError, match=r"`seed` must be in \[0, inf\), got -1"):
+    # DALI seeds are int64 and rank r uses seed + r
+    with pytest.raises(ValueError, match=r"`seed` must be in \[0, 9223372036854775807\], got -1"):
         _loader(small, seed=-1)
 
 
-def test_num_threads_zero(small: Path) -> None:
-    with pytest.raises(ValueError, match=r"`num_threads` must be in \[1, inf\), got 0"):
-        create_loader(small, batch_size=2, device="cpu", num_threads=0)
+def test_num_threads_negative(small: Path) -> None:
+    # 0 is a DataLoader's num_workers=0 and means the default thread count (test_loader.py)
+    with pytest.raises(ValueError, match=r"`num_threads` must be in \[0, inf\), got -1"):
+        create_loader(small, batch_size=2, device="cpu", num_threads=-1)
 
 
 def test_device_unknown(small: Path) -> None:
@@ -370,3 +379,141 @@ def test_keep_tau_wrong_type() -> None:
     keep = pytest.importorskip("dali_gridaug.saliency.keep")
     with pytest.raises(TypeError, match=r"`tau` must be .*, got .*str"):
         keep.KeepStage(nn.Linear(2, 2), "cutout", tau="0.6")
+
+
+# ── the argument matrix: NaN/inf/bool/None/wrong length, raw DALI errors, NumPy scalars ──
+
+NAN, INF = float("nan"), float("inf")
+
+#: (id, what to call: "loader" kwargs or a config factory, exception, message regex)
+MATRIX = [
+    ("mean-nan", {"mean": NAN}, ValueError, r"`mean` must be in \(-inf, inf\), got nan"),
+    ("mean-inf", {"mean": (1, 2, INF)}, ValueError, r"`mean\[2\]` must be in .*got inf"),
+    ("mean-bool", {"mean": True}, TypeError, r"`mean` must be a number or 3 per-channel"),
+    ("mean-None", {"mean": None}, TypeError, r"`mean` must be a number or 3 .*got None"),
+    ("mean-len", {"mean": (1, 2, 3, 4)}, ValueError, r"`mean` must be a number or 3 per"),
+    ("std-nan", {"std": (1, NAN, 1)}, ValueError, r"`std\[1\]` must be in .*got nan"),
+    ("std-inf", {"std": INF}, ValueError, r"`std` must be in \(-inf, inf\), got inf"),
+    ("std-bool", {"std": (True, 1, 1)}, TypeError, r"`std\[0\]` must be int or float, got True"),
+    ("std-None", {"std": None}, TypeError, r"`std` must be a number or 3 .*got None"),
+    ("augment-None", {"augment": None}, TypeError, r"`augment` must be a sequence of .*None"),
+    ("exclude-5", {"exclude": 5}, TypeError, r"`exclude` must be a sequence of file paths, got 5"),
+    ("exclude-item", {"exclude": [5]}, TypeError, r"`exclude` items must be file paths, got 5"),
+    ("checkpointing", {"checkpointing": "yes"}, TypeError, r"`checkpointing` must be bool"),
+    ("seed-2**63", {"seed": 2**63}, ValueError, r"`seed` must be in \[0, 9223372036854775807\]"),
+    (
+        "seed-rank",
+        {"seed": 2**63 - 1, "shard_id": 1, "num_shards": 2},
+        ValueError,
+        r"`seed` must be in \[0, 9223372036854775806\]",
+    ),
+    ("seed-bool", {"seed": True}, TypeError, r"`seed` must be int, got True"),
+    ("seed-None", {"seed": None}, TypeError, r"`seed` must be int, got None"),
+    ("seed-float", {"seed": 1.5}, TypeError, r"`seed` must be int, got 1.5"),
+    ("batch-1e9", {"batch_size": 10**9}, ValueError, r"`batch_size`=1000000000 is larger"),
+    ("batch-None", {"batch_size": None}, TypeError, r"`batch_size` must be int, got None"),
+    ("batch-nan", {"batch_size": NAN}, TypeError, r"`batch_size` must be int, got nan"),
+    ("image-size-len", {"image_size": (32,)}, TypeError, r"`image_size` must be an int or"),
+    ("image-size-bool", {"image_size": True}, TypeError, r"`image_size` must be an int or"),
+    ("threads-bool", {"num_threads": True}, TypeError, r"`num_threads` must be int, got True"),
+    ("shards-0", {"num_shards": 0}, ValueError, r"`num_shards` must be in \[1, inf\), got 0"),
+    ("shard-bool", {"shard_id": False}, TypeError, r"`shard_id` must be int, got False"),
+    ("classes-small", {"num_classes": 2}, ValueError, r"`num_classes`=2 is smaller than .* 3 cl"),
+    ("classes-0", {"num_classes": 0}, ValueError, r"`num_classes` must be in \[1, inf\), got 0"),
+    ("classes-bool", {"num_classes": True}, TypeError, r"`num_classes` must be int, got True"),
+    ("auto-augment", {"auto_augment": "rand"}, ValueError, r"`auto_augment` must be one of"),
+    ("dtype", {"dtype": "float32"}, ValueError, r"`dtype` must be one of"),
+    ("resume-str", {"resume": "state.pt"}, TypeError, r"`resume` must be a loader state_dict"),
+    ("erasing-nan", lambda: RandomErasing(value=NAN), ValueError, r"`value` must be in .*nan"),
+    ("erasing-inf", lambda: RandomErasing(value=-INF), ValueError, r"`value` must be in .*-inf"),
+    ("erasing-bool", lambda: RandomErasing(value=True), TypeError, r"`value` must be int or fl"),
+    ("erasing-str", lambda: RandomErasing(value="noise"), ValueError, r"`value` must be 'rand"),
+    ("gridmask-d1", lambda: GridMask(d=(16,)), TypeError, r"`d` must be a \(min, max\) pair"),
+    ("gridmask-dNone", lambda: GridMask(d=None), TypeError, r"`d` must be a \(min, max\) pair"),
+    ("gridmask-dbool", lambda: GridMask(d=(True, 9)), TypeError, r"`d\[0\]` must be int, got T"),
+    ("gridmask-r-nan", lambda: GridMask(r=NAN), ValueError, r"`r` must be in \(0, 1\), got nan"),
+    ("gridmask-p-bool", lambda: GridMask(p=True), TypeError, r"`p` must be int or float, got T"),
+    ("cutout-None", lambda: Cutout(length=None), TypeError, r"`length` must be int, got None"),
+    ("cutmix-inf", lambda: CutMix(alpha=INF), ValueError, r"`alpha` must be in .*got inf"),
+    ("cutmix-bool", lambda: CutMix(correct_lam="no"), TypeError, r"`correct_lam` must be bool"),
+    ("gridmix-nan", lambda: GridMix(p=NAN), ValueError, r"`p` must be in \[0, 1\], got nan"),
+    ("erasing-scale", lambda: RandomErasing(scale=(0.1,)), TypeError, r"`scale` must be a \(min"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "exc", "match"), MATRIX, ids=[m[0] for m in MATRIX])
+def test_argument_matrix(small: Path, case: str, call: object, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        if callable(call):
+            call()
+        else:
+            _loader(small, train=True, **call)
+
+
+def test_batch_size_beyond_memory_is_refused_before_dali_allocates(tmp_path: Path) -> None:
+    """A huge eval batch over tar shards (whose size DALI counts only when built) would make
+    DALI allocate the whole batch (``std::bad_alloc`` or the OOM killer)."""
+    shard = _tar_shard(tmp_path, 3)
+    with pytest.raises(ValueError, match=r"`batch_size`=1000000000 at 32×32 needs at least"):
+        _loader([str(shard)], batch_size=10**9)
+
+
+def test_eval_batch_larger_than_the_dataset_is_one_batch(small: Path) -> None:
+    loader = _loader(small, batch_size=10**9)
+    assert loader.batch_size == 10**9 and len(loader) == 1
+    assert [len(b) for b in loader] == [12]
+
+
+def _tar_shard(tmp_path: Path, n: int) -> Path:
+    import tarfile
+
+    image = io.BytesIO()
+    Image.new("RGB", (40, 30), (90, 20, 200)).save(image, format="JPEG")
+    shard = tmp_path / "shard.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i in range(n):
+            for ext, data in (("jpg", image.getvalue()), ("cls", b"1\n")):
+                info = tarfile.TarInfo(f"{i:04d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    return shard
+
+
+def test_numpy_scalars_are_accepted_everywhere(small: Path) -> None:
+    import numpy as np
+
+    augment = [
+        GridMask(d=(np.int64(8), np.int32(20)), r=np.float32(0.5), p=np.float64(0.5)),
+        Cutout(length=np.int16(8), p=np.float32(1.0)),
+        RandomErasing(value=np.float32(0.5), max_attempts=np.int64(5)),
+        GridMix(n=np.int64(2), p=np.float32(1.0)),
+    ]
+    loader = _loader(
+        small, train=True, batch_size=np.int64(4), seed=np.uint16(3), num_threads=np.int8(1),
+        image_size=(np.int32(32), np.int64(32)), mean=np.float32(0), std=np.ones(3, np.float32),
+        num_classes=np.int64(5), augment=augment,
+    )  # fmt: skip
+    batch = next(iter(loader))
+    assert loader.batch_size == 4 and type(loader.spec.seed) is int
+    assert batch.images.shape == (4, 3, 32, 32) and batch.target.shape == (4, 5)
+
+
+def test_corrupt_resume_state_is_a_value_error(small: Path) -> None:
+    """DALI aborts the process on a malformed checkpoint; the state is checked first."""
+    loader = _loader(small, train=True, checkpointing=True)
+    next(iter(loader))
+    state = loader.state_dict()
+    dali = state["dali"]
+    with pytest.raises(ValueError, match=r"`resume\['dali'\]` is corrupt: its SHA-256 differs"):
+        _loader(small, train=True, resume={**state, "dali": dali[: len(dali) // 2]})
+    unsigned = {k: v for k, v in state.items() if k != "dali_sha256"}
+    for bad in (dali[:-3], b"\xff" * 40, b""):
+        with pytest.raises(ValueError, match=r"is corrupt: not a serialized DALI checkpoint"):
+            _loader(small, train=True, resume={**unsigned, "dali": bad})
+    with pytest.raises(TypeError, match=r"`resume\['dali'\]` must be DALI's checkpoint bytes"):
+        _loader(small, train=True, resume={**unsigned, "dali": 5})
+    with pytest.raises(ValueError, match=r"`resume\['epoch'\]` must be in \[0, inf\), got -1"):
+        _loader(small, train=True, resume={**state, "epoch": -1})
+    # the intact state (with or without its digest) still restores
+    assert len(list(_loader(small, train=True, resume=unsigned))) == len(loader) - 1

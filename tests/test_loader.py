@@ -14,6 +14,7 @@ import torch
 import torchvision
 
 from dali_gridaug import IMAGENET_MEAN, IMAGENET_STD, create_loader, file_list, image_folder
+from dali_gridaug.augment import CutMix, Cutout
 from tests.conftest import COLORS
 
 
@@ -75,6 +76,7 @@ _WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [True, False])
 def test_two_ranks_partition_the_dataset(
     sample_data: dict[str, Path], tmp_path: Path, train: bool
@@ -222,3 +224,214 @@ def test_mixed_decoder_on_gpu(sample_data: dict[str, Path]) -> None:
     gpu = create_loader(sample_data["val"], batch_size=5, train=False, device="gpu", image_size=64)
     a, b = next(iter(cpu)).images, next(iter(gpu)).images.cpu()
     assert (a - b).abs().mean() < 0.05  # nvJPEG vs libjpeg-turbo: same image up to IDCT rounding
+
+
+# ── a DataLoader's attributes: dataset, sampler, batch_size, num_classes, num_workers ──
+
+
+def test_dataset_answers_like_imagefolder(sample_data: dict[str, Path]) -> None:
+    tv = torchvision.datasets.ImageFolder(sample_data["train"])
+    loader = create_loader(sample_data["train"], batch_size=8, device="cpu", image_size=16)
+    ds = loader.dataset
+    assert len(ds) == len(tv) == 60
+    assert ds.classes == tv.classes and ds.class_to_idx == tv.class_to_idx
+    assert ds.samples == tv.samples and ds.imgs == tv.imgs and ds.targets == tv.targets
+    assert ds.root == os.path.abspath(sample_data["train"])
+    assert loader.batch_size == 8 and loader.sampler.shuffle is True
+    with pytest.raises(TypeError, match="holds no decoded samples"):
+        ds[0]
+
+
+@pytest.mark.parametrize(("world", "share"), [(1, 60), (2, 30), (7, 9)])
+def test_sampler_is_this_ranks_share(sample_data: dict[str, Path], world: int, share: int) -> None:
+    """len(sampler) is the largest rank shard, so len(sampler) · world ≥ len(dataset): a
+    script that evaluates a remainder when the product is smaller (the official ImageNet
+    example) finds none, and DALI's shards already cover every file once."""
+    seen = []
+    for rank in range(world):
+        loader = create_loader(
+            sample_data["train"], batch_size=4, train=False, device="cpu", image_size=16,
+            shard_id=rank, num_shards=world,
+        )  # fmt: skip
+        assert len(loader.sampler) == share and loader.sampler.num_replicas == world
+        assert len(loader.sampler) * world >= len(loader.dataset) == 60
+        assert loader.sampler.rank == rank
+        n = sum(len(b) for b in loader)
+        assert n <= len(loader.sampler)
+        seen.append(n)
+    assert sum(seen) == 60
+
+
+def test_sampler_set_epoch_forwards_to_the_loader(sample_data: dict[str, Path]) -> None:
+    loader = create_loader(
+        sample_data["train"], batch_size=12, device="cpu", image_size=16, augment=[CutMix()]
+    )
+    loader.sampler.set_epoch(3)
+    assert loader.epoch == 3 == loader.sampler.epoch
+    assert {b.epoch for b in loader} == {3}
+    with pytest.raises(TypeError, match="no indices to iterate"):
+        iter(loader.sampler)
+
+
+def test_tar_dataset_length_and_classes(sample_data: dict[str, Path], tmp_path: Path) -> None:
+    import tarfile
+
+    src = image_folder(sample_data["val"])
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i, (f, y) in enumerate(zip(src.files, src.targets, strict=True)):
+            tar.add(f, arcname=f"{i:06d}.jpg")
+            (tmp_path / "cls").write_text(f"{y}\n")
+            tar.add(tmp_path / "cls", arcname=f"{i:06d}.cls")
+    (tmp_path / "classes.txt").write_text("\n".join(src.classes) + "\n")
+    loader = create_loader([str(shard)], batch_size=8, train=False, device="cpu", image_size=16)
+    assert len(loader.dataset) == len(src) == 30 and len(loader.sampler) == 30
+    assert loader.dataset.classes == list(src.classes) and loader.dataset.samples == []
+
+
+def test_num_classes_sizes_soft_targets_for_the_model(sample_data: dict[str, Path]) -> None:
+    """A 1000-class model on a 10-class subset: soft targets (B, 1000), mass only on the
+    dataset's classes, rows summing to 1; the default K is the dataset's class count."""
+    kw = {"batch_size": 6, "device": "cpu", "image_size": 16, "augment": [CutMix()]}
+    wide = next(iter(create_loader(sample_data["train"], num_classes=1000, **kw)))
+    assert wide.target.shape == (6, 1000) and wide.target.dtype == torch.float32
+    assert torch.allclose(wide.target.sum(1), torch.ones(6))
+    assert wide.target[:, 10:].abs().sum() == 0
+    loss = torch.nn.CrossEntropyLoss()(torch.zeros(6, 1000), wide.target)
+    assert torch.isclose(loss, torch.log(torch.tensor(1000.0)))
+    assert next(iter(create_loader(sample_data["train"], **kw))).target.shape == (6, 10)
+
+
+def test_num_threads_zero_is_the_default(sample_data: dict[str, Path]) -> None:
+    """A script's ``--workers 0`` (DataLoader: load in the main process) maps to
+    ``num_threads=0``, DALI's default thread count."""
+    kw = {"batch_size": 8, "device": "cpu", "image_size": 16}
+    zero = create_loader(sample_data["train"], num_threads=0, **kw)
+    default = create_loader(sample_data["train"], **kw)
+    assert zero.spec.num_threads == default.spec.num_threads == max(1, min(8, os.cpu_count()))
+    assert sum(len(b) for b in zero) == 56
+
+
+def test_auto_device_needs_torch_and_dali_cuda() -> None:
+    from dali_gridaug._loader_args import gpu_unusable, resolve_device
+
+    why = gpu_unusable()
+    assert resolve_device("auto") == ("cpu" if why else "gpu")
+    assert resolve_device("cpu") == "cpu"
+    if why:
+        with pytest.raises(ValueError, match=r"`device`='gpu' but .*; use 'cpu' or 'auto'"):
+            resolve_device("gpu")
+
+
+# ── whole epochs: leaving a loop early, nested loops ─────────────────────────────────────
+
+
+def _stamped(sample_data: dict[str, Path], **kw: object):
+    """60 files in 12 batches of 5; Cutout makes the epoch stamp come with the parameters."""
+    return create_loader(
+        sample_data["train"], batch_size=5, device="cpu", image_size=16, seed=7,
+        augment=[Cutout(length=4)], **kw,
+    )  # fmt: skip
+
+
+def _rows(batches) -> list[tuple]:
+    return [(b.epoch, b.index.tolist(), b.images) for b in batches]
+
+
+def _same_rows(a: list[tuple], b: list[tuple]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x[0] == y[0] and x[1] == y[1] and torch.equal(x[2], y[2])
+
+
+@pytest.fixture(scope="module")
+def reference_epochs(sample_data: dict[str, Path]) -> list[list[tuple]]:
+    loader = _stamped(sample_data)
+    return [_rows(loader) for _ in range(2)]
+
+
+@pytest.mark.parametrize("set_epoch", [True, False])
+@pytest.mark.parametrize("stop", [2, 10, 12])
+def test_break_then_iterate_gives_a_whole_epoch(
+    sample_data: dict[str, Path], reference_epochs: list, set_epoch: bool, stop: int
+) -> None:
+    """Issue: after ``break`` and ``set_epoch(e + 1)`` the next epoch gave 10 of 12 batches
+    (the rest of epoch e, stamped e + 1). Now it is epoch e + 1 whole, exactly the batches an
+    uninterrupted run gives: same files, pixels, parameters and stamp."""
+    loader = _stamped(sample_data)
+    assert len(loader) == 12
+    head = []
+    for batch in loader:
+        head.append(batch)
+        if len(head) == stop:
+            break
+    _same_rows(_rows(head), reference_epochs[0][:stop])
+    if set_epoch:
+        loader.set_epoch(1)
+    again = _rows(loader)
+    assert len(again) == 12 and {r[0] for r in again} == {1}
+    assert sorted(i for r in again for i in r[1]) == list(range(60))
+    _same_rows(again, reference_epochs[1])
+    assert loader.epoch == 2
+
+
+def test_raw_then_iterate_gives_a_whole_epoch(
+    sample_data: dict[str, Path], reference_epochs: list
+) -> None:
+    loader = _stamped(sample_data)
+    for _ in zip(range(3), loader.raw(), strict=False):
+        pass
+    _same_rows(_rows(loader), reference_epochs[1])
+
+
+def test_nested_iteration_is_an_error(sample_data: dict[str, Path]) -> None:
+    """Issue: a nested ``for`` gave 6 + 4 batches where len is 5. A second open iteration
+    is refused; the first one goes on and still yields its whole epoch."""
+    loader = create_loader(sample_data["val"], batch_size=6, train=False, device="cpu",
+                           image_size=16)  # fmt: skip
+    assert len(loader) == 5
+    outer = []
+    for batch in loader:
+        outer.append(batch)
+        if len(outer) == 1:
+            with pytest.raises(RuntimeError, match="already being iterated.*nested loops"):
+                for _ in loader:
+                    pass
+            with pytest.raises(RuntimeError, match="set_epoch: .*already being iterated"):
+                loader.set_epoch(1)
+    assert len(outer) == 5 and sorted(i for b in outer for i in b.index.tolist()) == list(range(30))
+    it = iter(loader)  # an iterator held but not started is open too
+    with pytest.raises(RuntimeError, match="already being iterated"):
+        iter(loader)
+    del it
+    assert sum(1 for _ in loader) == 5
+
+
+def test_state_after_break_resumes_the_rest_of_the_epoch(sample_data: dict[str, Path]) -> None:
+    """Leaving a loop early and saving the state (a step limit, a preemption) keeps the rest
+    of the epoch for the restored loader, while this loader itself moves on to epoch 1."""
+    loader = _stamped(sample_data, checkpointing=True)
+    reference = _rows(_stamped(sample_data))
+    head = []
+    for batch in loader:
+        head.append(batch)
+        if len(head) == 4:
+            break
+    state = loader.state_dict()
+    restored = _stamped(sample_data, resume=state)
+    _same_rows(_rows(head) + _rows(restored), reference)
+    assert {r[0] for r in _rows(loader)} == {1}
+
+
+def test_uneven_shards_yield_no_empty_batch(sample_data: dict[str, Path]) -> None:
+    """60 files on 7 ranks (shards of 8 or 9) in batches of 4: DALI runs
+    every rank 3 times and trims a shard of 8's third batch to nothing; the loader skips it
+    and ``len`` counts what it yields."""
+    for rank in range(7):
+        loader = create_loader(
+            sample_data["train"], batch_size=4, train=False, device="cpu", image_size=16,
+            shard_id=rank, num_shards=7,
+        )  # fmt: skip
+        sizes = [len(b) for b in loader]
+        shard = (rank + 1) * 60 // 7 - rank * 60 // 7
+        assert sum(sizes) == shard and 0 not in sizes and len(sizes) == len(loader)

@@ -138,8 +138,10 @@ class RandomErasing(_BoxDrop):
         check_pair("ratio", self.ratio, 0)
         if self.ratio[0] <= 0:
             raise ValueError(f"`ratio` must be positive, got {self.ratio!r}")
-        if not (self.value == "random" or isinstance(self.value, (int, float))):
-            raise ValueError(f"`value` must be 'random' or a number, got {self.value!r}")
+        if isinstance(self.value, str) and self.value != "random":
+            raise ValueError(f"`value` must be 'random' or a finite number, got {self.value!r}")
+        if not isinstance(self.value, str):
+            check_range("value", self.value)  # a finite number (not bool, NaN or inf)
         check_type("max_attempts", self.max_attempts, int)
         check_range("max_attempts", self.max_attempts, 1)
         super().__post_init__()

@@ -59,9 +59,7 @@ class GridMask(MaskAugment):
 
     def __post_init__(self) -> None:
         check_range("r", self.r, 0, 1, low_open=True, high_open=True)
-        check_type("d[0]", self.d[0] if isinstance(self.d, (tuple, list)) else self.d, int)
-        check_type("d[1]", self.d[1] if isinstance(self.d, (tuple, list)) else self.d, int)
-        check_pair("d", self.d, 1)
+        check_pair("d", self.d, 1, integer=True)
         object.__setattr__(self, "d", tuple(self.d))
         check_type("rotate", self.rotate, int)
         check_range("rotate", self.rotate, 1, 360)
