@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dali_gridaug.demo", "run the train pipeline on the sample data, save a batch grid"),
     "preview": ("dali_gridaug.preview", "save a labelled grid of augmented samples"),
     "check-data": ("dali_gridaug.check", "report files the pipeline cannot decode"),
-    "train": ("dali_gridaug.train", "train a torchvision model (torchrun-ready)"),
+    "train": ("dali_gridaug.training", "train a torchvision model (torchrun-ready)"),
     "bench": ("benchmarks.__main__", "throughput benchmarks"),
 }
 
