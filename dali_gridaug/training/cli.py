@@ -6,8 +6,9 @@ Order of the checks: flags (``RunConfig``), recipe and overrides, the model the 
 (built on the ``meta`` device: no memory, no time), the paths, the checkpoints in ``OUT``.
 
 Exit status: 0 when the run finished; ``128 + signal`` when ``SIGTERM``/``SIGINT`` stopped it
-after a checkpoint (see :mod:`dali_gridaug.training.preempt`); 1 when a checkpoint could not
-be written for lack of disk space; 2 for a usage error (through the ``dali-gridaug``
+after a checkpoint (see :mod:`dali_gridaug.training.preempt`); 1 when the disk is too full
+for a checkpoint (checked before writing; the message names the folder, the bytes needed and
+free) or for another output; 2 for a usage error (through the ``dali-gridaug``
 dispatcher).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -230,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trainer.exit_status
     except CheckpointSpaceError as e:
         print(f"dali-gridaug train: error: {e.strerror}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:  # any other write on a full disk: one line, not a traceback
+        if e.errno != errno.ENOSPC:
+            raise
+        print(f"dali-gridaug train: error: disk full: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
         teardown(env)
