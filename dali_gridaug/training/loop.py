@@ -109,14 +109,16 @@ class Trainer:
         the metrics rows.
         """
         self._announce()
-        with self.stop.installed():
-            running = self._pending_evaluation()
-            for epoch in range(self.epoch, self.recipe.schedule.epochs):
-                if not running:
-                    break
-                running = self.train_epoch(epoch) and self.end_epoch(epoch)
-        if self.samples is not None:
-            self.samples.close()
+        try:
+            with self.stop.installed():
+                running = self._pending_evaluation()
+                for epoch in range(self.epoch, self.recipe.schedule.epochs):
+                    if not running:
+                        break
+                    running = self.train_epoch(epoch) and self.end_epoch(epoch)
+        finally:
+            if self.samples is not None:
+                self.samples.close()
         if not running:
             if not self.stop.requested:  # another rank was signalled
                 self.stop.signum = signal.SIGTERM
