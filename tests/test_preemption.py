@@ -166,3 +166,53 @@ def test_time_based_checkpoints(data: dict[str, Path], tmp_path: Path) -> None:
     assert main(_argv(data, tmp_path / "off", *every, "0")) == 0
     names = [p.name for p in list_checkpoints(tmp_path / "off" / "checkpoints")]
     assert names == [checkpoint_name(1, 0)]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_both_at_the_same_step(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    """2 gloo ranks: only rank 1 is signalled; the ranks agree after the step, write one
+    checkpoint and both exit 143; the resumed pair continues at that step."""
+    import socket
+
+    out = tmp_path / "ddp"
+
+    def spawn(*extra: str) -> list[subprocess.Popen]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        path = os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])
+        cmd = [sys.executable, "-m", "dali_gridaug.training", *_argv(data, out, *extra)]
+        procs = []
+        for rank in range(2):
+            env = dict(
+                os.environ, PYTHONPATH=path, RANK=str(rank), WORLD_SIZE="2",
+                LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+            )  # fmt: skip
+            procs.append(
+                subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            )
+        return procs
+
+    procs = spawn("--epochs", "1")
+    log1 = out / "samples" / "rank1.tsv"
+    _wait_for(procs[0], lambda: log1.exists() and len(list(read_sample_log(log1))) >= 2, "steps")
+    procs[1].send_signal(signal.SIGTERM)
+    errs = [p.communicate(timeout=120)[1].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [143, 143], errs[0][-2000:] + errs[1][-2000:]
+    (ckpt,) = list_checkpoints(out / "checkpoints")
+    logs = [list(read_sample_log(out / "samples" / f"rank{r}.tsv")) for r in range(2)]
+    k = len(logs[0])
+    assert len(logs[1]) == k and ckpt.name == checkpoint_name(0, k) and 2 <= k < STEPS
+
+    procs = spawn("--epochs", "1", "--resume", "auto")
+    errs = [p.communicate(timeout=300)[1].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs[0][-2000:] + errs[1][-2000:]
+    for r in range(2):
+        steps = [(e, s) for e, s, _ in read_sample_log(out / "samples" / f"rank{r}.tsv")]
+        assert steps == [(0, s) for s in range(STEPS)]  # each step once, per rank (4 images)
+    ids = [i for r in range(2) for _, _, b in read_sample_log(out / "samples" / f"rank{r}.tsv")
+           for i in b]  # fmt: skip
+    assert len(ids) == len(set(ids)) == STEPS * 8
