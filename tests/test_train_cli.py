@@ -58,3 +58,13 @@ def test_run_config_is_typed_and_frozen() -> None:
     assert (cfg.check_val, cfg.ckpt_every_steps, cfg.keep_last) == (True, 0, 3)
     with pytest.raises(AttributeError):
         cfg.train = "other"  # type: ignore[misc]
+
+
+def test_unreadable_resume_file_is_a_usage_error(root: Path, tmp_path: Path) -> None:
+    torn = tmp_path / "ckpt-e0000-s000003.pt"
+    torn.write_bytes(b"PK\x03\x04 torn")
+    out = tmp_path / "out"
+    argv = ["--train", f"{root}/train", "--out", str(out), "--device", "cpu"]
+    with pytest.raises(UsageError, match=r"`--resume`: cannot load \S+ckpt-e0000-s000003.pt"):
+        main([*argv, "--resume", str(torn)])
+    assert not out.exists()

@@ -265,7 +265,9 @@ class Trainer:
                 return False
             row.update(result)
             if self._saved is not None and self.env.main:
-                self._write(dict(self._saved, metrics=self.history))
+                error = self._write(dict(self._saved, metrics=self.history))
+                if error is not None:  # the checkpoint written before evaluation stays
+                    self.log(f"warning: validation numbers not saved in the checkpoint: {error}")
         if self.env.main:
             write_metrics(self.history, self.out)
         return True

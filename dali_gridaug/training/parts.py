@@ -91,7 +91,10 @@ def open_resume(
     path = broadcast(env, path)
     if path is None:
         return None
-    state = load_checkpoint(path)
+    try:
+        state = load_checkpoint(path)
+    except Exception as e:  # a torn or foreign file named by --resume PATH
+        raise UsageError(f"`--resume`: cannot load {path}: {e}") from None
     if state["world_size"] != env.world_size:
         raise UsageError(
             f"{path} was written by {state['world_size']} ranks; resume it with the same "
