@@ -13,7 +13,7 @@ from dali_gridaug.batch import Batch
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 from dali_gridaug.loader import DaliLoader, create_loader
 from dali_gridaug.reader import FileSource, TarSource, file_list, image_folder, tar_shards
-from dali_gridaug.synthetic import make_sample_dataset
+from dali_gridaug.tools.synthetic import make_sample_dataset
 
 __version__ = "0.1.0"
 

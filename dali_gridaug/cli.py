@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "preview": ("dali_gridaug.tools.preview", "save a labelled grid of augmented samples"),
     "check-data": ("dali_gridaug.tools.check", "report files the pipeline cannot decode"),
-    "train": ("dali_gridaug.train", "train a torchvision model (torchrun-ready)"),
+    "train": ("dali_gridaug.training", "train a torchvision model (torchrun-ready)"),
     "bench": ("dali_gridaug.bench.run", "throughput benchmarks (JSON + PNG)"),
     "selftest": ("dali_gridaug.bench.selftest", "check this machine's device, sample throughput"),
 }

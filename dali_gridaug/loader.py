@@ -444,10 +444,6 @@ class DaliLoader:
             patch_labels=update.patch_labels, clean=out.get("clean"), epoch=self.epoch,
         )  # fmt: skip
 
-    def params_of(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The augmentation parameters in a raw iterator output (for tests and previews)."""
-        return {k: v for k, v in out.items() if "." in k}
-
 
 def _label_smoothing(smoothing: float, augment: Sequence[Augment]) -> float:
     """The one ε of the labels stage: the loader's, else a mixing augmentation's own."""

@@ -10,9 +10,8 @@ import pytest
 
 from dali_gridaug import GridMask, create_loader
 from dali_gridaug.kernels import grid_keep_mask
-from dali_gridaug.synthetic import make_constant_dataset
 from tests.conftest import COLORS
-from tests.helpers import collect
+from tests.helpers import collect, make_constant_dataset
 from tests.reference.official import gridmask_official
 
 KEYS = ("0.applied", "0.tile", "0.ratio", "0.angle", "0.shift_x", "0.shift_y")

@@ -16,18 +16,17 @@ import pytest
 import torch
 
 import dali_gridaug
-from dali_gridaug import CutMix, GridMask, create_loader
+from dali_gridaug import CutMix, GridMask, create_loader, make_sample_dataset
 from dali_gridaug.recipes import load_recipe
-from dali_gridaug.synthetic import make_sample_dataset
-from dali_gridaug.train import (
-    _pipeline_changes,
+from dali_gridaug.training.checkpoint import (
     atomic_write_bytes,
     checkpoint_name,
     find_resume,
     list_checkpoints,
-    read_sample_log,
     save_checkpoint,
 )
+from dali_gridaug.training.checkpoint import pipeline_changes as _pipeline_changes
+from dali_gridaug.training.metrics import read_sample_log
 
 PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
 
@@ -71,7 +70,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _command(data: dict[str, Path], recipe: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "dali_gridaug.train",
+        sys.executable, "-m", "dali_gridaug.training",
         "--train", str(data["train"]), "--val", str(data["val"]), "--recipe", str(recipe),
         "--out", str(out), "--device", "cpu", "--deterministic", "--torch-threads", "1",
         "--workers", "2", "--seed", "7", "--ckpt-every-steps", "3", "--keep-last", "100",

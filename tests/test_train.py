@@ -16,22 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from dali_gridaug.training.build import Criterion, build_model
 
 import dali_gridaug
+from dali_gridaug import make_sample_dataset
 from dali_gridaug.batch import Batch
+from dali_gridaug.errors import UsageError
 from dali_gridaug.loss import GridMixLoss, soft_target_cross_entropy
 from dali_gridaug.recipes import load_recipe
-from dali_gridaug.synthetic import make_sample_dataset
-from dali_gridaug.train import (
-    Criterion,
-    LRFactor,
-    build_model,
-    build_optimizer,
-    build_parser,
-    main,
-    read_sample_log,
-    resolve_recipe,
-)
+from dali_gridaug.training.cli import main, parse_config, resolve_recipe
+from dali_gridaug.training.metrics import read_sample_log
+from dali_gridaug.training.schedule import LRFactor, build_optimizer
 
 PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
 NUM_CLASSES = 10
@@ -65,7 +60,7 @@ def test_demo_recipe_two_ranks_learns(demo_data: dict[str, Path], tmp_path: Path
     out = tmp_path / "run"
     port = free_port()
     cmd = [
-        sys.executable, "-m", "dali_gridaug.train",
+        sys.executable, "-m", "dali_gridaug.training",
         "--train", str(demo_data["train"]), "--val", str(demo_data["val"]),
         "--recipe", "demo", "--epochs", "2", "--out", str(out), "--device", "cpu",
         "--workers", "1", "--torch-threads", "1", "--no-progress", "--log-samples",
@@ -238,7 +233,7 @@ def test_build_model_variants() -> None:
 
 
 def test_command_line_overrides_recipe() -> None:
-    args = build_parser().parse_args(
+    args = parse_config(
         [
             "--train", "t", "--recipe", "imagenet_gridmask", "--epochs", "3", "--lr", "0.4",
             "--batch-size", "64", "--image-size", "128", "--model", "resnet18",
@@ -257,9 +252,9 @@ def test_command_line_overrides_recipe() -> None:
 def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "ckpt-e0001-s000000.pt").write_bytes(b"")
-    with pytest.raises(SystemExit, match="--resume auto"):
+    with pytest.raises(UsageError, match="--resume auto"):
         main(["--train", str(tmp_path), "--out", str(tmp_path), "--device", "cpu"])
-    with pytest.raises(SystemExit, match=r"\[optim\] unknown key 'lrr'"):
+    with pytest.raises(UsageError, match=r"\[optim\] unknown key 'lrr'"):
         main(["--train", str(tmp_path), "--set", "optim.lrr=1", "--device", "cpu"])
 
 

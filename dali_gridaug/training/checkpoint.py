@@ -1,0 +1,255 @@
+"""Checkpoint files: names, atomic writes, free-space checks, and finding the newest valid one.
+
+A checkpoint ``OUT/checkpoints/ckpt-e{E:04d}-s{S:06d}.pt`` is the run's position "``S``
+steps of epoch ``E`` done" (epochs 0-based; ``s000000``: epoch ``E`` has not started, so the
+checkpoint written when epoch 0 ends is ``ckpt-e0001-s000000.pt``). Names sort in training
+order. Files are written atomically (a temporary ``.NAME.tmp<pid>`` in the same folder,
+fsync, ``os.replace``, fsync of the folder): a reader sees the old file or the whole new one.
+
+Resuming never trusts a file blindly: :func:`find_checkpoint` loads the newest, reports and
+moves aside a torn one (``NAME.torn``, so pruning never mistakes it for the newest) and falls
+back to older ones; :func:`clean_stale_temp` removes the temporary files a killed or
+disk-full writer left, before anything else is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import random
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dali_gridaug.errors import UsageError
+from dali_gridaug.training.dist import DistEnv
+
+CHECKPOINT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^ckpt-e(\d{4,})-s(\d{6,})\.pt$")
+_TEMP_RE = re.compile(r"^\..+\.tmp\d+$")
+
+
+class CheckpointSpaceError(OSError):
+    """Not enough free disk space to write a checkpoint (the folder, the bytes needed and
+    the bytes free are in the message).
+    """
+
+
+def checkpoint_name(epoch: int, step: int) -> str:
+    """``ckpt-e0003-s000120.pt``: ``step`` batches of ``epoch`` done (``s000000``: the epoch
+    has not started). Names sort in training order.
+    """
+    return f"ckpt-e{epoch:04d}-s{step:06d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files in ``folder``, oldest first (temporary and torn files are ignored)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m:
+            found.append(((int(m.group(1)), int(m.group(2))), p))
+    return [p for _, p in sorted(found)]
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one:
+    a temporary file in the same folder, fsync, ``os.replace``, fsync of the folder.
+    A writer killed midway leaves the temporary file (see :func:`clean_stale_temp`).
+    """
+    tmp = _temp_path(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # not every filesystem can fsync a directory
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def clean_stale_temp(folder: Path) -> list[tuple[str, int]]:
+    """Delete the temporary files (``.NAME.tmp<pid>``) a killed or disk-full writer left in
+    ``folder``; returns ``(name, bytes)`` of each. Call it only while no writer runs.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if _TEMP_RE.match(p.name) and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                size = p.stat().st_size
+                p.unlink()
+                removed.append((p.name, size))
+    return removed
+
+
+def check_free_space(folder: Path, size: int, reserve: int = 0) -> None:
+    """Raise :class:`CheckpointSpaceError` unless ``folder``'s filesystem has ``size`` +
+    ``reserve`` bytes free.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < size + reserve:
+        raise CheckpointSpaceError(
+            errno.ENOSPC,
+            f"not enough free space in {folder} for checkpoint: need {size + reserve} bytes "
+            f"({size} checkpoint + {reserve} reserve), {free} free",
+        )
+
+
+def save_checkpoint(
+    state: Mapping[str, Any], folder: Path, keep_last: int, reserve: int = 0
+) -> Path:
+    """Write ``state`` atomically as ``checkpoint_name(epoch, step)`` and delete all but the
+    ``keep_last`` newest checkpoints (and temporary files a killed writer left behind).
+
+    Args:
+        state: the checkpoint (``epoch`` and ``step`` name the file).
+        folder: the checkpoint folder (created if missing).
+        keep_last: checkpoints kept, newest first (``0``: all).
+        reserve: bytes that must stay free besides the checkpoint itself.
+
+    Raises:
+        CheckpointSpaceError: too little free space (checked before writing, and a disk-full
+            write is reported the same way, its temporary file removed).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp(folder)
+    path = folder / checkpoint_name(state["epoch"], state["step"])
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    data = buffer.getvalue()
+    check_free_space(folder, len(data), reserve)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            _temp_path(path).unlink()
+        free = shutil.disk_usage(folder).free
+        raise CheckpointSpaceError(
+            errno.ENOSPC,
+            f"disk full writing a checkpoint in {folder}: need {len(data) + reserve} bytes, "
+            f"{free} free",
+        ) from e
+    for old in list_checkpoints(folder)[:-keep_last] if keep_last > 0 else []:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint (CPU tensors, ``weights_only``); raises on a torn or foreign file."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    m = _CKPT_RE.match(path.name)
+    if not isinstance(state, Mapping) or "epoch" not in state or "step" not in state:
+        raise ValueError("not a dali-gridaug checkpoint (no epoch/step)")
+    if m and (int(m.group(1)), int(m.group(2))) != (state["epoch"], state["step"]):
+        raise ValueError(f"holds epoch {state['epoch']} step {state['step']}, not its name's")
+    return dict(state)
+
+
+def find_checkpoint(
+    folder: Path, report: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``folder`` that loads, and its state; None if there is none.
+
+    Newer files that do not load (torn by a crash, truncated by a full disk, foreign) are
+    reported through ``report`` and renamed ``NAME.torn``, so that they are not taken for the
+    newest again and pruning keeps the valid ones. Run it on one rank only.
+    """
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load_checkpoint(path)
+        except Exception as e:  # any unreadable file: fall back to an older one
+            aside = path.with_name(path.name + ".torn")
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            report(f"skipping torn checkpoint {path.name} ({reason}); moved to {aside.name}")
+    return None
+
+
+def find_resume(resume: str | None, out: Path) -> Path | None:
+    """The checkpoint ``--resume`` names: ``auto`` → the newest valid one in
+    ``OUT/checkpoints`` (None if there is none), a path → that file.
+
+    Raises:
+        UsageError: the path is not a file.
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = find_checkpoint(out / CHECKPOINT_DIR)
+        return found[0] if found else None
+    path = Path(resume)
+    if not path.is_file():
+        raise UsageError(f"`--resume`: checkpoint {resume!r} does not exist")
+    return path
+
+
+def pipeline_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Recipe values that define the training pipeline and differ between two recipes."""
+    changed = [
+        f"data.{k}"
+        for k in sorted(set(saved.get("data", {})) | set(now.get("data", {})))
+        if k != "val_batch_size" and saved.get("data", {}).get(k) != now.get("data", {}).get(k)
+    ]
+    for key in ("augment", "keep"):
+        if saved.get(key) != now.get(key):
+            changed.append(key)
+    return changed
+
+
+def rng_state(env: DistEnv, keep_generator: torch.Generator | None) -> dict[str, Any]:
+    """This rank's random states (torch CPU/CUDA, NumPy, Python, Keep's generator), as plain
+    bytes and numbers (they travel through ``all_gather_object``).
+    """
+
+    def raw(t: torch.Tensor | None) -> bytes | None:
+        return None if t is None else t.cpu().numpy().tobytes()
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": raw(torch.get_rng_state()),
+        "cuda": raw(torch.cuda.get_rng_state(env.device)) if env.device.type == "cuda" else None,
+        "numpy": [kind, keys.tobytes(), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+        "keep": raw(keep_generator.get_state()) if keep_generator is not None else None,
+    }
+
+
+def set_rng_state(
+    state: Mapping[str, Any], env: DistEnv, keep_generator: torch.Generator | None
+) -> None:
+    """Restore what :func:`rng_state` saved."""
+
+    def tensor(b: bytes) -> torch.Tensor:
+        return torch.frombuffer(bytearray(b), dtype=torch.uint8)
+
+    torch.set_rng_state(tensor(state["torch"]))
+    if state["cuda"] is not None and env.device.type == "cuda":
+        torch.cuda.set_rng_state(tensor(state["cuda"]), env.device)
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.frombuffer(keys, np.uint32).copy(), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if state["keep"] is not None and keep_generator is not None:
+        keep_generator.set_state(tensor(state["keep"]))
