@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from dali_gridaug.training.build import Criterion, build_model
 
 import dali_gridaug
 from dali_gridaug import make_sample_dataset
 from dali_gridaug.batch import Batch
 from dali_gridaug.errors import UsageError
 from dali_gridaug.loss import GridMixLoss, soft_target_cross_entropy
+from dali_gridaug.models import Criterion, build_model
 from dali_gridaug.recipes import load_recipe
 from dali_gridaug.training.cli import main, parse_config, resolve_recipe
 from dali_gridaug.training.metrics import read_sample_log
