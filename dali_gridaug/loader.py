@@ -241,7 +241,6 @@ class DaliLoader:
         self._in_epoch = False  # DALI's iterator is inside an epoch this object started
         self._build(state)
         self.dataset = LoaderDataset(spec.source, self._num_samples)
-        self.sampler = ShardSampler(self)
 
     def _build(self, state: Mapping[str, Any] | None) -> None:
         """(Re)build the pipeline and its DALI iterator, restored from ``state`` if given."""
@@ -344,6 +343,13 @@ class DaliLoader:
         self._check_state(state)
         del self._iter, self.pipe
         self._build(state)
+
+    @property
+    def sampler(self) -> ShardSampler:
+        """This rank's share, like a ``DistributedSampler`` (a fresh view on each access, so
+        the loader holds no reference cycle and is freed as soon as it is dropped).
+        """
+        return ShardSampler(self)
 
     def __len__(self) -> int:
         if self.drop_last:
