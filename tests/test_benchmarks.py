@@ -124,6 +124,7 @@ def test_bench_runs_from_an_installed_package(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     src, target = tmp_path / "src", tmp_path / "site"  # a copy: the build writes beside it
     src.mkdir()
+    shutil.copytree(os.path.join(repo, "pipelines"), src / "pipelines")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(repo, name), src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")

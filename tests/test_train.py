@@ -21,8 +21,9 @@ import dali_gridaug
 from dali_gridaug import make_sample_dataset
 from dali_gridaug.batch import Batch
 from dali_gridaug.errors import UsageError
+from dali_gridaug.labels import smooth_target
 from dali_gridaug.loss import GridMixLoss, soft_target_cross_entropy
-from dali_gridaug.models import Criterion, build_model
+from dali_gridaug.models import build_criterion, build_model
 from dali_gridaug.recipes import load_recipe
 from dali_gridaug.training.cli import main, parse_config, resolve_recipe
 from dali_gridaug.training.metrics import read_sample_log
@@ -200,14 +201,18 @@ def test_criterion_dispatch() -> None:
     logits = torch.randn(4, NUM_CLASSES, generator=gen)
     labels = torch.tensor([0, 3, 3, 9])
     smooth = load_recipe("demo").override({"loss.label_smoothing": 0.1})
-    hard = Criterion(smooth)(logits, _batch(labels, labels))
+    # smoothing is the loader's one knob (create_loader(label_smoothing=...)): the criterion
+    # gets the smoothed target and adds no second smoothing
+    assert smooth.loader_kwargs()["label_smoothing"] == 0.1
+    smoothed = smooth_target(labels, NUM_CLASSES, 0.1)
+    hard = build_criterion(smooth)(logits, _batch(smoothed, labels))
     assert hard == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item())
     soft_target = torch.softmax(torch.randn(4, NUM_CLASSES, generator=gen), 1)
-    soft = Criterion(load_recipe("imagenet_cutmix"))(logits, _batch(soft_target, labels))
+    soft = build_criterion(load_recipe("imagenet_cutmix"))(logits, _batch(soft_target, labels))
     assert soft == pytest.approx(soft_target_cross_entropy(logits, soft_target).item())
     local = torch.randn(4, NUM_CLASSES, 4, 4, generator=gen)
     cells = torch.randint(0, NUM_CLASSES, (4, 4, 4), generator=gen)
-    gridmix = Criterion(load_recipe("imagenet_gridmix"))
+    gridmix = build_criterion(load_recipe("imagenet_gridmix"))
     gm = gridmix((logits, local), _batch(soft_target, labels, cells))
     assert gm == pytest.approx(GridMixLoss(0.15)(logits, local, soft_target, cells).item())
 

@@ -147,7 +147,7 @@ class AugmentOp(Benchmark):
                     half=False,
                 )
                 return (x, *nodes.all.values())
-            out = augment_graph(images, nodes, nodes.flip, spec)
+            out = augment_graph(images, nodes, nodes.flip, spec.mean, spec)
             return (out, *params.outputs(nodes, dev).values())
 
         pipe = graph()
