@@ -166,7 +166,7 @@ def test_selftest_on_cpu_writes_one_report_in_the_bench_schema(tmp_path):
     assert "CutMix" in data["configs"][2]["implementation"]
 
 
-def test_selftest_gpu_checks_run_pytest_and_report_absent_modules(tmp_path):
+def test_selftest_gpu_checks_run_pytest_and_validate_graphs(tmp_path):
     from dali_gridaug.bench.selftest import gpu_graphs, gpu_tests
 
     tests = tmp_path / "tests"
@@ -183,10 +183,14 @@ def test_selftest_gpu_checks_run_pytest_and_report_absent_modules(tmp_path):
     )
     assert gpu_tests(tests, timeout=120)["status"] == "passed"
     assert gpu_tests(tmp_path / "absent")["status"] == "skipped"
-    graphs = gpu_graphs()
-    assert graphs["status"] in ("skipped", "passed", "failed")
-    if graphs["status"] == "skipped":
-        assert "gpucheck" in graphs["note"]
+    graphs = gpu_graphs(names=["val", "cutmix [auto=dali]"])
+    assert graphs["status"] == "passed" and graphs["failed"] == 0, graphs
+    assert [(r["name"], r["ok"], r["level"]) for r in graphs["results"]] == [
+        ("cutmix [auto=dali]", True, 5),
+        ("val", True, 5),
+    ]
+    assert graphs["controls"] and all(c["caught"] for c in graphs["controls"])
+    assert graphs["missed_controls"] == 0
 
 
 def test_reference_ports_are_self_consistent():

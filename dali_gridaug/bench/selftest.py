@@ -2,10 +2,10 @@
 
 The first command to run on a new machine. Where a CUDA GPU exists it runs the test suite's
 ``gpu``-marked tests (when the tests are present, i.e. in a source checkout) and the GPU-graph
-validation of :mod:`dali_gridaug.gpucheck` (when that module exists); then, on whatever
-device it found, it times the loader without augmentation, with CutMix and with GridMask on
-the natural-photo dataset for about ``--duration`` seconds. It writes one JSON report in the
-``dali-gridaug bench`` schema (plus ``checks``), stamped with the device name and versions.
+validation of :mod:`dali_gridaug.gpucheck`; then, on whatever device it found, it times the
+loader without augmentation, with CutMix and with GridMask on the natural-photo dataset for
+about ``--duration`` seconds. It writes one JSON report in the ``dali-gridaug bench`` schema
+(plus ``checks``), stamped with the device name and versions.
 """
 
 from __future__ import annotations
@@ -50,21 +50,34 @@ def gpu_tests(tests: Path | None = None, timeout: float = 1800) -> dict[str, Any
     }
 
 
-def gpu_graphs() -> dict[str, Any]:
-    """``dali_gridaug.gpucheck.validate_all()``: every GPU graph the library builds, checked.
+def gpu_graphs(names: Sequence[str] | None = None) -> dict[str, Any]:
+    """:func:`dali_gridaug.gpucheck.validate_all`: every GPU graph the library builds, checked
+    (on a machine with a GPU each also runs a batch there), and the negative controls, which
+    the checks must catch.
+
+    Args:
+        names: only these graph cases (all when None).
 
     Returns:
-        ``{"status", "results": [...], "failed": n}`` or a skip with its note.
+        ``{"status": "passed" | "failed", "failed": n graphs, "missed_controls": n,
+        "results": [...], "controls": [{"name", "caught", "message"}]}``.
     """
-    try:
-        gpucheck = importlib.import_module("dali_gridaug.gpucheck")
-    except ModuleNotFoundError as err:
-        if err.name != "dali_gridaug.gpucheck":
-            raise
-        return {"status": "skipped", "note": "dali_gridaug.gpucheck is not in this version"}
-    results = [_plain(r) for r in gpucheck.validate_all()]
-    failed = [r for r in results if isinstance(r, dict) and r.get("ok", r.get("passed")) is False]
-    return {"status": "failed" if failed else "passed", "failed": len(failed), "results": results}
+    from dali_gridaug import gpucheck
+
+    results = [_plain(r) for r in gpucheck.validate_all(names=names)]
+    controls = [
+        {"name": c.name, "caught": gpucheck.caught(c, r), "message": r.message}
+        for c, r in gpucheck.run_controls()
+    ]
+    failed = sum(not r["ok"] for r in results)
+    missed = sum(not c["caught"] for c in controls)
+    return {
+        "status": "failed" if failed or missed else "passed",
+        "failed": failed,
+        "missed_controls": missed,
+        "results": results,
+        "controls": controls,
+    }
 
 
 def _plain(r: Any) -> Any:
