@@ -4,6 +4,8 @@
 and runs DALI's CPU-side checks on each (five levels, :data:`LEVELS`; see
 :mod:`dali_gridaug.gpucheck.graphs`); :func:`run_controls` runs graphs with planted errors
 (:data:`CONTROLS`) that those checks must catch (:func:`caught`).
+:mod:`dali_gridaug.gpucheck.paste_sim` replays the GPU ``multi_paste`` kernel on the paste
+arguments the mixing augmentations emit and compares its pixels with the CPU operator's.
 """
 
 from dali_gridaug.gpucheck.cases import GraphCase, graph_cases
