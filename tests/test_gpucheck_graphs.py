@@ -180,6 +180,23 @@ def test_a_run_time_error_planted_in_a_library_graph_is_caught_by_the_cpu_twin(
     assert "defined at dali_gridaug/" in result.message
 
 
+def test_a_checkpoint_that_does_not_restore_is_caught_by_the_cpu_twin(
+    monkeypatch: pytest.MonkeyPatch, sources: case_mod.Sources
+) -> None:
+    import dali_gridaug.pipeline
+
+    original = dali_gridaug.pipeline.build_pipeline
+
+    def planted(spec, params, *, checkpoint=None):  # drops the checkpoint
+        return original(spec, params)
+
+    monkeypatch.setattr(dali_gridaug.pipeline, "build_pipeline", planted)
+    result = gpucheck.validate(_case("checkpointing"), sources)
+    assert not result.ok and result.level == 4
+    assert result.message.startswith("L5 CPU twin: the pipeline restored from its checkpoint")
+    assert "'images'" in result.message
+
+
 @pytest.mark.skipif(graphs.gpu_count() > 0, reason="Build succeeds where a GPU exists")
 def test_build_may_stop_only_at_the_cuda_check(
     monkeypatch: pytest.MonkeyPatch, sources: case_mod.Sources

@@ -255,7 +255,9 @@ def gpu_count() -> int:
         return 0
 
 
-def _run_on_gpu(define: Callable[[], tuple[Any, list[str]]], stood_in: bool, notes: list[str]):
+def _run_on_gpu(
+    define: Callable[[], tuple[Any, list[str]]], stood_in: bool, notes: list[str]
+) -> None:
     """Level 4 where a GPU exists: a fresh pipeline builds and runs one batch on device 0
     (not when CuPy is missing and the graph needs it).
     """
@@ -313,9 +315,9 @@ def validate(case: GraphCase, sources: Sources) -> GraphResult:
     """Check ``case``'s GPU graph (levels 1–4) and its CPU twin (level 5)."""
     if case.problem:
         return GraphResult(case.name, False, 0, f"L1 {LEVELS[1]}: {case.problem}")
-    level, notes = 0, []
+    notes: list[str] = []
     try:
-        level, notes = check_gpu_graph(builder(case, sources, "gpu"))
+        _, notes = check_gpu_graph(builder(case, sources, "gpu"))
         check_cpu_twin(builder(case, sources, "cpu"), case)
     except CheckFailed as e:
         return GraphResult(case.name, False, e.level - 1, str(e), tuple(notes))
