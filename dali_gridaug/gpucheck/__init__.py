@@ -1,0 +1,1 @@
+"""Checks of the GPU path that run without a GPU."""
