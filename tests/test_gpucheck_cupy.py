@@ -22,13 +22,21 @@ from dali_gridaug.gpucheck.cupy_rules import (
     MissingCuPyAPI,
     StrictCuPy,
 )
-from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, get_xp, grid_keep_mask
+from dali_gridaug.kernels import (
+    box_keep_mask,
+    cell_keep_mask,
+    get_xp,
+    grid_keep_mask,
+    mix_by_mask,
+    normal_noise,
+)
 
 B, H, W = 6, 40, 48
 _GRID = GridMask(d=(8, 20), p=0.7, ramp_epochs=0, backend="kernel")
 _NOISE_SYNC = (
     "RandomErasing's noise fill reads its seed with .item() on the device (a sync per batch) "
-    "in augment/cutout.py; fix: kernels.normal_noise"
+    "in augment/cutout.py; the fix (kernels.normal_noise) is shown by "
+    "test_random_erasing_with_device_noise_keeps_cupy_rules"
 )
 KERNEL_AUGS = [
     pytest.param(_GRID, id="gridmask"),
@@ -121,6 +129,45 @@ def test_keep_stage_masks_keep_cupy_rules() -> None:
     with xp.allow_sync():
         assert np.array_equal(got.get(), cell_keep_mask(np, H, W, cells))
     assert xp.of("violation") == [] and xp.of("upload") == []
+
+
+def test_normal_noise_keeps_cupy_rules() -> None:
+    """The device-seeded noise: no host read of the seed, NumPy's bits, standard normal."""
+    from scipy import stats
+
+    seed = np.full((B, 1), 1234567, np.int64)
+    shape = (B, H, W, 3)
+    xp = StrictCuPy()
+    got = normal_noise(xp, xp.device(seed), shape, np.float32)
+    assert xp.events == []
+    with xp.allow_sync():
+        got = got.get()
+    ref = normal_noise(np, seed, shape, np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got, ref)
+    assert abs(ref.mean()) < 0.02 and abs(ref.std() - 1) < 0.02
+    assert stats.kstest(ref.ravel(), "norm").pvalue > 1e-3
+    other = normal_noise(np, seed + 1, shape, np.float32)
+    assert abs(np.corrcoef(ref.ravel(), other.ravel())[0, 1]) < 0.02  # seeds decorrelate
+
+
+@dataclasses.dataclass(frozen=True)
+class _DeviceNoiseErasing(RandomErasing):
+    """RandomErasing's noise fill drawn from the device-side seed (the proposed kernel)."""
+
+    def apply_xp(self, xp, images, params):
+        keep = box_keep_mask(xp, images.shape[1], images.shape[2], params["box"])
+        fill = normal_noise(xp, params["noise_seed"], images.shape, images.dtype)
+        return mix_by_mask(xp, images, keep, fill=fill)
+
+
+def test_random_erasing_with_device_noise_keeps_cupy_rules() -> None:
+    aug = _DeviceNoiseErasing(value="random", p=1.0, backend="kernel")
+    images, params = _batch(aug)
+    xp = StrictCuPy()
+    got = _run_as_dali_gpu(xp, aug, images, params)
+    assert [e for e in xp.events if e.kind != "sync"] == []
+    ref = aug.apply_xp(np, images.copy(), params)
+    assert np.array_equal(got, ref) and (got != images).mean() > 0.05
 
 
 # -- planted errors: each must be caught, with a message naming the rule and the line -----
