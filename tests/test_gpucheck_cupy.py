@@ -93,8 +93,7 @@ def test_kernel_backend_keeps_cupy_rules(aug) -> None:
     assert not np.array_equal(got, images)  # the draw did change something
 
 
-@pytest.mark.parametrize("aug", KERNEL_AUGS[:1], ids=["gridmask"])
-def test_get_xp_picks_the_stand_in(aug) -> None:
+def test_get_xp_picks_the_stand_in() -> None:
     xp = StrictCuPy()
     with xp.installed():
         assert get_xp(xp.device(np.zeros(3))) is xp
@@ -194,8 +193,11 @@ def test_planted_int_of_device_sum_is_caught() -> None:
         lambda x: x.tolist(),
         lambda x: x[0, 0].item(),
         lambda x: range(x[0, 1]),
+        lambda x: x[x > 3],
+        lambda x: get_xp(x).nonzero(x),
+        lambda x: x.nonzero(),
     ],
-    ids=["float", "bool", "tolist", "item", "index"],
+    ids=["float", "bool", "tolist", "item", "index", "bool-mask", "nonzero", "method"],
 )
 def test_planted_host_reads_are_caught(read) -> None:
     with pytest.raises(DeviceSynchronized, match=r"test_gpucheck_cupy\.py:\d+"):

@@ -8,10 +8,11 @@ GPU batch. :class:`StrictCuPy` runs the kernels on NumPy arrays wrapped as devic
 * **No implicit host conversion.** ``numpy.asarray(a)``/``numpy.array(a)`` of a device array
   raise ``TypeError`` with CuPy's own message.
 * **No host synchronisation.** ``int(a)``, ``float(a)``, ``bool(a)``, ``complex(a)``,
-  ``operator.index(a)``, ``a.item()``, ``a.tolist()``, ``a.get()`` and ``cupy.asnumpy(a)``
-  wait for the GPU. They raise :class:`DeviceSynchronized`, as CuPy does inside
-  ``cupyx.allow_synchronize(False)``; a kernel on DALI's GPU stage must never wait for the
-  device. :meth:`StrictCuPy.allow_sync` lets them through (still logged).
+  ``operator.index(a)``, ``a.item()``, ``a.tolist()``, ``a.get()``, ``cupy.asnumpy(a)``,
+  boolean-mask indexing and the functions of :data:`DATA_DEPENDENT` (their output shape is
+  a device value) wait for the GPU. They raise :class:`DeviceSynchronized`, as CuPy does
+  inside ``cupyx.allow_synchronize(False)``; a kernel on DALI's GPU stage must never wait for
+  the device. :meth:`StrictCuPy.allow_sync` lets them through (still logged).
 * **No host arrays in device ops.** A ``numpy.ndarray`` operand of a device function, ufunc
   or operator raises :class:`HostArrayInDeviceOp` (CuPy never uploads implicitly there).
   NumPy arrays used as an index, or assigned into a device array, are uploaded as CuPy does
@@ -90,6 +91,18 @@ RANDOM_STATE_METHODS = frozenset(
     "standard_normal uniform".split()
 )
 """Methods of ``cupy.random.RandomState`` the stand-in emulates (with NumPy's numbers)."""
+
+
+DATA_DEPENDENT = frozenset("argwhere compress extract flatnonzero nonzero unique".split())
+"""Functions whose output shape is a device value: CuPy reads it back (a sync)."""
+
+
+def _reads_shape(xp: StrictCuPy, name: str, function: Any) -> Any:
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        xp._sync(f"cupy.{name} (its shape is a device value)")
+        return function(*args, **kwargs)
+
+    return reading
 
 
 class CuPyRuleError(Exception):
@@ -204,6 +217,8 @@ class DeviceArray:
         attr = getattr(self._d, name)
         if not callable(attr):
             return self._xp._wrap(attr)
+        if name in DATA_DEPENDENT:
+            self._xp._sync(f"ndarray.{name} (its shape is a device value)")
 
         def method(*args: Any, **kwargs: Any) -> Any:
             return self._xp._wrap(attr(*self._xp._unwrap(args), **self._xp._unwrap(kwargs)))
@@ -211,6 +226,9 @@ class DeviceArray:
         return method
 
     def __getitem__(self, index: Any) -> DeviceArray:
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(i, DeviceArray) and i.dtype == bool and i.ndim for i in parts):
+            self._xp._sync("boolean-mask indexing (its shape is a device value)")
         return self._xp._wrap(self._d[self._xp._unwrap(index, upload="index")])
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -409,6 +427,8 @@ class StrictCuPy:
             return self._call(obj, args, kwargs)
 
         function.__name__ = name
+        if name in DATA_DEPENDENT:
+            return _reads_shape(self, name, function)
         return function
 
 

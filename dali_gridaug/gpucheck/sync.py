@@ -22,9 +22,10 @@ Data-dependent shapes cannot be faked: the audit records them, then raises
 :class:`HostSyncError`.
 
 Autograd's engine needs a CUDA context for CUDA tensors, even fake ones, so code that runs a
-backward pass is audited with ``device_types=("cpu", "cuda")``: real CPU tensors stand for
-device tensors (every tensor of a training step lives on the GPU), every scalar read and
-data-dependent shape counts, and copies are out of scope there (no device type is the host).
+backward pass is audited with ``device_types=("cpu",)``: real CPU tensors stand for device
+tensors (every tensor of a training step lives on the GPU), every scalar read and
+data-dependent shape counts, and copies are out of scope there (host and "device" are one
+memory). The ops a step runs do not depend on the device type; autocast's casts do.
 
 *Per batch* means: the ops one call of the audited function runs, for one batch. Reads that
 the caller makes only every N batches (a progress bar every ``--log-every`` steps, epoch
@@ -113,8 +114,8 @@ class SyncAudit(TorchDispatchMode):
 
     Args:
         device_types: device types whose tensors count as device tensors: ``("cuda",)``
-            under :func:`fake_cuda`, ``("cpu", "cuda")`` where CPU tensors stand for device
-            tensors (code with a backward pass).
+            under :func:`fake_cuda`, ``("cpu",)`` where CPU tensors stand for device tensors
+            (code with a backward pass).
 
     Attributes:
         events: every host-blocking op, in order, allowed ones included.
