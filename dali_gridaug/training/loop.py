@@ -180,8 +180,9 @@ class Trainer:
         return not stopped
 
     def train_step(self, batch: Any) -> torch.Tensor:
-        """One optimizer step on ``batch``; returns the loss (a 0-d device tensor). Neither
-        half reads a device value on the host.
+        """One optimizer step on ``batch``; returns the loss (a 0-d device tensor). No device
+        value is read on the host, except by ``GradScaler.step`` with ``--amp fp16`` and an
+        optimizer that is not fused (torch reads its inf/NaN flag).
         """
         loss = self.forward_loss(batch)
         self.update(loss)
