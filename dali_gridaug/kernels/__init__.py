@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from dali_gridaug.kernels.masks import box_keep_mask, cell_keep_mask, grid_keep_mask
+from dali_gridaug.kernels.noise import normal_noise
 from dali_gridaug.kernels.paste import mix_by_mask
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "get_xp",
     "grid_keep_mask",
     "mix_by_mask",
+    "normal_noise",
     "to_xp",
 ]
 

@@ -19,11 +19,17 @@ def mix_by_mask(
         keep: ``(B, H, W)`` 0/1 keep-mask (1 = keep ``images``).
         partner: ``(B,)`` int batch positions of the image that fills dropped pixels; ``None``
             fills with ``fill`` (a scalar or an array broadcastable to ``(B, H, W, C)``).
-        fill: value of dropped pixels when ``partner`` is ``None``.
+        fill: value of dropped pixels when ``partner`` is ``None``: a Python scalar (cast to
+            the images' dtype; never uploaded) or an array of ``xp``.
 
     Returns:
         ``(B, H, W, C)`` new array; the inputs are not modified.
     """
     keep = keep[..., None].astype(bool)
-    other = images[xp.asarray(partner)] if partner is not None else xp.asarray(fill, images.dtype)
+    if partner is not None:
+        other = images[xp.asarray(partner)]
+    elif isinstance(fill, (int, float)):  # a Python scalar: no host→device upload
+        other = fill
+    else:
+        other = xp.asarray(fill, images.dtype)
     return xp.where(keep, images, other).astype(images.dtype, copy=False)

@@ -180,7 +180,16 @@ class Trainer:
         return not stopped
 
     def train_step(self, batch: Any) -> torch.Tensor:
-        """One optimizer step on ``batch``; returns the loss (a 0-d device tensor)."""
+        """One optimizer step on ``batch``; returns the loss (a 0-d device tensor). No device
+        value is read on the host, except by ``GradScaler.step`` with ``--amp fp16`` and an
+        optimizer that is not fused (torch reads its inf/NaN flag).
+        """
+        loss = self.forward_loss(batch)
+        self.update(loss)
+        return loss
+
+    def forward_loss(self, batch: Any) -> torch.Tensor:
+        """The step's forward half under its autocast: Keep stage, model, criterion."""
         p = self.parts
         with self.autocast():
             if p.keep is not None:
@@ -188,13 +197,16 @@ class Trainer:
             images = batch.images
             if self.cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            loss = p.criterion(p.ddp(images), batch)
+            return p.criterion(p.ddp(images), batch)
+
+    def update(self, loss: torch.Tensor) -> None:
+        """The step's backward half: scaled backward, optimizer step, per-step schedule."""
+        p = self.parts
         p.optimizer.zero_grad(set_to_none=True)
         p.scaler.scale(loss).backward()
         p.scaler.step(p.optimizer)
         p.scaler.update()
         p.scheduler.step()
-        return loss
 
     def _mid_epoch_checkpoint(self) -> bool:
         """Checkpoint when a stop signal arrived (on any rank), the time interval passed or the
