@@ -181,8 +181,8 @@ class Trainer:
 
     def train_step(self, batch: Any) -> torch.Tensor:
         """One optimizer step on ``batch``; returns the loss (a 0-d device tensor). No device
-        value is read on the host, except by ``GradScaler.step`` with ``--amp fp16`` and an
-        optimizer that is not fused (torch reads its inf/NaN flag).
+        value is read on the host (on CUDA the optimizer is fused, so ``GradScaler.step`` with
+        ``--amp fp16`` does not read its inf/NaN flag either).
         """
         loss = self.forward_loss(batch)
         self.update(loss)
