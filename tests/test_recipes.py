@@ -161,15 +161,31 @@ def test_installed_package_carries_the_pipelines(tmp_path: Path) -> None:
     assert out == [str(installed), str(installed / "demo.toml")]
 
 
+# Each recipe's [[augment]] list: the papers' values (the demo's are scaled to 64 px).
+PAPER_AUGMENT = {
+    "cifar10_cutmix": (CutMix(alpha=1.0, p=0.5),),
+    "cifar10_cutout": (Cutout(length=16, p=1.0),),
+    "cifar10_gridmask": (GridMask(r=0.4, d=(24, 33), rotate=1, mode=1, p=0.8, ramp_epochs=160),),
+    "demo": (GridMask(r=0.6, d=(16, 40), rotate=360, mode=1, p=0.5, ramp_epochs=0),),
+    "imagenet_cutmix": (CutMix(alpha=1.0, p=1.0),),
+    "imagenet_gridmask": (
+        GridMask(r=0.6, d=(96, 224), rotate=360, mode=1, p=0.8, ramp_epochs=240),
+    ),
+    "imagenet_gridmix": (GridMix(n=4, p=0.8),),
+    "imagenet_keepautoaugment": (),
+    "imagenet_keepcutmix": (),
+}
+
+
 def test_paper_values() -> None:
     gm = load_recipe("imagenet_gridmask")
-    assert gm.augment == (GridMask(r=0.6, d=(96, 224), rotate=360, mode=1, p=0.8, ramp_epochs=240),)
+    assert gm.augment == PAPER_AUGMENT["imagenet_gridmask"]
     assert (gm.schedule.epochs, gm.schedule.milestones, gm.optim.lr) == (300, (100, 200, 265), 0.1)
     assert (gm.model.name, gm.data.batch_size, gm.loss_kind) == ("resnet50", 256, "ce")
     assert gm.data.color_jitter is None and gm.data.lighting is None  # "no augmentation on color"
 
     cm = load_recipe("imagenet_cutmix")
-    assert cm.augment == (CutMix(alpha=1.0, p=1.0),)
+    assert cm.augment == PAPER_AUGMENT["imagenet_cutmix"]
     assert (cm.schedule.epochs, cm.schedule.milestones, cm.loss_kind) == (
         300,
         (75, 150, 225),
@@ -180,7 +196,7 @@ def test_paper_values() -> None:
         assert (data.preset, data.color_jitter, data.lighting) == ("imagenet", 0.4, 0.1)
 
     gx = load_recipe("imagenet_gridmix")
-    assert gx.augment == (GridMix(n=4, p=0.8),)
+    assert gx.augment == PAPER_AUGMENT["imagenet_gridmix"]
     assert (gx.loss_kind, gx.loss.gamma) == ("gridmix", 0.15)
 
     ka = load_recipe("imagenet_keepautoaugment")
@@ -197,10 +213,10 @@ def test_paper_values() -> None:
     assert listed.loader_kwargs()["color_jitter"] == ColorJitter(0.4, 0.3, 0.2)
 
     c_gm = load_recipe("cifar10_gridmask")
-    assert c_gm.augment == (GridMask(r=0.4, d=(24, 33), rotate=1, mode=1, p=0.8, ramp_epochs=160),)
+    assert c_gm.augment == PAPER_AUGMENT["cifar10_gridmask"]
     assert c_gm.data.image_size == 32 and c_gm.model.cifar_stem
-    assert load_recipe("cifar10_cutout").augment == (Cutout(length=16, p=1.0),)
-    assert load_recipe("cifar10_cutmix").augment == (CutMix(alpha=1.0, p=0.5),)
+    for name in ("cifar10_cutout", "cifar10_cutmix"):
+        assert load_recipe(name).augment == PAPER_AUGMENT[name]
     for name in ("cifar10_gridmask", "cifar10_cutout", "cifar10_cutmix"):
         assert load_recipe(name).loader_kwargs(train=False)["preset"] == "cifar"
 
@@ -229,47 +245,27 @@ def test_deit_recipe() -> None:
 
 
 # The trainer's loader arguments before the pydantic schema (main at d93bae5, train.py
-# Trainer.__init__), per recipe: (image_size, global batch, mean, augment, auto_augment,
-# keep_clean); std follows mean (CIFAR or ImageNet statistics).
+# Trainer.__init__), per recipe: (image_size, global batch, mean, auto_augment, keep_clean),
+# and the augment list of PAPER_AUGMENT; std follows mean (CIFAR or ImageNet statistics).
 CIFAR_MEAN, CIFAR_STD = (125.307, 122.961, 113.8575), (62.9932, 62.0887, 66.7048)
 BEFORE = {
-    "cifar10_cutmix": (32, 64, CIFAR_MEAN, (CutMix(alpha=1.0, p=0.5),), None, False),
-    "cifar10_cutout": (32, 128, CIFAR_MEAN, (Cutout(length=16, p=1.0),), None, False),
-    "cifar10_gridmask": (
-        32,
-        128,
-        CIFAR_MEAN,
-        (GridMask(r=0.4, d=(24, 33), rotate=1, mode=1, p=0.8, ramp_epochs=160),),
-        None,
-        False,
-    ),  # fmt: skip
-    "demo": (
-        64,
-        32,
-        IMAGENET_MEAN,
-        (GridMask(r=0.6, d=(16, 40), rotate=360, mode=1, p=0.5, ramp_epochs=0),),
-        None,
-        False,
-    ),  # fmt: skip
-    "imagenet_cutmix": (224, 256, IMAGENET_MEAN, (CutMix(alpha=1.0, p=1.0),), None, False),
-    "imagenet_gridmask": (
-        224,
-        256,
-        IMAGENET_MEAN,
-        (GridMask(r=0.6, d=(96, 224), rotate=360, mode=1, p=0.8, ramp_epochs=240),),
-        None,
-        False,
-    ),  # fmt: skip
-    "imagenet_gridmix": (224, 256, IMAGENET_MEAN, (GridMix(n=4, p=0.8),), None, False),
-    "imagenet_keepautoaugment": (224, 256, IMAGENET_MEAN, (), "auto_augment", True),
-    "imagenet_keepcutmix": (224, 256, IMAGENET_MEAN, (), None, False),
+    "cifar10_cutmix": (32, 64, CIFAR_MEAN, None, False),
+    "cifar10_cutout": (32, 128, CIFAR_MEAN, None, False),
+    "cifar10_gridmask": (32, 128, CIFAR_MEAN, None, False),
+    "demo": (64, 32, IMAGENET_MEAN, None, False),
+    "imagenet_cutmix": (224, 256, IMAGENET_MEAN, None, False),
+    "imagenet_gridmask": (224, 256, IMAGENET_MEAN, None, False),
+    "imagenet_gridmix": (224, 256, IMAGENET_MEAN, None, False),
+    "imagenet_keepautoaugment": (224, 256, IMAGENET_MEAN, "auto_augment", True),
+    "imagenet_keepcutmix": (224, 256, IMAGENET_MEAN, None, False),
 }
 NEW_KEYS = {"preset", "color_jitter", "lighting", "label_smoothing", "num_threads"}
 
 
 @pytest.mark.parametrize("name", [ready(n) for n in sorted(BEFORE)])
 def test_loader_kwargs_same_as_before(name: str) -> None:
-    size, batch, mean, augment, auto, clean = BEFORE[name]
+    size, batch, mean, auto, clean = BEFORE[name]
+    augment = PAPER_AUGMENT[name]
     std = CIFAR_STD if mean == CIFAR_MEAN else IMAGENET_STD
     recipe = load_recipe(name)
     train = recipe.loader_kwargs(train=True, world_size=4)
@@ -301,6 +297,18 @@ def test_load_by_path(tmp_path: Path) -> None:
     assert recipe.schedule.milestones == (2, 3) and recipe.augment[0].d == (16, 40)
 
 
+def data_key(line: str, message: str) -> tuple[str, str, str]:
+    """A ``BAD`` row adding ``line`` to VALID's ``[data]`` table."""
+    return "batch_size = 8", f"batch_size = 8\n{line}", message
+
+
+def new_table(text: str, message: str) -> tuple[str, str, str]:
+    """A ``BAD`` row adding the TOML table(s) ``text`` before VALID's ``[data]``, or before
+    its ``[optim]`` for a ``[model]`` table."""
+    anchor = "[optim]" if text.startswith("[model]") else "[data]"
+    return anchor, f"{text}\n{anchor}", message
+
+
 BAD = [
     # (replace this, with this, message pattern)
     ("lr = 0.1", "lrr = 0.1", r"recipe demo\.toml: \[optim\] unknown key 'lrr'; valid keys: lr,"),
@@ -312,45 +320,38 @@ BAD = [
     ("epochs = 4", "epochs = 4.5", r"`schedule\.epochs` must be int, got 4\.5"),
     ("milestones = [2, 3]", "milestones = [3, 2]", r"`schedule\.milestones` must be strictly"),
     ("[optim]", "[optimizer]", r"unknown top-level key 'optimizer'"),
-    ("[data]", '[loss]\nname = "gridmix"\n[data]', r"`loss\.name`='gridmix' needs a gridmix"),
-    ("[data]", '[loss]\nname = "focal"\n[data]', r"`loss\.name` must be one of 'auto', 'ce'"),
+    new_table('[loss]\nname = "gridmix"', r"`loss\.name`='gridmix' needs a gridmix"),
+    new_table('[loss]\nname = "focal"', r"`loss\.name` must be one of 'auto', 'ce'"),
     ("d = [16, 40]", "d = [80, 90]", r"augment\[0\]: GridMask: `d` min must be ≤ the image side"),
-    (
-        "[data]",
-        '[keep]\nmethod = "paste"\n[data]',
-        r"`keep\.method`='paste' .* `data\.auto_augment`",
-    ),
-    ("[data]", '[keep]\nmethod = "cut"\n[data]', r"`keep\.method` must be one of 'cutout'"),
+    new_table('[keep]\nmethod = "paste"', r"`keep\.method`='paste' .* `data\.auto_augment`"),
+    new_table('[keep]\nmethod = "cut"', r"`keep\.method` must be one of 'cutout'"),
     ("lr = 0.1", "lr = 0.1 0.2", r"recipe demo\.toml: invalid TOML"),
     # checks added with the schema: before any loader is built, naming table and key
     ("[data]\nimage_size = 64\nbatch_size = 8", "", r"recipe demo\.toml: missing table \[data\]"),
-    ("[optim]", '[model]\nname = "resnet5O"\n[optim]', r"`model\.name` must be a torchvision .*"),
-    ("[optim]", '[model]\nname = "resnt50"\n[optim]', r"did you mean resnet50"),
-    ("[optim]", '[model]\nname = "vgg11"\ncifar_stem = true\n[optim]', r"cifar_stem` needs a"),
-    ("batch_size = 8", "batch_size = 8\nworkers = 0", r"`data\.workers` must be in \[1, inf\)"),
-    ("batch_size = 8", 'batch_size = 8\nworkers = "4"', r"`data\.workers` must be int"),
-    ("batch_size = 8", 'batch_size = 8\npreset = "cifr"', r"`data\.preset` must be one of"),
-    ("batch_size = 8", "batch_size = 8\nmean = [1, 2]", r"`data\.mean`"),
-    ("batch_size = 8", "batch_size = 8\nstd = [1, 2, 300]", r"`data\.std\[2\]` must be in"),
-    ("batch_size = 8", "batch_size = 8\nlighting = -0.1", r"`data\.lighting` must be in \(0,"),
-    (
-        "batch_size = 8",
-        "batch_size = 8\ncolor_jitter = [0.4, -1, 0.4]",
+    new_table('[model]\nname = "resnet5O"', r"`model\.name` must be a torchvision .*"),
+    new_table('[model]\nname = "resnt50"', r"did you mean resnet50"),
+    new_table('[model]\nname = "vgg11"\ncifar_stem = true', r"cifar_stem` needs a"),
+    data_key("workers = 0", r"`data\.workers` must be in \[1, inf\)"),
+    data_key('workers = "4"', r"`data\.workers` must be int"),
+    data_key('preset = "cifr"', r"`data\.preset` must be one of"),
+    data_key("mean = [1, 2]", r"`data\.mean`"),
+    data_key("std = [1, 2, 300]", r"`data\.std\[2\]` must be in"),
+    data_key("lighting = -0.1", r"`data\.lighting` must be in \(0,"),
+    data_key(
+        "color_jitter = [0.4, -1, 0.4]",
         r"`data\.color_jitter\.contrast` must be in \[0, inf\), got -1",
     ),
-    ("[data]", "[loss]\nlabel_smoothing = 1.0\n[data]", r"`loss\.label_smoothing` must be in"),
-    ("[data]", "[keep]\ntau = 1.5\n[data]", r"`keep\.tau` must be in \(0, 1\), got 1\.5"),
-    ("[data]", '[keep]\nbox = "outside"\n[data]', r"`keep\.box` must be one of 'clip'"),
-    ("[data]", "[keep]\ndraws = 0\n[data]", r"`keep\.draws` must be in \[1, inf\), got 0"),
-    ("[data]", "[keep.gridmask]\nr = 0.5\n[data]", r"\[keep\.gridmask\] is used by .*'gridmask'"),
-    (
-        "[data]",
-        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nr = 2.0\n[data]',
+    new_table("[loss]\nlabel_smoothing = 1.0", r"`loss\.label_smoothing` must be in"),
+    new_table("[keep]\ntau = 1.5", r"`keep\.tau` must be in \(0, 1\), got 1\.5"),
+    new_table('[keep]\nbox = "outside"', r"`keep\.box` must be one of 'clip'"),
+    new_table("[keep]\ndraws = 0", r"`keep\.draws` must be in \[1, inf\), got 0"),
+    new_table("[keep.gridmask]\nr = 0.5", r"\[keep\.gridmask\] is used by .*'gridmask'"),
+    new_table(
+        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nr = 2.0',
         r"`keep\.gridmask\.r` must be in \(0, 1[\])], got 2\.0",
     ),
-    (
-        "[data]",
-        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nrr = 0.5\n[data]',
+    new_table(
+        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nrr = 0.5',
         r"\[keep\.gridmask\] unknown key 'rr'; valid keys: r, d, rotate, mode",
     ),
 ]
