@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -77,6 +78,32 @@ def training_data(
     )
     (root / "recipe.toml").write_text(recipe)
     return paths
+
+
+def training_data_fixture(
+    name: str,
+    recipe: str,
+    *,
+    num_classes: int,
+    train_per_class: int,
+    val_per_class: int,
+    size_range: tuple[int, int],
+) -> object:
+    """A module-scoped ``data`` fixture: :func:`training_data` in a fresh ``name`` folder,
+    built once per test module (assign it to ``data`` in the module).
+    """
+    sizes = dict(
+        num_classes=num_classes,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        size_range=size_range,
+    )
+
+    @pytest.fixture(scope="module")
+    def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+        return training_data(tmp_path_factory.mktemp(name), recipe, **sizes)
+
+    return data
 
 
 def train_argv(

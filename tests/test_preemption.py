@@ -20,7 +20,7 @@ import pytest
 from dali_gridaug.training.checkpoint import checkpoint_name, list_checkpoints
 from dali_gridaug.training.cli import main, parse_config
 from dali_gridaug.training.metrics import read_sample_log
-from tests.helpers import rank_env, train_argv, training_data
+from tests.helpers import rank_env, train_argv, training_data_fixture
 
 RECIPE = """
 description = "preemption test"
@@ -40,11 +40,8 @@ p = 0.5
 STEPS = 30  # 240 files // 8
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("preempt_data")
-    sizes = dict(num_classes=10, train_per_class=24, val_per_class=20, size_range=(40, 64))
-    return training_data(root, RECIPE, **sizes)
+SIZES = dict(num_classes=10, train_per_class=24, val_per_class=20, size_range=(40, 64))
+data = training_data_fixture("preempt_data", RECIPE, **SIZES)
 
 
 _argv = functools.partial(train_argv, val=True, seed=5)

@@ -21,7 +21,7 @@ import torch
 from dali_gridaug.training.checkpoint import checkpoint_name, list_checkpoints
 from dali_gridaug.training.cli import main
 from dali_gridaug.training.metrics import read_sample_log
-from tests.helpers import train_argv, training_data
+from tests.helpers import train_argv, training_data_fixture
 
 RECIPE = """
 description = "resume faults test"
@@ -36,11 +36,8 @@ batch_size = 8
 STEPS = 10  # 80 files // 8
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("faults_data")
-    sizes = dict(num_classes=4, train_per_class=20, val_per_class=2, size_range=(40, 56))
-    return training_data(root, RECIPE, **sizes)
+SIZES = dict(num_classes=4, train_per_class=20, val_per_class=2, size_range=(40, 56))
+data = training_data_fixture("faults_data", RECIPE, **SIZES)
 
 
 def _steps(out: Path) -> list[tuple[int, int]]:
