@@ -22,6 +22,8 @@ from dali_gridaug.training.cli import main, parse_config
 from dali_gridaug.training.metrics import read_sample_log
 from tests.helpers import rank_env, train_argv, training_data_fixture
 
+pytestmark = pytest.mark.slow  # subprocess training runs, several epochs, 2 ranks
+
 RECIPE = """
 description = "preemption test"
 [model]
@@ -153,7 +155,6 @@ def test_time_based_checkpoints(data: dict[str, Path], tmp_path: Path) -> None:
     assert names == [checkpoint_name(1, 0)]
 
 
-@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_at_the_same_step(
     data: dict[str, Path], tmp_path: Path
 ) -> None:

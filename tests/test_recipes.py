@@ -124,6 +124,7 @@ PYPROJECT = (REPO / "pyproject.toml").read_text()
     reason="pyproject.toml maps dali_gridaug.pipelines to pipelines/ (coordinator)",
     strict=True,
 )
+@pytest.mark.slow
 def test_installed_package_carries_the_pipelines(tmp_path: Path) -> None:
     import shutil
     import subprocess
@@ -532,6 +533,7 @@ def test_perturbation_table_covers_every_field() -> None:
 
 
 @pytest.mark.parametrize("field", sorted(PERTURB))
+@pytest.mark.slow
 def test_every_field_changes_what_the_trainer_builds(field: str) -> None:
     if field == "keep.box" and not HAS_BOX:
         pytest.xfail("KeepStage(box=…) from the keep branch")
@@ -544,7 +546,11 @@ def test_every_field_changes_what_the_trainer_builds(field: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "size"),
-    [("cifar10_cutmix", 32), ("imagenet_cutmix", 48), ("imagenet_mixup_cutmix", 48)],
+    [
+        ("cifar10_cutmix", 32),
+        ("imagenet_cutmix", 48),
+        pytest.param("imagenet_mixup_cutmix", 48, marks=pytest.mark.slow),  # RandAugment graph
+    ],
 )
 def test_recipe_builds_a_working_loader(sample_data: dict[str, Path], name: str, size: int) -> None:
     import torch

@@ -70,6 +70,7 @@ def test_torn_newest_falls_back_to_newest_valid(
     assert torch.load(final, weights_only=True)["epoch"] == 1  # rewritten whole
 
 
+@pytest.mark.slow
 def test_reserve_threshold_error_then_resume(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,6 +119,7 @@ def _fill(path: Path, leave: int = 0) -> None:
             f.truncate(max(0, f.tell() - leave))
 
 
+@pytest.mark.slow
 def test_disk_full_on_tmpfs(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
