@@ -86,8 +86,12 @@ def write_list(
 
 
 def class_names(path: str | os.PathLike[str]) -> list[str]:
-    """The names in a ``classes.txt``: one per line, each plain or quoted (:func:`quote_path`)."""
+    """The names in a ``classes.txt``: one per line, each plain or quoted (:func:`quote_path`);
+    the newline ending the last line ends the list.
+    """
     lines = Path(path).read_text(encoding="utf-8").split("\n")
+    if lines[-1] == "":
+        lines.pop()
     return [unquote_path(n)[0] if n.startswith('"') else n for n in lines]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from dali_gridaug.constants import IMG_EXTENSIONS, READER_NAME
-from dali_gridaug.filelist import read_list
+from dali_gridaug.filelist import class_names, read_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +303,9 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
 def tar_shards(
     paths: Sequence[str | os.PathLike[str]], num_classes: int | None = None
 ) -> TarSource:
-    """Tar shards; ``num_classes`` defaults to the line count of ``classes.txt`` beside them."""
+    """Tar shards; ``num_classes`` defaults to the number of names in the ``classes.txt``
+    beside them (one per line, :func:`~dali_gridaug.filelist.class_names`).
+    """
     paths = tuple(os.path.abspath(os.fspath(p)) for p in paths)
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -314,7 +316,7 @@ def tar_shards(
             raise ValueError(
                 "`num_classes` is needed for tar shards without a classes.txt beside them"
             )
-        num_classes = len(names.read_text().split())
+        num_classes = len(class_names(names))
     return TarSource(paths, num_classes)
 
 
