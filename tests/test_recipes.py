@@ -1,6 +1,7 @@
 """Recipe files: every ready pipeline loads, carries its paper's values, gives the same loader
-arguments as before the pydantic schema, uses every field, and a wrong key or value fails
-with a message naming the file, the table, the key, the valid range and the value."""
+arguments as before the pydantic schema, and builds a working loader; overrides are validated
+like the file (wrong keys and values: ``test_recipe_errors.py``; every field used:
+``test_recipe_fields.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 
 from dali_gridaug import AUGMENTATIONS, CutMix, Cutout, GridMask, GridMix, create_loader
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
-from dali_gridaug.errors import UsageError
 from dali_gridaug.recipes import (
     Recipe,
     RecipeError,
@@ -52,29 +52,6 @@ WAITS = {
 def ready(name: str) -> object:
     waits, reason = WAITS.get(name, (False, ""))
     return pytest.param(name, marks=pytest.mark.xfail(waits, reason=reason, strict=True))
-
-
-VALID = """
-description = "test"
-[optim]
-lr = 0.1
-[schedule]
-epochs = 4
-milestones = [2, 3]
-[data]
-image_size = 64
-batch_size = 8
-[[augment]]
-name = "gridmask"
-r = 0.6
-d = [16, 40]
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "demo.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 @pytest.mark.parametrize("name", [ready(n) for n in sorted(EXPECTED)])
@@ -292,96 +269,6 @@ def test_loader_kwargs_same_as_before(name: str) -> None:
         assert re.search(rf"^{'workers' if key == 'num_threads' else key} = ", text, re.M)
 
 
-def test_load_by_path(tmp_path: Path) -> None:
-    recipe = load_recipe(write(tmp_path, VALID))
-    assert recipe.name == "demo" and recipe.optim.lr == 0.1
-    assert recipe.schedule.milestones == (2, 3) and recipe.augment[0].d == (16, 40)
-
-
-def data_key(line: str, message: str) -> tuple[str, str, str]:
-    """A ``BAD`` row adding ``line`` to VALID's ``[data]`` table."""
-    return "batch_size = 8", f"batch_size = 8\n{line}", message
-
-
-def new_table(text: str, message: str) -> tuple[str, str, str]:
-    """A ``BAD`` row adding the TOML table(s) ``text`` before VALID's ``[data]``, or before
-    its ``[optim]`` for a ``[model]`` table."""
-    anchor = "[optim]" if text.startswith("[model]") else "[data]"
-    return anchor, f"{text}\n{anchor}", message
-
-
-BAD = [
-    # (replace this, with this, message pattern)
-    ("lr = 0.1", "lrr = 0.1", r"recipe demo\.toml: \[optim\] unknown key 'lrr'; valid keys: lr,"),
-    ("r = 0.6", "r = 1.5", r"recipe demo\.toml: `augment\[0\]\.r` must be in \(0, 1\), got 1\.5"),
-    ("d = [16, 40]", "d = [16, 40]\ndd = 3", r"\[\[augment\]\] 0 \(gridmask\) unknown key 'dd'"),
-    ('name = "gridmask"', 'name = "gridmusk"', r"`augment\[0\]\.name` must be one of .*'gridmix'"),
-    ("lr = 0.1", "lr = -1", r"`optim\.lr` must be in \(0, inf\), got -1"),
-    ("lr = 0.1", 'lr = "fast"', r"`optim\.lr` must be float, got 'fast' \(str\)"),
-    ("epochs = 4", "epochs = 4.5", r"`schedule\.epochs` must be int, got 4\.5"),
-    ("milestones = [2, 3]", "milestones = [3, 2]", r"`schedule\.milestones` must be strictly"),
-    ("[optim]", "[optimizer]", r"unknown top-level key 'optimizer'"),
-    new_table('[loss]\nname = "gridmix"', r"`loss\.name`='gridmix' needs a gridmix"),
-    new_table('[loss]\nname = "focal"', r"`loss\.name` must be one of 'auto', 'ce'"),
-    ("d = [16, 40]", "d = [80, 90]", r"augment\[0\]: GridMask: `d` min must be ≤ the image side"),
-    new_table('[keep]\nmethod = "paste"', r"`keep\.method`='paste' .* `data\.auto_augment`"),
-    new_table('[keep]\nmethod = "cut"', r"`keep\.method` must be one of 'cutout'"),
-    ("lr = 0.1", "lr = 0.1 0.2", r"recipe demo\.toml: invalid TOML"),
-    # checks added with the schema: before any loader is built, naming table and key
-    ("[data]\nimage_size = 64\nbatch_size = 8", "", r"recipe demo\.toml: missing table \[data\]"),
-    new_table('[model]\nname = "resnet5O"', r"`model\.name` must be a torchvision .*"),
-    new_table('[model]\nname = "resnt50"', r"did you mean resnet50"),
-    new_table('[model]\nname = "vgg11"\ncifar_stem = true', r"cifar_stem` needs a"),
-    data_key("workers = 0", r"`data\.workers` must be in \[1, inf\)"),
-    data_key('workers = "4"', r"`data\.workers` must be int"),
-    data_key('preset = "cifr"', r"`data\.preset` must be one of"),
-    data_key("mean = [1, 2]", r"`data\.mean`"),
-    data_key("std = [1, 2, 300]", r"`data\.std\[2\]` must be in"),
-    data_key("lighting = -0.1", r"`data\.lighting` must be in \(0,"),
-    data_key(
-        "color_jitter = [0.4, -1, 0.4]",
-        r"`data\.color_jitter\.contrast` must be in \[0, inf\), got -1",
-    ),
-    new_table("[loss]\nlabel_smoothing = 1.0", r"`loss\.label_smoothing` must be in"),
-    new_table("[keep]\ntau = 1.5", r"`keep\.tau` must be in \(0, 1\), got 1\.5"),
-    new_table('[keep]\nbox = "outside"', r"`keep\.box` must be one of 'clip'"),
-    new_table("[keep]\ndraws = 0", r"`keep\.draws` must be in \[1, inf\), got 0"),
-    new_table("[keep.gridmask]\nr = 0.5", r"\[keep\.gridmask\] is used by .*'gridmask'"),
-    new_table(
-        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nr = 2.0',
-        r"`keep\.gridmask\.r` must be in \(0, 1[\])], got 2\.0",
-    ),
-    new_table(
-        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nrr = 0.5',
-        r"\[keep\.gridmask\] unknown key 'rr'; valid keys: r, d, rotate, mode",
-    ),
-]
-
-
-@pytest.mark.parametrize(("old", "new", "message"), BAD, ids=[b[2][:40] for b in BAD])
-def test_wrong_key_or_value_names_it(tmp_path: Path, old: str, new: str, message: str) -> None:
-    assert old in VALID
-    path = write(tmp_path, VALID.replace(old, new, 1))
-    with pytest.raises(RecipeError, match=message) as info:
-        load_recipe(path)
-    assert isinstance(info.value, UsageError)  # the CLI prints it as one line, exit 2
-
-
-def test_keep_cannot_follow_mixing(tmp_path: Path) -> None:
-    text = VALID + '[[augment]]\nname = "cutmix"\n[keep]\nmethod = "cutout"\n'
-    with pytest.raises(RecipeError, match=r"\[keep\] mixes on its own; .* \(cutmix\)"):
-        load_recipe(write(tmp_path, text))
-
-
-def test_unknown_recipe_lists_the_packaged_ones(tmp_path: Path) -> None:
-    with pytest.raises(
-        RecipeError, match=r"unknown recipe 'imagenet_gridmsk'; .*imagenet_gridmask"
-    ):
-        load_recipe("imagenet_gridmsk")
-    with pytest.raises(RecipeError, match="does not exist"):
-        load_recipe(tmp_path / "missing.toml")
-
-
 def test_override_is_validated_like_the_file() -> None:
     recipe = load_recipe("imagenet_gridmask")
     small = recipe.override(
@@ -414,134 +301,6 @@ def test_parse_value() -> None:
     assert parse_value("[30, 60]") == [30, 60]
     assert parse_value('"x"') == "x"
     assert parse_value("resnet34") == "resnet34"
-
-
-# -- every field is used ------------------------------------------------------------------------
-
-
-def trainer_parts() -> tuple[object, object]:
-    """``build_optimizer`` and ``LRFactor`` of the trainer (``[optim]``, ``[schedule]``)."""
-    from dali_gridaug.training.schedule import LRFactor, build_optimizer
-
-    return build_optimizer, LRFactor
-
-
-def consumers(recipe: Recipe) -> dict[str, str]:
-    """What the trainer builds from a recipe, as comparable text."""
-    import torch
-
-    from dali_gridaug.models import build_criterion, build_model
-
-    build_optimizer, lr_factor = trainer_parts()
-    k, b = 5, 4
-    torch.manual_seed(0)
-    model = build_model(recipe, k)
-    logits = torch.linspace(-2, 2, b * k).reshape(b, k)
-    target = torch.softmax(torch.linspace(1, -1, b * k).reshape(b, k), 1)
-    output: object = logits
-    n = getattr(recipe.mixer, "n", 2)
-    patch = torch.arange(b * n * n).reshape(b, n, n) % k
-    if recipe.loss_kind == "gridmix":
-        output = (logits, torch.linspace(-1, 1, b * k * n * n).reshape(b, k, n, n))
-    elif recipe.keep is not None and recipe.keep.saliency == "early":
-        output = (logits, logits.flip(1))
-    batch = type("B", (), {"target": target, "patch_labels": patch})()
-    opt = build_optimizer(model, recipe)
-    factor = lr_factor(recipe, 4)
-    return {
-        "loader": repr((recipe.loader_kwargs(True), recipe.loader_kwargs(False))),
-        "keep": repr(recipe.keep_kwargs()),
-        "loss": repr((recipe.loss_kind, build_criterion(recipe)(output, batch).item())),
-        "model": repr(
-            [
-                (name, tuple(p.shape), bool(p.abs().sum() == 0))
-                for name, p in model.named_parameters()
-            ]
-        ),
-        "optim": repr([{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]),
-        "schedule": repr([factor(t) for t in range(recipe.schedule.epochs * 4)]),
-    }
-
-
-SMALL = {"model.name": "resnet18", "data.image_size": 64, "data.batch_size": 8}
-KEEP_PASTE = ("imagenet_keepautoaugment", {**SMALL, "keep.length": 16})
-KEEP_GRID = ("imagenet_keepgridmask", SMALL)
-EARLY = ("imagenet_keepautoaugment", {**SMALL, "keep.length": 16, "keep.saliency": "early"})
-DEMO = ("demo", {})
-STEP = ("cifar10_cutout", {})
-GRIDMIX = ("imagenet_gridmix", {**SMALL, "schedule.epochs": 2, "schedule.milestones": [1]})
-# field → (base recipe, its overrides, a new value for the field)
-PERTURB = {
-    "model.name": (*DEMO, "resnet34"),
-    "model.cifar_stem": (*DEMO, True),
-    "model.zero_init_residual": (*DEMO, True),
-    "optim.lr": (*DEMO, 0.05),
-    "optim.momentum": (*DEMO, 0.8),
-    "optim.nesterov": (*DEMO, False),
-    "optim.weight_decay": (*DEMO, 1e-3),
-    "optim.no_wd_bn_bias": (*DEMO, False),
-    "schedule.name": (*DEMO, "step"),
-    "schedule.epochs": (*DEMO, 5),
-    "schedule.warmup_epochs": (*DEMO, 1.5),
-    "schedule.milestones": ("cifar10_cutout", {"schedule.epochs": 3}, [1]),
-    "schedule.gamma": ("cifar10_cutout", {"schedule.epochs": 70}, 0.5),
-    "schedule.min_lr": (*DEMO, 1e-3),
-    "data.image_size": (*DEMO, 48),
-    "data.batch_size": (*DEMO, 16),
-    "data.val_batch_size": (*DEMO, 8),
-    "data.mean": (*DEMO, [120.0, 110.0, 100.0]),
-    "data.std": (*DEMO, [60.0, 60.0, 60.0]),
-    "data.auto_augment": (*DEMO, "rand_augment"),
-    "data.preset": (*DEMO, "cifar"),
-    "data.color_jitter": (*DEMO, 0.4),
-    "data.lighting": (*DEMO, 0.1),
-    "data.workers": (*DEMO, 2),
-    "loss.name": (*DEMO, "soft_ce"),
-    "loss.gamma": (*GRIDMIX, 0.3),
-    "loss.label_smoothing": (*DEMO, 0.1),
-    "keep.method": (*KEEP_PASTE, "cutout"),
-    "keep.tau": (*KEEP_PASTE, 0.5),
-    "keep.length": (*KEEP_PASTE, 32),
-    "keep.saliency": (*KEEP_PASTE, "lowres"),
-    "keep.alpha": (*KEEP_PASTE, 0.5),
-    "keep.draws": (*KEEP_GRID, 4),
-    "keep.box": (*KEEP_PASTE, "clip"),
-    "keep.gridmask.r": (*KEEP_GRID, 0.5),
-    "keep.gridmask.d": (*KEEP_GRID, [16, 40]),
-    "keep.gridmask.rotate": (*KEEP_GRID, 90),
-    "keep.gridmask.mode": (*KEEP_GRID, 0),
-    "keep.early_weight": (*EARLY, 0.5),
-}
-
-
-def schema_fields() -> set[str]:
-    from dali_gridaug import recipes
-
-    out = set()
-    for section in recipes.SECTIONS:
-        for f in dataclasses.fields(getattr(recipes, f"{section.capitalize()}Section")):
-            if f.name == "gridmask":  # the [keep.gridmask] table
-                grid = dataclasses.fields(recipes.KeepGridMaskSection)
-                out |= {f"keep.gridmask.{g.name}" for g in grid}
-            else:
-                out.add(f"{section}.{f.name}")
-    return out
-
-
-def test_perturbation_table_covers_every_field() -> None:
-    assert set(PERTURB) == schema_fields()  # a new field needs a row here (and a consumer)
-
-
-@pytest.mark.parametrize("field", sorted(PERTURB))
-@pytest.mark.slow
-def test_every_field_changes_what_the_trainer_builds(field: str) -> None:
-    if field == "keep.box" and not HAS_BOX:
-        pytest.xfail("KeepStage(box=…) from the keep branch")
-    name, overrides, value = PERTURB[field]
-    base = load_recipe(name).override(overrides)
-    changed = base.override({field: value})
-    before, after = consumers(base), consumers(changed)
-    assert before != after, f"{field} = {value!r} changes nothing the trainer builds"
 
 
 @pytest.mark.parametrize(
