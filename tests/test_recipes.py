@@ -246,23 +246,16 @@ def test_loader_kwargs_same_as_before(name: str) -> None:
     augment = PAPER_AUGMENT[name]
     std = CIFAR_STD if mean == CIFAR_MEAN else IMAGENET_STD
     recipe = load_recipe(name)
+    both = {"batch_size": batch // 4, "image_size": size, "mean": mean, "std": std}
     train = recipe.loader_kwargs(train=True, world_size=4)
     assert {k: v for k, v in train.items() if k not in NEW_KEYS} == {
-        "batch_size": batch // 4,
-        "image_size": size,
-        "mean": mean,
-        "std": std,
+        **both,
         "augment": augment,
         "auto_augment": auto,
         "keep_clean": clean,
     }
     val = recipe.loader_kwargs(train=False, world_size=4)
-    assert {k: v for k, v in val.items() if k not in NEW_KEYS} == {
-        "batch_size": batch // 4,
-        "image_size": size,
-        "mean": mean,
-        "std": std,
-    }
+    assert {k: v for k, v in val.items() if k not in NEW_KEYS} == both
     # the new keys appear only where the file sets them
     text = (REPO / "pipelines" / f"{name}.toml").read_text()
     for key in NEW_KEYS & set(train):
