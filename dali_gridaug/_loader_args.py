@@ -1,5 +1,6 @@
-"""``create_loader``'s argument checks and defaults: each raises ``TypeError``/``ValueError``
-naming the argument, its range and the value, before any pipeline is built.
+"""``create_loader``'s arguments → a :class:`~dali_gridaug.pipeline.PipelineSpec`: the checks
+and defaults (each raises ``TypeError``/``ValueError`` naming the argument, its range and the
+value, before any pipeline is built), and the check of a ``resume`` state.
 """
 
 from __future__ import annotations
@@ -7,16 +8,178 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from dali_gridaug._validate import check_int, check_sequence
+from dali_gridaug._validate import (
+    check_channels,
+    check_choice,
+    check_dali_checkpoint,
+    check_int,
+    check_range,
+    check_sequence,
+    check_type,
+)
 from dali_gridaug.augment.base import Augment
-from dali_gridaug.reader import FileSource, Source
+from dali_gridaug.pipeline import PipelineSpec
+from dali_gridaug.presets import resolve_preset
+from dali_gridaug.reader import FileSource, Source, resolve_source
+
+#: ``auto_augment`` policies (DALI's ``auto_aug`` module).
+AUTO_AUGMENT_POLICIES = ("rand_augment", "auto_augment", "trivial_augment")
 
 
-def image_size(image_size: Any) -> tuple[int, int]:
+def loader_spec(
+    source: Any,
+    *,
+    batch_size: Any,
+    train: Any,
+    image_size: Any,
+    augment: Any,
+    device: Any,
+    seed: Any,
+    num_threads: Any,
+    shard_id: Any,
+    num_shards: Any,
+    mean: Any,
+    std: Any,
+    dtype: Any,
+    drop_last: Any,
+    keep_clean: Any,
+    auto_augment: Any,
+    exclude: Any,
+    checkpointing: Any,
+    resume: Any,
+    preset: Any,
+    color_jitter: Any,
+    lighting: Any,
+    hw_decoder_load: Any,
+    label_smoothing: Any,
+) -> tuple[PipelineSpec, bool]:
+    """Check ``create_loader``'s arguments (documented there; none has a default here, so a
+    new one cannot be forgotten on the way) and resolve them. Long by its signature, one line
+    per argument; the body is about 45 lines.
+
+    Returns:
+        ``(spec, drop_last)``: one rank's pipeline spec, and ``drop_last`` resolved.
+    """
+    batch_size = check_int("batch_size", batch_size, 1)
+    _check_flags(device, dtype, train, keep_clean, checkpointing, drop_last, auto_augment)
+    # 0 = a DataLoader's num_workers=0: the default thread count
+    threads = check_int("num_threads", 0 if num_threads is None else num_threads, 0)
+    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
+    size = image_size_pair(pre.size if image_size is None else image_size)
+    augment, exclude = augments(augment, size, batch_size), paths(exclude)
+    if augment and not train:
+        raise ValueError("`augment` is for training loaders; pass train=True or augment=()")
+    rank, world = distributed(shard_id, num_shards)
+    # DALI seeds are int64 and rank r's pipeline uses seed + r
+    seed = check_int("seed", seed, 0, 2**63 - world)
+    mean_t = check_channels("mean", pre.mean if mean is None else mean)
+    std_t = check_channels("std", pre.std if std is None else std)
+    if any(s <= 0 for s in std_t):
+        raise ValueError(f"`std` must be positive, got {std}")
+    check_range("hw_decoder_load", hw_decoder_load, 0, 1)
+    smoothing = target_smoothing(label_smoothing, augment)
+    src = dataset(source, exclude, world)
+    drop_last = train if drop_last is None else drop_last
+    dev = resolve_device(device)
+    spec = PipelineSpec(
+        source=src,
+        batch_size=pipeline_batch(batch_size, src, world, drop_last, size),
+        train=train,
+        size=size,
+        augments=augment,
+        device=dev,
+        device_id=device_id() if dev == "gpu" else None,
+        seed=seed,
+        num_threads=threads or max(1, min(8, os.cpu_count() or 1)),
+        shard_id=rank,
+        num_shards=world,
+        mean=mean_t,
+        std=std_t,
+        half=dtype == torch.float16,
+        keep_clean=keep_clean,
+        auto_augment=auto_augment,
+        checkpointing=checkpointing or resume is not None,
+        preset=pre,
+        hw_decoder_load=float(hw_decoder_load),
+        label_smoothing=smoothing,
+    )
+    return spec, drop_last
+
+
+def _check_flags(
+    device: Any,
+    dtype: Any,
+    train: Any,
+    keep_clean: Any,
+    checkpointing: Any,
+    drop_last: Any,
+    auto_augment: Any,
+) -> None:
+    check_choice("device", device, ("auto", "gpu", "cpu"))
+    check_choice("dtype", dtype, (torch.float32, torch.float16))
+    for name, flag in [("train", train), ("keep_clean", keep_clean)]:
+        check_type(name, flag, bool)
+    check_type("checkpointing", checkpointing, bool)
+    if drop_last is not None:
+        check_type("drop_last", drop_last, bool)
+    if auto_augment is not None:
+        check_choice("auto_augment", auto_augment, AUTO_AUGMENT_POLICIES)
+
+
+def dataset(source: Any, exclude: tuple[str, ...], world: int) -> Source:
+    """The resolved ``source`` minus ``exclude``, with at least one file per rank."""
+    src = resolve_source(source)
+    if exclude:
+        if not isinstance(src, FileSource):
+            raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
+        src = src.without(exclude)
+    if isinstance(src, FileSource) and len(src) < world:
+        raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")
+    return src
+
+
+def target_smoothing(smoothing: Any, augment: Sequence[Augment]) -> float:
+    """The one ε of the labels stage: the loader's, else a mixing augmentation's own."""
+    check_range("label_smoothing", smoothing, 0, 1, high_open=True)
+    own = {a.target_smoothing() for a in augment} - {0.0}
+    if smoothing and own and own != {smoothing}:
+        raise ValueError(
+            f"`label_smoothing`={smoothing} of the loader and `label_smoothing`="
+            f"{', '.join(map(str, sorted(own)))} of the augmentation differ; set one of them"
+        )
+    return float(smoothing or (own.pop() if own else 0.0))
+
+
+def check_state(state: Any, identity: Mapping[str, int], checkpointing: bool) -> None:
+    """Check a ``resume`` state (a :meth:`~dali_gridaug.loader.DaliLoader.state_dict`) against
+    the loader it is restored into, whose ``identity`` (batch size, shards, seed, file count)
+    it must match.
+    """
+    if not checkpointing:
+        raise ValueError("restoring a loader state needs `checkpointing`=True")
+    if not isinstance(state, Mapping):
+        raise TypeError(f"`resume` must be a loader state_dict(), got {type(state).__name__}")
+    missing = {"dali", "epoch", "batches_done", "first_epoch", "first_step", *identity}
+    missing -= set(state)
+    if missing:
+        raise ValueError(f"loader state is missing {', '.join(sorted(missing))}")
+    for key, value in identity.items():
+        if state[key] != value:
+            raise ValueError(
+                f"loader state was saved with `{key}`={state[key]}, this loader has {value}; "
+                "a DALI checkpoint restores only into the same pipeline"
+            )
+    for key in ("epoch", "batches_done", "first_epoch", "first_step"):
+        check_int(f"resume[{key!r}]", state[key], 0 if key != "first_epoch" else None)
+    check_dali_checkpoint(state["dali"], state.get("dali_sha256"))
+
+
+def image_size_pair(image_size: Any) -> tuple[int, int]:
     if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
         pair = image_size
     elif isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):

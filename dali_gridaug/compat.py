@@ -11,6 +11,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+from dali_gridaug.filelist import class_names
 from dali_gridaug.reader import FileSource, TarSource
 
 if TYPE_CHECKING:
@@ -107,8 +108,7 @@ class ShardSampler:
 def _tar_class_names(folder: str, num_classes: int) -> list[str]:
     names_file = os.path.join(folder, "classes.txt")
     if os.path.isfile(names_file):
-        with open(names_file) as f:
-            names = f.read().split()
+        names = class_names(names_file)
         if len(names) == num_classes:
             return names
     return [str(k) for k in range(num_classes)]

@@ -14,15 +14,7 @@ from typing import Any
 import torch
 
 from dali_gridaug import _loader_args as checks
-from dali_gridaug._validate import (
-    as_bytes,
-    check_channels,
-    check_choice,
-    check_dali_checkpoint,
-    check_int,
-    check_range,
-    check_type,
-)
+from dali_gridaug._validate import as_bytes, check_int
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.augment.graph import is_native
 from dali_gridaug.batch import Batch
@@ -32,11 +24,8 @@ from dali_gridaug.errors import name_bad_files
 from dali_gridaug.labels import parse_ascii_labels, smooth_target
 from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
-from dali_gridaug.presets import ColorJitter, Lighting, Preset, resolve_preset
-from dali_gridaug.reader import FileSource, Source, resolve_source
-
-#: ``auto_augment`` policies (DALI's ``auto_aug`` module).
-AUTO_AUGMENT_POLICIES = ("rand_augment", "auto_augment", "trivial_augment")
+from dali_gridaug.presets import ColorJitter, Lighting, Preset
+from dali_gridaug.reader import FileSource, Source
 
 
 def create_loader(
@@ -68,6 +57,9 @@ def create_loader(
     num_classes: int | None = None,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
+
+    Long only by its 25 documented arguments: the body hands them, by name, to the checks
+    and defaults of ``dali_gridaug._loader_args.loader_spec``.
 
     Args:
         source: ImageFolder root, file list (``.txt``), tar shard path(s), or a
@@ -118,66 +110,34 @@ def create_loader(
     Raises:
         TypeError, ValueError: a bad argument (the message names it, its range and the value).
     """
-    batch_size = check_int("batch_size", batch_size, 1)
-    check_choice("device", device, ("auto", "gpu", "cpu"))
-    check_choice("dtype", dtype, (torch.float32, torch.float16))
-    for name, flag in [("train", train), ("keep_clean", keep_clean)]:
-        check_type(name, flag, bool)
-    check_type("checkpointing", checkpointing, bool)
-    if drop_last is not None:
-        check_type("drop_last", drop_last, bool)
-    if auto_augment is not None:
-        check_choice("auto_augment", auto_augment, AUTO_AUGMENT_POLICIES)
-    # 0 = a DataLoader's num_workers=0: the default thread count
-    threads = check_int("num_threads", 0 if num_threads is None else num_threads, 0)
-    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
-    size = checks.image_size(pre.size if image_size is None else image_size)
-    augment, exclude = checks.augments(augment, size, batch_size), checks.paths(exclude)
-    if augment and not train:
-        raise ValueError("`augment` is for training loaders; pass train=True or augment=()")
-    rank, world = checks.distributed(shard_id, num_shards)
-    # DALI seeds are int64 and rank r's pipeline uses seed + r
-    seed = check_int("seed", seed, 0, 2**63 - world)
-    mean_t = check_channels("mean", pre.mean if mean is None else mean)
-    std_t = check_channels("std", pre.std if std is None else std)
-    if any(s <= 0 for s in std_t):
-        raise ValueError(f"`std` must be positive, got {std}")
-    check_range("hw_decoder_load", hw_decoder_load, 0, 1)
-    smoothing = _label_smoothing(label_smoothing, augment)
-    src = resolve_source(source)
-    if exclude:
-        if not isinstance(src, FileSource):
-            raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
-        src = src.without(exclude)
-    if isinstance(src, FileSource) and len(src) < world:
-        raise ValueError(f"dataset has {len(src)} files, fewer than `num_shards`={world}")
-    drop_last = train if drop_last is None else drop_last
-    dev = checks.resolve_device(device)
-    spec = PipelineSpec(
-        source=src,
-        batch_size=checks.pipeline_batch(batch_size, src, world, drop_last, size),
+    spec, drop_last = checks.loader_spec(
+        source,
+        batch_size=batch_size,
         train=train,
-        size=size,
-        augments=augment,
-        device=dev,
-        device_id=checks.device_id() if dev == "gpu" else None,
+        image_size=image_size,
+        augment=augment,
+        device=device,
         seed=seed,
-        num_threads=threads or max(1, min(8, os.cpu_count() or 1)),
-        shard_id=rank,
-        num_shards=world,
-        mean=mean_t,
-        std=std_t,
-        half=dtype == torch.float16,
+        num_threads=num_threads,
+        shard_id=shard_id,
+        num_shards=num_shards,
+        mean=mean,
+        std=std,
+        dtype=dtype,
+        drop_last=drop_last,
         keep_clean=keep_clean,
         auto_augment=auto_augment,
-        checkpointing=checkpointing or resume is not None,
-        preset=pre,
-        hw_decoder_load=float(hw_decoder_load),
-        label_smoothing=smoothing,
+        exclude=exclude,
+        checkpointing=checkpointing,
+        resume=resume,
+        preset=preset,
+        color_jitter=color_jitter,
+        lighting=lighting,
+        hw_decoder_load=hw_decoder_load,
+        label_smoothing=label_smoothing,
     )
-    classes = checks.num_classes(num_classes, src)
     return DaliLoader(
-        spec, drop_last=drop_last, state=resume, num_classes=classes, batch_size=batch_size
+        spec, drop_last=drop_last, state=resume, num_classes=num_classes, batch_size=batch_size
     )
 
 
@@ -248,7 +208,7 @@ class DaliLoader:
 
         spec, checkpoint = self.spec, None
         if state is not None:
-            self._check_state(state)
+            checks.check_state(state, self._identity(), self.spec.checkpointing)
             checkpoint = state["dali"]
             self.epoch, self._batches_done = int(state["epoch"]), int(state["batches_done"])
             if self.params is not None:
@@ -292,25 +252,6 @@ class DaliLoader:
             "num_files": len(s.source) if isinstance(s.source, FileSource) else -1,
         }
 
-    def _check_state(self, state: Mapping[str, Any]) -> None:
-        if not self.spec.checkpointing:
-            raise ValueError("restoring a loader state needs `checkpointing`=True")
-        if not isinstance(state, Mapping):
-            raise TypeError(f"`resume` must be a loader state_dict(), got {type(state).__name__}")
-        missing = {"dali", "epoch", "batches_done", "first_epoch", "first_step", *self._identity()}
-        missing -= set(state)
-        if missing:
-            raise ValueError(f"loader state is missing {', '.join(sorted(missing))}")
-        for key, value in self._identity().items():
-            if state[key] != value:
-                raise ValueError(
-                    f"loader state was saved with `{key}`={state[key]}, this loader has {value}; "
-                    "a DALI checkpoint restores only into the same pipeline"
-                )
-        for key in ("epoch", "batches_done", "first_epoch", "first_step"):
-            check_int(f"resume[{key!r}]", state[key], 0 if key != "first_epoch" else None)
-        check_dali_checkpoint(state["dali"], state.get("dali_sha256"))
-
     def state_dict(self) -> dict[str, Any]:
         """This rank's position: the DALI checkpoint (reader position and every operator's
         random state, net of batches DALI prefetched but the loader did not hand out) with
@@ -340,7 +281,7 @@ class DaliLoader:
         ``create_loader(resume=...)`` does the same without building a pipeline first.
         """
         self._check_idle("load_state_dict")
-        self._check_state(state)
+        checks.check_state(state, self._identity(), self.spec.checkpointing)
         del self._iter, self.pipe
         self._build(state)
 
@@ -449,18 +390,6 @@ class DaliLoader:
             labels=labels, index=index, lam=update.lam, partner=update.partner,
             patch_labels=update.patch_labels, clean=out.get("clean"), epoch=self.epoch,
         )  # fmt: skip
-
-
-def _label_smoothing(smoothing: float, augment: Sequence[Augment]) -> float:
-    """The one ε of the labels stage: the loader's, else a mixing augmentation's own."""
-    check_range("label_smoothing", smoothing, 0, 1, high_open=True)
-    own = {a.target_smoothing() for a in augment} - {0.0}
-    if smoothing and own and own != {smoothing}:
-        raise ValueError(
-            f"`label_smoothing`={smoothing} of the loader and `label_smoothing`="
-            f"{', '.join(map(str, sorted(own)))} of the augmentation differ; set one of them"
-        )
-    return float(smoothing or (own.pop() if own else 0.0))
 
 
 __all__ = ["DaliLoader", "create_loader"]

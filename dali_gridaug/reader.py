@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import unicodedata
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from dali_gridaug.constants import IMG_EXTENSIONS, READER_NAME
+from dali_gridaug.filelist import class_names, read_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,39 +121,69 @@ Source = FileSource | TarSource
 
 def image_folder(root: str | os.PathLike[str]) -> FileSource:
     """Scan ``root/<class>/**/<image>`` as torchvision's ``ImageFolder`` does (same classes,
-    same order), following symlinks, but never entering a folder again that is already on
-    the path from its class folder (a symlink loop would otherwise list each file many times,
-    under the wrong sub-paths); each loop is reported with a ``UserWarning``.
+    same order), following symlinks without loops (:func:`scan_folder`); each loop is
+    reported with a ``UserWarning``.
 
     Raises:
         FileNotFoundError: ``root`` is missing, has no class folders, or a class folder has
             no image file (the message names it).
     """
     root = os.path.abspath(os.fspath(root))
-    classes = class_folders(root)
-    files: list[str] = []
-    targets: list[int] = []
-    empty, loops = [], []
-    for idx, name in enumerate(classes):
-        count = 0
-        folders, found = walk(os.path.join(root, name), above=(root,))
-        loops += found
-        for dirpath, fnames in folders:
-            for fname in fnames:
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    files.append(os.path.join(dirpath, fname))
-                    targets.append(idx)
-                    count += 1
-        if count == 0:
-            empty.append(name)
-    if loops:
-        warnings.warn(loop_message(loops), UserWarning, stacklevel=2)
-    if empty:
+    scan = scan_folder(root)
+    if scan.loops:
+        warnings.warn(loop_message(scan.loops), UserWarning, stacklevel=2)
+    if scan.empty:
         raise FileNotFoundError(
-            f"class folder(s) with no image file in {root!r}: {', '.join(empty)} "
+            f"class folder(s) with no image file in {root!r}: {', '.join(scan.empty)} "
             f"(accepted extensions: {', '.join(IMG_EXTENSIONS)})"
         )
-    return FileSource(tuple(files), tuple(targets), tuple(classes), root)
+    files = tuple(f for f, _ in scan.images)
+    return FileSource(files, tuple(k for _, k in scan.images), scan.classes, root)
+
+
+class FolderScan(NamedTuple):
+    """What :func:`scan_folder` finds under an ImageFolder root (absolute paths).
+
+    Attributes:
+        classes: class folder names, sorted; ``classes[k]`` is class ``k``.
+        images: ``(path, class index)`` of each file with an image extension, in
+            ``ImageFolder`` order.
+        others: the other files in class folders, in the same order.
+        empty: class folders without an image file.
+        loops: ``(link path, real path it points back to)`` of the folder symlinks not
+            entered.
+    """
+
+    classes: tuple[str, ...]
+    images: list[tuple[str, int]]
+    others: list[str]
+    empty: list[str]
+    loops: list[tuple[str, str]]
+
+
+def scan_folder(root: str) -> FolderScan:
+    """Walk the ImageFolder ``root`` (absolute) as torchvision does, following symlinks but
+    never entering a folder again that is already on the path from its class folder (a
+    symlink loop would otherwise list each file many times, under the wrong sub-paths).
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or has no class folder.
+    """
+    scan = FolderScan(tuple(class_folders(root)), [], [], [], [])
+    for idx, name in enumerate(scan.classes):
+        folders, found = walk(os.path.join(root, name), above=(root,))
+        scan.loops.extend(found)
+        count = len(scan.images)
+        for dirpath, fnames in folders:
+            for fname in fnames:
+                path = os.path.join(dirpath, fname)
+                if fname.lower().endswith(IMG_EXTENSIONS):
+                    scan.images.append((path, idx))
+                else:
+                    scan.others.append(path)
+        if len(scan.images) == count:
+            scan.empty.append(name)
+    return scan
 
 
 def class_folders(root: str) -> list[str]:
@@ -220,116 +251,19 @@ def loop_message(loops: Sequence[tuple[str, str]]) -> str:
 def file_list(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> FileSource:
-    """Read a file list: one ``<path> <class index>`` per line (paths relative to ``root``,
-    default the list's folder), the format ``check-data`` writes and DALI's ``file_list`` uses.
-
-    A path is taken literally up to the last space of the line, unless it starts with ``"``:
-    then it is quoted as :func:`quote_path` writes it (any file name the OS allows, newlines
-    and undecodable bytes included). Blank lines and lines starting with ``#`` are skipped.
-    The file is UTF-8. Class names are the class indices as strings unless a ``classes.txt``
-    (one name per line, quoted the same way) sits beside the list.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file list {str(path)!r} does not exist")
-    base = Path(root) if root is not None else path.parent
-    files, targets = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        line = line.removesuffix("\r")
-        if not line.strip() or line.startswith("#"):
-            continue
-        try:
-            name, label = _split_line(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{n}: {exc}, got {line!r}") from None
-        files.append(os.path.abspath(os.path.join(base, name)))
-        targets.append(int(label))
-    if not files:
-        raise ValueError(f"file list {str(path)!r} lists no files")
-    names_file = path.parent / "classes.txt"
-    if names_file.is_file():
-        classes = tuple(class_names(names_file)[: max(targets) + 1])
-    else:
-        classes = tuple(str(k) for k in range(max(targets) + 1))
-    return FileSource(tuple(files), tuple(targets), classes, os.path.abspath(base))
-
-
-def class_names(path: str | os.PathLike[str]) -> list[str]:
-    """The names in a ``classes.txt``: one per line, each plain or quoted (:func:`quote_path`)."""
-    lines = Path(path).read_text(encoding="utf-8").split("\n")
-    return [unquote_path(n)[0] if n.startswith('"') else n for n in lines]
-
-
-def _split_line(line: str) -> tuple[str, str]:
-    if line.startswith('"'):
-        name, rest = unquote_path(line)
-        label = rest[1:] if rest.startswith(" ") else "?"
-    else:
-        name, _, label = line.rpartition(" ")
-    if not name or not label.isdigit():
-        raise ValueError("expected '<path> <class index ≥ 0>'")
-    return name, label
-
-
-#: Escapes inside a quoted path (besides ``\xHH``, one raw byte of the name).
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def quote_path(path: str) -> str:
-    r"""A file-list entry for ``path``: the path itself when it is plain, else quoted.
-
-    A path is plain unless it starts with ``"`` or ``#``, or holds a control character or a
-    byte that is not UTF-8 (Python spells those as lone surrogates, ``os.fsdecode``'s
-    ``surrogateescape``). Quoted: ``"…"`` with ``\\``, ``\"``, ``\n``, ``\r``, ``\t``, and
-    ``\xHH`` for one raw byte of the name (other control characters, and the undecodable
-    bytes). :func:`unquote_path` reads it back to the same ``str`` (so ``os.fsencode`` gives
-    the same bytes).
-    """
-    if not (path.startswith(('"', "#")) or any(_special(c) for c in path)):
-        return path
-    out = []
-    for c in path:
-        if c in _ESCAPES:
-            out.append(_ESCAPES[c])
-        elif "\udc80" <= c <= "\udcff":
-            out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        elif _special(c):
-            out.append("".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")))
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
-
-
-def unquote_path(text: str) -> tuple[str, str]:
-    """Read a quoted path (see :func:`quote_path`) from the start of ``text``.
-
-    Returns:
-        ``(path, rest of text after the closing quote)``.
+    """Read a file list (the format :mod:`dali_gridaug.filelist` describes, the one
+    ``check-data`` writes): one ``<path> <class index>`` per line, paths relative to ``root``
+    (default the list's folder). Class names come from a ``classes.txt`` beside the list,
+    else they are the class indices as strings.
 
     Raises:
-        ValueError: no closing quote, or an unknown escape.
+        FileNotFoundError: ``path`` is missing.
+        ValueError: a malformed line (named with its line number) or an empty list.
     """
-    raw = bytearray()
-    i = 1
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            return os.fsdecode(bytes(raw)), text[i + 1 :]
-        if c != "\\":
-            raw += c.encode("utf-8", "surrogateescape")
-            i += 1
-            continue
-        nxt = text[i + 1 : i + 2]
-        if nxt == "x" and len(text) >= i + 4:
-            raw.append(int(text[i + 2 : i + 4], 16))
-            i += 4
-            continue
-        inverse = {v[1]: k for k, v in _ESCAPES.items()}
-        if nxt not in inverse:
-            raise ValueError(f"unknown escape \\{nxt} in a quoted path")
-        raw += inverse[nxt].encode()
-        i += 2
-    raise ValueError("quoted path without its closing quote")
+    names, targets, classes = read_list(path)
+    base = os.path.abspath(Path(root) if root is not None else Path(path).parent)
+    files = tuple(os.path.abspath(os.path.join(base, n)) for n in names)
+    return FileSource(files, tuple(targets), classes, base)
 
 
 def utf8_name(path: str) -> bool:
@@ -339,11 +273,6 @@ def utf8_name(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _special(c: str) -> bool:
-    """Control characters and the lone surrogates that stand for undecodable bytes."""
-    return unicodedata.category(c) in ("Cc", "Cs")
 
 
 def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> Source:
@@ -374,7 +303,9 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
 def tar_shards(
     paths: Sequence[str | os.PathLike[str]], num_classes: int | None = None
 ) -> TarSource:
-    """Tar shards; ``num_classes`` defaults to the line count of ``classes.txt`` beside them."""
+    """Tar shards; ``num_classes`` defaults to the number of names in the ``classes.txt``
+    beside them (one per line, :func:`~dali_gridaug.filelist.class_names`).
+    """
     paths = tuple(os.path.abspath(os.fspath(p)) for p in paths)
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -385,7 +316,7 @@ def tar_shards(
             raise ValueError(
                 "`num_classes` is needed for tar shards without a classes.txt beside them"
             )
-        num_classes = len(names.read_text().split())
+        num_classes = len(class_names(names))
     return TarSource(paths, num_classes)
 
 

@@ -1,4 +1,5 @@
-"""Test helpers: flat-colour datasets and the provenance of their pixels."""
+"""Test helpers: flat-colour datasets and the provenance of their pixels; datasets, argument
+lists and environments for training-CLI runs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+
+import dali_gridaug
+from dali_gridaug import make_sample_dataset
+
+#: The folder holding the ``dali_gridaug`` package, for subprocesses' ``PYTHONPATH``.
+PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
 
 
 def make_constant_dataset(
@@ -47,3 +55,80 @@ def collect(loader, epochs: int, keys: tuple[str, ...] = ()) -> dict[str, np.nda
             for k in out:
                 out[k].append(raw[k].cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def training_data(
+    root: Path,
+    recipe: str,
+    *,
+    num_classes: int,
+    train_per_class: int,
+    val_per_class: int,
+    size_range: tuple[int, int],
+) -> dict[str, Path]:
+    """A sample ``train``/``val`` ImageFolder pair under ``root`` (JPEGs with sides drawn in
+    ``size_range`` pixels), with the TOML text ``recipe`` written to ``root/recipe.toml``.
+    """
+    paths = make_sample_dataset(
+        root,
+        num_classes=num_classes,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        size_range=size_range,
+    )
+    (root / "recipe.toml").write_text(recipe)
+    return paths
+
+
+def training_data_fixture(
+    name: str,
+    recipe: str,
+    *,
+    num_classes: int,
+    train_per_class: int,
+    val_per_class: int,
+    size_range: tuple[int, int],
+) -> object:
+    """A module-scoped ``data`` fixture: :func:`training_data` in a fresh ``name`` folder,
+    built once per test module (assign it to ``data`` in the module).
+    """
+    sizes = dict(
+        num_classes=num_classes,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        size_range=size_range,
+    )
+
+    @pytest.fixture(scope="module")
+    def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+        return training_data(tmp_path_factory.mktemp(name), recipe, **sizes)
+
+    return data
+
+
+def train_argv(
+    data: dict[str, Path], out: Path, *extra: str, val: bool = False, seed: int | None = None
+) -> list[str]:
+    """Training-CLI arguments for a short CPU run of :func:`training_data`'s recipe into
+    ``out``: one DALI and one torch thread, each step's sample ids logged to
+    ``out/samples/rank<r>.tsv``, no progress bar; with ``val`` the val folder is evaluated,
+    ``seed`` sets ``--seed``, and ``extra`` is appended.
+    """
+    argv = ["--train", str(data["train"])] + (["--val", str(data["val"])] if val else [])
+    argv += ["--recipe", str(data["train"].parent / "recipe.toml"), "--out", str(out)]
+    argv += ["--device", "cpu", "--workers", "1", "--torch-threads", "1"]
+    argv += ["--seed", str(seed)] if seed is not None else []
+    return [*argv, "--log-samples", "--no-progress", *extra]
+
+
+def rank_env(rank: int = 0, world: int = 1, port: int | None = None) -> dict[str, str]:
+    """This process's environment for a training subprocess that is rank ``rank`` of
+    ``world`` (``torchrun``'s variables; ``port`` is the rendezvous port on 127.0.0.1 when
+    ``world`` > 1), with :data:`PACKAGE_ROOT` first on ``PYTHONPATH``.
+    """
+    path = os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path, RANK=str(rank), WORLD_SIZE=str(world))
+    env.update(LOCAL_RANK=str(rank))
+    if world > 1:
+        env.update(LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    return env

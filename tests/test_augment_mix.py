@@ -36,6 +36,7 @@ def cutmix_draws(color_data: Path) -> list:
     return list(_batches(_loader(color_data, CutMix(mode="elem")), EPOCHS))
 
 
+@pytest.mark.slow
 def test_cutmix_lam_is_the_exact_pixel_fraction(cutmix_draws: list) -> None:
     for b in cutmix_draws:
         ids = color_ids(b.images, COLORS)

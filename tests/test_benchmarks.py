@@ -25,6 +25,7 @@ TINY = (
 ).split()
 
 
+@pytest.mark.slow
 def test_acceptance_smoke_writes_json_with_targets(tmp_path):
     suites = (
         "acceptance,augment-op/gridmask*,augment-op/cutmix[dali],augment-op/pass*,"
@@ -117,6 +118,7 @@ def test_selection_patterns():
     assert not selected(["*"], ["dali-gpu"], "dali-gpu/no-aug")
 
 
+@pytest.mark.slow
 def test_bench_runs_from_an_installed_package(tmp_path):
     """``pip install --target`` then ``bench --list`` from another folder: no checkout needed."""
     import shutil
@@ -145,6 +147,7 @@ def test_bench_runs_from_an_installed_package(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_selftest_on_cpu_writes_one_report_in_the_bench_schema(tmp_path):
     from dali_gridaug.bench.selftest import main as selftest
 
@@ -166,6 +169,7 @@ def test_selftest_on_cpu_writes_one_report_in_the_bench_schema(tmp_path):
     assert "CutMix" in data["configs"][2]["implementation"]
 
 
+@pytest.mark.slow
 def test_selftest_gpu_checks_run_pytest_and_validate_graphs(tmp_path):
     from dali_gridaug.bench.selftest import gpu_graphs, gpu_tests
 
@@ -237,6 +241,7 @@ def test_reference_ports_are_self_consistent():
     assert torch.allclose(soft[torch.arange(4), torch.arange(4)], lam)  # own-class weight = λ
 
 
+@pytest.mark.slow
 def test_missing_scikit_image_is_a_one_line_usage_error(tmp_path):
     code = (
         "import sys; sys.modules['skimage'] = None; from dali_gridaug.cli import main; "

@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from dali_gridaug import cli, make_sample_dataset
+from dali_gridaug.filelist import quote_path, unquote_path
 from dali_gridaug.loader import create_loader
-from dali_gridaug.reader import FileSource, file_list, image_folder, quote_path, unquote_path
+from dali_gridaug.reader import FileSource, file_list, image_folder
 from dali_gridaug.tools.check import check_dataset
 
 NON_UTF8 = os.fsdecode(b"c01_vstripes/caf\xe9.jpg")  # Latin-1 "café": not UTF-8
@@ -82,6 +83,7 @@ def run(faults: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, obj
     return {"rc": rc, "report": json.loads(text), "list": out / "report_clean.txt"}
 
 
+@pytest.mark.slow
 def test_every_bad_file_and_no_good_one(faults: dict, run: dict) -> None:
     report = run["report"]
     assert run["rc"] == 1
@@ -89,6 +91,7 @@ def test_every_bad_file_and_no_good_one(faults: dict, run: dict) -> None:
     assert report["counts"]["good"] == 12 + 4  # the sample files + the 4 good new ones
 
 
+@pytest.mark.slow
 def test_symlink_loops_are_reported_and_not_followed(faults: dict, run: dict) -> None:
     report = run["report"]
     assert {i["path"] for i in report["loops"]} == faults["loops"]
@@ -103,11 +106,13 @@ def test_image_folder_skips_the_loops_and_says_so(faults: dict) -> None:
     assert len(src) == 12 + 4 + 3  # the image_folder view: every extension-matching file
 
 
+@pytest.mark.slow
 def test_exif_rotation_is_a_note_not_a_fault(run: dict) -> None:
     notes = {(i["path"], i["reason"]) for i in run["report"]["warnings"]}
     assert ("c02_diagonal/rotated.jpg", "exif-rotated") in notes
 
 
+@pytest.mark.slow
 def test_report_paths_as_written_exclude_every_bad_file(faults: dict, run: dict) -> None:
     """The JSON paths (relative to ROOT, the undecodable byte kept) are ``exclude=`` as is."""
     paths = [i["path"] for i in run["report"]["bad"]]
@@ -121,6 +126,7 @@ def test_report_paths_as_written_exclude_every_bad_file(faults: dict, run: dict)
     assert seen == list(range(16))
 
 
+@pytest.mark.slow
 def test_clean_list_reads_back_every_name(faults: dict, run: dict) -> None:
     src = file_list(run["list"])
     names = {os.path.relpath(f, faults["root"]) for f in src.files}

@@ -131,6 +131,7 @@ def empty_cwd(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return cwd
 
 
+@pytest.mark.slow
 def test_demo_defaults_write_only_to_the_cache(empty_cwd: Path, cache: Path) -> None:
     """No --root, no --out: sample data and the PNG land in the user cache, cwd stays empty."""
     argv = ["demo", "--epochs", "1", "--batch-size", "16", "--image-size", "32",
@@ -142,6 +143,7 @@ def test_demo_defaults_write_only_to_the_cache(empty_cwd: Path, cache: Path) -> 
         assert im.format == "PNG" and im.size[0] > 400
 
 
+@pytest.mark.slow
 def test_preview_writes_only_its_out(empty_cwd: Path, cache: Path) -> None:
     argv = ["preview", "--augment", "gridmix", "--out", "grid.png", "--n", "4",
             "--image-size", "64", "--device", "cpu"]  # fmt: skip
@@ -162,6 +164,7 @@ def test_check_data_writes_nothing_in_cwd_or_beside_the_data(
     assert len(list((cache / "dali-gridaug" / "check-data").glob("*/report.json"))) == 1
 
 
+@pytest.mark.slow
 def test_demo_needs_no_matplotlib(tmp_path: Path) -> None:
     """The grid is drawn with Pillow: the demo runs with matplotlib made unimportable."""
     make_sample_dataset(tmp_path / "d", num_classes=2, train_per_class=4, val_per_class=0)
@@ -177,6 +180,7 @@ def test_demo_needs_no_matplotlib(tmp_path: Path) -> None:
     assert (tmp_path / "g.png").is_file()
 
 
+@pytest.mark.slow
 def test_gridmix_preview_outlines_cells_by_source(empty_cwd: Path) -> None:
     """Green (own) and red (partner) outlines both appear; a caption is black text below."""
     argv = ["preview", "--augment", "gridmix", "--out", "g.png", "--n", "4",

@@ -211,6 +211,7 @@ def test_clipped_choice_is_cut_eligible_and_uniform() -> None:
 
 
 @pytest.mark.parametrize("saliency", ["full", "lowres"])
+@pytest.mark.slow
 def test_clip_with_zero_saliency_is_exactly_the_cutout_baseline(saliency: str) -> None:
     size, length, batch, rounds = 12, 6, 1000, 12
     model = blind_model()
@@ -245,6 +246,7 @@ def test_clip_with_zero_saliency_is_exactly_the_cutout_baseline(saliency: str) -
 
 
 @pytest.mark.parametrize("method", ["cutmix", "cutout"])
+@pytest.mark.slow
 def test_clip_mean_cut_area_follows_the_baseline_not_the_inside_rule(method: str) -> None:
     size, batch, rounds = 32, 64, 8
     model = tiny_model()
@@ -304,6 +306,7 @@ def test_keep_cutmix_clip_boxes_are_cut_eligible_with_lam_from_the_clipped_area(
         assert matching and min(matching) <= scores[k - 1], b  # a cut-eligible candidate
 
 
+@pytest.mark.slow
 def test_lowres_reaches_odd_offsets_and_keeps_the_box_rules() -> None:
     size, length = 20, 6
     model = tiny_model()

@@ -72,6 +72,7 @@ def ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.slow
 def test_clean_and_augmented_views_share_crop_and_flip(blob_data: Path, policy: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # DALI's auto_aug aliases

@@ -352,6 +352,7 @@ def reference_epochs(sample_data: dict[str, Path]) -> list[list[tuple]]:
 
 @pytest.mark.parametrize("set_epoch", [True, False])
 @pytest.mark.parametrize("stop", [2, 10, 12])
+@pytest.mark.slow
 def test_break_then_iterate_gives_a_whole_epoch(
     sample_data: dict[str, Path], reference_epochs: list, set_epoch: bool, stop: int
 ) -> None:

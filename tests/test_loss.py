@@ -57,6 +57,7 @@ def test_gridmix_loss_rejects_mismatched_cells() -> None:
         GridMixLoss(-1)
 
 
+@pytest.mark.slow
 def test_gridmix_head_modes() -> None:
     head = GridMixHead(torchvision.models.resnet18(), num_classes=10, n=4)
     g, loc = head(torch.randn(2, 3, 64, 64))
@@ -65,6 +66,7 @@ def test_gridmix_head_modes() -> None:
     assert head(torch.randn(2, 3, 64, 64)).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_gridmix_head_trains_on_sample_data(sample_data: dict[str, Path]) -> None:
     torch.manual_seed(0)
     loader = create_loader(
@@ -203,6 +205,7 @@ def test_build_model_follows_the_recipe() -> None:
     assert isinstance(build_model(early, 3), EarlyHeadResNet)
 
 
+@pytest.mark.slow
 def test_heads_use_the_models_own_forward() -> None:
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -232,6 +235,7 @@ def test_heads_use_the_models_own_forward() -> None:
     }
 
 
+@pytest.mark.slow
 def test_heads_survive_copy_and_pickle() -> None:
     import copy
     import io

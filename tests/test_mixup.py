@@ -65,6 +65,7 @@ SWITCH = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.8, switch_prob=0.5)
 
 
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+@pytest.mark.slow
 def test_lam_and_switch_rate_match_timm(mode: str) -> None:
     ref_lam, ref_switch = _timm_draws(mode, **SWITCH)
     ours = _our_draws(mode, **SWITCH)
@@ -80,6 +81,7 @@ def test_lam_and_switch_rate_match_timm(mode: str) -> None:
     assert abs(switch.mean() - 0.8 * 0.5) < 0.03
 
 
+@pytest.mark.slow
 def test_statistics_tell_a_wrong_switch_apart() -> None:
     """The comparison has power: switch_prob 0.5 vs 0.2 is rejected."""
     ref_lam, _ = _timm_draws("elem", **{**SWITCH, "switch_prob": 0.2})
@@ -90,6 +92,7 @@ def test_statistics_tell_a_wrong_switch_apart() -> None:
 @pytest.mark.parametrize("kw", [dict(mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=False),
                                 dict(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.2, 0.8)),
                                 dict(mixup_alpha=0.2, cutmix_alpha=0.0)])  # fmt: skip
+@pytest.mark.slow
 def test_single_branch_configs_match_timm(kw: dict) -> None:
     ref_lam, _ = _timm_draws("elem", **kw)
     ours = _our_draws("elem", **kw)
@@ -106,6 +109,7 @@ def _distinct(lam: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+@pytest.mark.slow
 def test_per_mode_semantics_match_timm(mode: str) -> None:
     ref_lam, _ = _timm_draws(mode, **SWITCH)
     ours = _our_draws(mode, **SWITCH)

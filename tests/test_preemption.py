@@ -5,6 +5,7 @@ on by default."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import dali_gridaug
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.training.checkpoint import checkpoint_name, list_checkpoints
 from dali_gridaug.training.cli import main, parse_config
 from dali_gridaug.training.metrics import read_sample_log
+from tests.helpers import rank_env, train_argv, training_data_fixture
 
-PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
+pytestmark = pytest.mark.slow  # subprocess training runs, several epochs, 2 ranks
+
 RECIPE = """
 description = "preemption test"
 [model]
@@ -41,30 +42,16 @@ p = 0.5
 STEPS = 30  # 240 files // 8
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("preempt_data")
-    paths = make_sample_dataset(
-        root, num_classes=10, train_per_class=24, val_per_class=20, size_range=(40, 64)
-    )
-    (root / "recipe.toml").write_text(RECIPE)
-    return paths
+SIZES = dict(num_classes=10, train_per_class=24, val_per_class=20, size_range=(40, 64))
+data = training_data_fixture("preempt_data", RECIPE, **SIZES)
 
 
-def _argv(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return [
-        "--train", str(data["train"]), "--val", str(data["val"]),
-        "--recipe", str(data["train"].parent / "recipe.toml"), "--out", str(out),
-        "--device", "cpu", "--workers", "1", "--torch-threads", "1", "--seed", "5",
-        "--log-samples", "--no-progress", *extra,
-    ]  # fmt: skip
+_argv = functools.partial(train_argv, val=True, seed=5)
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen:
-    path = os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path, WORLD_SIZE="1", RANK="0", LOCAL_RANK="0")
     cmd = [sys.executable, "-m", "dali_gridaug.training", *argv]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, env=rank_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _wait_for(child: subprocess.Popen, ready, what: str) -> None:  # noqa: ANN001
@@ -168,7 +155,6 @@ def test_time_based_checkpoints(data: dict[str, Path], tmp_path: Path) -> None:
     assert names == [checkpoint_name(1, 0)]
 
 
-@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_at_the_same_step(
     data: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -182,19 +168,13 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step(
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        path = os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")])
         cmd = [sys.executable, "-m", "dali_gridaug.training", *_argv(data, out, *extra)]
-        procs = []
-        for rank in range(2):
-            env = dict(
-                os.environ, PYTHONPATH=path, RANK=str(rank), WORLD_SIZE="2",
-                LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                MASTER_PORT=str(port),
-            )  # fmt: skip
-            procs.append(
-                subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return [
+            subprocess.Popen(
+                cmd, env=rank_env(r, 2, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
-        return procs
+            for r in range(2)
+        ]
 
     procs = spawn("--epochs", "1")
     log1 = out / "samples" / "rank1.tsv"

@@ -99,6 +99,7 @@ def _steps(out: Path) -> dict[tuple[int, int], list[int]]:
     return seen
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(data: dict[str, Path], tmp_path: Path) -> None:
     recipe = tmp_path / "resume.toml"
     recipe.write_text(RECIPE)
@@ -185,6 +186,7 @@ def _same(a: list, b: list) -> None:
 
 
 @pytest.mark.parametrize("stop", [1, 4, 7, 8, 11])
+@pytest.mark.slow
 def test_loader_state_round_trip(data: dict[str, Path], stop: int) -> None:
     """Mid-epoch (1, 4), last batch of the epoch (7), after the epoch's end (8) and in the
     second epoch (11): the restored loader yields exactly what the original would have —

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.training.checkpoint import checkpoint_name, list_checkpoints
 from dali_gridaug.training.cli import main
 from dali_gridaug.training.metrics import read_sample_log
+from tests.helpers import train_argv, training_data_fixture
 
 RECIPE = """
 description = "resume faults test"
@@ -36,22 +36,8 @@ batch_size = 8
 STEPS = 10  # 80 files // 8
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("faults_data")
-    paths = make_sample_dataset(
-        root, num_classes=4, train_per_class=20, val_per_class=2, size_range=(40, 56)
-    )
-    (root / "recipe.toml").write_text(RECIPE)
-    return paths
-
-
-def _argv(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return [
-        "--train", str(data["train"]), "--recipe", str(data["train"].parent / "recipe.toml"),
-        "--out", str(out), "--device", "cpu", "--workers", "1", "--torch-threads", "1",
-        "--log-samples", "--no-progress", *extra,
-    ]  # fmt: skip
+SIZES = dict(num_classes=4, train_per_class=20, val_per_class=2, size_range=(40, 56))
+data = training_data_fixture("faults_data", RECIPE, **SIZES)
 
 
 def _steps(out: Path) -> list[tuple[int, int]]:
@@ -61,7 +47,7 @@ def _steps(out: Path) -> list[tuple[int, int]]:
 def test_torn_newest_falls_back_to_newest_valid(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(_argv(data, tmp_path, "--ckpt-every-steps", "3", "--keep-last", "100")) == 0
+    assert main(train_argv(data, tmp_path, "--ckpt-every-steps", "3", "--keep-last", "100")) == 0
     folder = tmp_path / "checkpoints"
     names = [checkpoint_name(0, 3), checkpoint_name(0, 6), checkpoint_name(0, 9)]
     assert [p.name for p in list_checkpoints(folder)] == [*names, checkpoint_name(1, 0)]
@@ -72,7 +58,7 @@ def test_torn_newest_falls_back_to_newest_valid(
     stale.write_bytes(b"\0" * 1000)
     capsys.readouterr()
 
-    assert main(_argv(data, tmp_path, "--resume", "auto", "--keep-last", "100")) == 0
+    assert main(train_argv(data, tmp_path, "--resume", "auto", "--keep-last", "100")) == 0
     err = capsys.readouterr().err
     assert f"removed {stale} (1000 bytes)" in err
     assert f"skipping torn checkpoint {checkpoint_name(1, 0)}" in err
@@ -84,15 +70,16 @@ def test_torn_newest_falls_back_to_newest_valid(
     assert torch.load(final, weights_only=True)["epoch"] == 1  # rewritten whole
 
 
+@pytest.mark.slow
 def test_reserve_threshold_error_then_resume(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(_argv(data, tmp_path, "--ckpt-every-steps", "4")) == 0
+    assert main(train_argv(data, tmp_path, "--ckpt-every-steps", "4")) == 0
     folder = tmp_path / "checkpoints"
     before = [p.name for p in list_checkpoints(folder)]
     capsys.readouterr()
     more = ["--resume", "auto", "--epochs", "2", "--ckpt-every-steps", "4"]
-    assert main(_argv(data, tmp_path, *more, "--ckpt-reserve-mb", "1e9")) == 1
+    assert main(train_argv(data, tmp_path, *more, "--ckpt-reserve-mb", "1e9")) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"dali-gridaug train: error: not enough free space in {folder}")
     found = re.search(r"need (\d+) bytes \((\d+) checkpoint \+ (\d+) reserve\), (\d+) free", err)
@@ -101,7 +88,7 @@ def test_reserve_threshold_error_then_resume(
     assert need == size + reserve > free and reserve == 10**9 * 2**20
     assert [p.name for p in list_checkpoints(folder)] == before  # nothing lost or torn
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
-    assert main(_argv(data, tmp_path, *more)) == 0
+    assert main(train_argv(data, tmp_path, *more)) == 0
     assert _steps(tmp_path)[-STEPS:] == [(1, s) for s in range(STEPS)]
 
 
@@ -132,12 +119,13 @@ def _fill(path: Path, leave: int = 0) -> None:
             f.truncate(max(0, f.tell() - leave))
 
 
+@pytest.mark.slow
 def test_disk_full_on_tmpfs(
     data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with _tmpfs(tmp_path / "disk", "64m") as disk:
         out = disk / "run"
-        assert main(_argv(data, out, "--ckpt-every-steps", "5", "--keep-last", "1")) == 0
+        assert main(train_argv(data, out, "--ckpt-every-steps", "5", "--keep-last", "1")) == 0
         folder = out / "checkpoints"
         assert [p.name for p in list_checkpoints(folder)] == [checkpoint_name(1, 0)]
         # a writer that crashed with ENOSPC left its temporary file, and the disk is full
@@ -147,7 +135,7 @@ def test_disk_full_on_tmpfs(
         assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize < 2**20
         more = ["--resume", "auto", "--epochs", "2", "--ckpt-every-steps", "5", "--keep-last", "1"]
         capsys.readouterr()
-        assert main(_argv(data, out, *more)) == 0  # the stale file is removed first
+        assert main(train_argv(data, out, *more)) == 0  # the stale file is removed first
         err = capsys.readouterr().err
         assert f"removed {stale}" in err and f"resumed from {checkpoint_name(1, 0)}" in err
         assert [p.name for p in list_checkpoints(folder)] == [checkpoint_name(2, 0)]
@@ -155,11 +143,11 @@ def test_disk_full_on_tmpfs(
         # a full disk that is not ours: a clear error, the newest checkpoint stays valid
         _fill(disk / "filler.bin", leave=2**18)
         more[3] = "3"
-        assert main(_argv(data, out, *more)) == 1
+        assert main(train_argv(data, out, *more)) == 1
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert f"not enough free space in {folder}" in err and "free" in err, err
         assert not [p for p in folder.iterdir() if p.name.startswith(".")]
         (disk / "filler.bin").unlink()
-        assert main(_argv(data, out, *more)) == 0
+        assert main(train_argv(data, out, *more)) == 0
         assert f"resumed from {checkpoint_name(2, 0)}" in capsys.readouterr().err
         assert torch.load(folder / checkpoint_name(3, 0), weights_only=True)["epoch"] == 3

@@ -75,6 +75,7 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.slow
 def test_rss_is_stable_over_many_epochs(forty: Path) -> None:
     """32 epochs over 40 images with host-side parameters, a DALI op, a kernel op and CutMix:
     RSS after the warm-up epochs grows by less than 30 MB (noise here: ~3 MB; a leaked
@@ -139,6 +140,7 @@ def _start(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("mode", ["unhandled", "handled"])
+@pytest.mark.slow
 def test_ctrl_c_shuts_down_promptly(forty: Path, mode: str) -> None:
     """SIGINT while iterating: KeyboardInterrupt reaches the training loop and the process
     exits within seconds (no hang in DALI's worker threads, no crash).
@@ -177,6 +179,7 @@ for batch in create_loader(sys.argv[1], batch_size=4, train=False, device="cpu",
 """
 
 
+@pytest.mark.slow
 def test_decode_error_exits_cleanly(forty: Path, tmp_path: Path) -> None:
     """A bad file ends the process with a DecodeError naming it, not a hang or a crash."""
     root = tmp_path / "train"

@@ -261,6 +261,7 @@ def test_chosen_windows_are_eligible_and_uniform(which: str) -> None:
 
 @pytest.mark.parametrize("which", ["cut", "paste"])
 @pytest.mark.parametrize("value", [0.0, 0.37])
+@pytest.mark.slow
 def test_constant_saliency_terminates_and_is_uniform_over_all(which: str, value: float) -> None:
     g = np.full((H, W), value)
     chosen = draw_many(g, which, seed=7)
@@ -345,6 +346,7 @@ def test_upscale_positions_is_uniform_over_the_positions_a_low_position_stands_f
 
 
 @pytest.mark.parametrize(("block", "channels"), [(BasicBlock, 64), (Bottleneck, 256)])
+@pytest.mark.slow
 def test_early_head_shapes_and_modes(block: type, channels: int) -> None:
     model = EarlyHeadResNet(tiny_resnet(block), K)
     assert model.early_fc.in_features == channels

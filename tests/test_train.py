@@ -57,6 +57,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_demo_recipe_two_ranks_learns(demo_data: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     port = free_port()
@@ -129,6 +130,7 @@ SMOKE = {
 
 
 @pytest.mark.parametrize("recipe", sorted(SMOKE))
+@pytest.mark.slow
 def test_recipe_trains_one_epoch(recipe: str, tiny_data: dict[str, Path], tmp_path: Path) -> None:
     """Each paper recipe's path (loss, head, Keep stage, CIFAR stem) on real pipelines,
     scaled down: ResNet-18, 64 px (CIFAR: 32 px), batch 8, one epoch."""
@@ -271,6 +273,7 @@ def test_cli_dispatches_train() -> None:
     assert exc.value.code == 0
 
 
+@pytest.mark.slow
 def test_resume_extends_a_finished_run(tiny_data: dict[str, Path], tmp_path: Path) -> None:
     """A finished run continues with more epochs: the step count comes from the checkpoint,
     the schedule from the current flags (cosine over the new length)."""

@@ -45,6 +45,7 @@ def _tree(root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("check", ["--check-val", "--no-check-val"])
+@pytest.mark.slow
 def test_bad_val_file_costs_no_training(
     data: dict[str, Path],
     tmp_path: Path,

@@ -51,7 +51,7 @@ that are not UTF-8 are lone surrogates (``os.fsdecode``, ``surrogateescape``;
 so such a path reads back as the same ``str``, and the report's paths (relative to ROOT)
 can be passed to ``create_loader(ROOT, exclude=...)`` as they are. The clean list quotes
 paths with control characters (newlines) or undecodable bytes as
-:func:`~dali_gridaug.reader.quote_path` describes; :func:`~dali_gridaug.reader.file_list`
+:func:`~dali_gridaug.filelist.quote_path` describes; :func:`~dali_gridaug.reader.file_list`
 reads them back.
 
 Files without an image extension are listed as ``ignored`` (the loader skips them, as
@@ -80,9 +80,9 @@ from pathlib import Path
 from typing import Any
 
 from dali_gridaug._validate import check_range, check_type
-from dali_gridaug.constants import IMG_EXTENSIONS
 from dali_gridaug.errors import UsageError
-from dali_gridaug.reader import class_folders, class_names, quote_path, walk
+from dali_gridaug.filelist import quote_path, write_list
+from dali_gridaug.reader import scan_folder
 from dali_gridaug.tools.common import ArgParser, cache_dir
 from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, probe, probe_all, sniff
 
@@ -169,7 +169,7 @@ class Report:
 
     def write_list(self, path: str | os.PathLike[str]) -> Path:
         """Write the clean file list: ``<path> <class index>`` per line, paths relative to
-        the list's folder, quoted by :func:`~dali_gridaug.reader.quote_path` where needed
+        the list's folder, quoted by :func:`~dali_gridaug.filelist.quote_path` where needed
         (what :func:`~dali_gridaug.reader.file_list` and ``create_loader(path)`` read; UTF-8).
         Also writes ``classes.txt`` beside it unless one exists (an existing one with other
         names is left alone and reported on stderr).
@@ -183,20 +183,11 @@ class Report:
             The list's path.
         """
         path = Path(path).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        base = str(path.parent)
-        lines = [
-            f"{quote_path(os.path.relpath(os.path.join(self.root, *rel.split('/')), base))} {k}\n"
-            for rel, k in self.good
-        ]
-        path.write_text("".join(lines), encoding="utf-8")
-        names = path.parent / "classes.txt"
-        if not names.exists():
-            names.write_text("".join(quote_path(c) + "\n" for c in self.classes), encoding="utf-8")
-        elif class_names(names)[: len(self.classes)] != list(self.classes):
+        files = [(os.path.join(self.root, *rel.split("/")), k) for rel, k in self.good]
+        if not write_list(path, files, self.classes):
             print(
-                f"check-data: left the existing {names} alone (its class names differ); "
-                "the loader names classes from it",
+                f"check-data: left the existing {path.parent / 'classes.txt'} alone (its class "
+                "names differ); the loader names classes from it",
                 file=sys.stderr,
             )
         return path
@@ -285,33 +276,20 @@ def _scan(
     """Walk ``root`` exactly as :func:`~dali_gridaug.reader.image_folder` does, without
     failing on empty class folders: ``(classes, entries, ignored, empty, loops)``.
     """
-    classes = tuple(class_folders(root))
+    scan = scan_folder(root)
     ignored = [
         Issue(e.name, "outside-class-folder", "files directly in ROOT belong to no class")
         for e in sorted(os.scandir(root), key=lambda e: e.name)
         if not e.is_dir()
     ]
-    entries: list[tuple[str, int]] = []
-    empty: list[str] = []
-    loops: list[Issue] = []
-    for idx, name in enumerate(classes):
-        count = 0
-        folders, found = walk(os.path.join(root, name), above=(root,))
-        loops += [Issue(_rel(link, root), "symlink-loop", f"points back to {real!r}: not entered")
-                  for link, real in found]  # fmt: skip
-        for dirpath, fnames in folders:
-            for fname in fnames:
-                rel = _rel(os.path.join(dirpath, fname), root)
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    entries.append((rel, idx))
-                    count += 1
-                else:
-                    ignored.append(
-                        Issue(rel, "not-an-image-extension", "the loader skips this file")
-                    )
-        if count == 0:
-            empty.append(name)
-    return classes, entries, ignored, empty, loops
+    ignored += [
+        Issue(_rel(p, root), "not-an-image-extension", "the loader skips this file")
+        for p in scan.others
+    ]
+    loops = [Issue(_rel(link, root), "symlink-loop", f"points back to {real!r}: not entered")
+             for link, real in scan.loops]  # fmt: skip
+    entries = [(_rel(p, root), k) for p, k in scan.images]
+    return scan.classes, entries, ignored, scan.empty, loops
 
 
 def _rel(path: str, root: str) -> str:
