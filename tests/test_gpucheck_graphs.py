@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from dali_gridaug import gpucheck, presets
+from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES
 from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment, ParamSpec
 from dali_gridaug.augment.base import paste_args, paste_specs
 from dali_gridaug.geometry import random_partner
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim
-from dali_gridaug.loader import AUTO_AUGMENT_POLICIES
 
 CASES = case_mod.graph_cases()
 

@@ -151,7 +151,7 @@ def pipeline_cases() -> Iterator[GraphCase]:
     """Graphs that differ outside the augmentations: fp16, evaluation, presets and colour ops,
     Keep views with each ``auto_augment`` policy, checkpointing, decoder load, tar sources.
     """
-    from dali_gridaug.loader import AUTO_AUGMENT_POLICIES
+    from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES
 
     mask = next(n for n, c in AUGMENTATIONS.items() if issubclass(c, MaskAugment))
     mix = next(n for n, c in AUGMENTATIONS.items() if issubclass(c, MixAugment))
