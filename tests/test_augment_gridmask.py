@@ -156,12 +156,45 @@ def test_set_epoch_jumps_the_schedule_without_rebuilding(color_data: Path) -> No
 
 def test_random_gridmask_drops_each_square_with_square_p(color_data: Path) -> None:
     full = collect(_loader(color_data, backend="kernel"), 20)
-    half = collect(_loader(color_data, square_p=0.5), 20)
+    half = collect(_loader(color_data, square_p=0.5, backend="kernel"), 20)  # the oracle
     ratio = (1 - _kept(half["images"])).mean() / (1 - _kept(full["images"])).mean()
     assert abs(ratio - 0.5) < 0.05
     assert ((1 - _kept(half["images"])) <= (1 - _kept(full["images"]))).all()  # a subset
 
 
-def test_dali_backend_refuses_what_it_cannot_express() -> None:
+def test_random_gridmask_native_equals_the_kernel(color_data: Path) -> None:
+    """The warped per-square field gives every pixel its square's coin: the DALI graph and
+    the kernel agree on the same draws, for both modes and H≠W (float rounding on a
+    square's edge only), and squares really are dropped independently."""
+    for mode, size in ((1, (64, 64)), (0, (40, 72))):
+        kw = dict(square_p=0.5, mode=mode, size=size)
+        a = collect(_loader(color_data, backend="dali", **kw), 4, KEYS)
+        b = collect(_loader(color_data, backend="kernel", **kw), 4, KEYS)
+        for k in KEYS:
+            assert np.array_equal(a[k], b[k])  # same draw
+        assert (_kept(a["images"]) != _kept(b["images"])).mean() < 1e-3
+        full = collect(_loader(color_data, backend="dali", mode=mode, size=size), 4)
+        in_square = _kept(a["images"]), _kept(full["images"])  # mode 0 keeps the squares
+        if mode == 1:
+            in_square = 1 - in_square[0], 1 - in_square[1]
+        assert (in_square[0] <= in_square[1]).all()  # a subset of the same draw's squares
+        assert ((in_square[1] - in_square[0]).sum((1, 2)) > 0).mean() > 0.75  # some left out
+
+
+def test_random_gridmask_square_coins_are_fair_and_independent(color_data: Path) -> None:
+    """Per image, the dropped share of the full grid's squares ~ square_p, and the spread
+    across images is that of independent coins (not one coin per image)."""
+    cfg = dict(square_p=0.3, d=(16, 24))
+    full = collect(_loader(color_data, backend="kernel", **{**cfg, "square_p": 1.0}), 8)
+    rand = collect(_loader(color_data, **cfg), 8)
+    dropped_full = (1 - _kept(full["images"])).sum((1, 2))
+    share = (1 - _kept(rand["images"])).sum((1, 2)) / dropped_full
+    assert abs(share.mean() - 0.3) < 0.03
+    assert 0.02 < share.std() < 0.2  # one coin per image would give std ≈ 0.46
+
+
+def test_dali_backend_is_the_default_for_every_variant() -> None:
+    for kw in ({}, {"mode": 0}, {"square_p": 0.5}, {"square_p": 0.5, "mode": 0}):
+        assert GridMask(**kw).resolve_backend() == "dali"
     with pytest.raises(ValueError, match="backend"):
-        GridMask(square_p=0.5, backend="dali")  # random GridMask is kernel-only
+        GridMask(square_p=0.5, backend="numpy")
