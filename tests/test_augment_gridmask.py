@@ -181,6 +181,27 @@ def test_random_gridmask_native_equals_the_kernel(color_data: Path) -> None:
         assert ((in_square[1] - in_square[0]).sum((1, 2)) > 0).mean() > 0.75  # some left out
 
 
+def test_square_field_gives_every_square_its_coin() -> None:
+    """The field and warp matrix, sampled as DALI's nearest-neighbour warp does
+    (``floor(A·(x + ½, y + ½) + t)``), give each pixel of a square exactly the kernel's coin;
+    every lookup lands inside the field."""
+    h, w = 30, 50
+    aug = GridMask(r=0.6, d=(8, 20), square_p=0.5, p=1.0, ramp_epochs=0)
+    p = aug.sample(np.random.default_rng(0), 256, h, w, epoch=0)
+    grid = [p[k] for k in ("tile", "ratio", "angle", "shift_x", "shift_y")]
+    m = p["field_matrix"].astype(np.float64)[:, :, :, None, None]
+    y, x = np.mgrid[0:h, 0:w] + 0.5
+    iu = np.floor(m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2]).astype(np.int64)
+    iv = np.floor(m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]).astype(np.int64)
+    size = p["field"].shape[1]
+    assert iu.min() >= 0 and iv.min() >= 0 and max(iu.max(), iv.max()) < size
+    coin = p["field"][np.arange(256)[:, None, None], iv, iu, 0]
+    full = grid_keep_mask(np, h, w, *grid)
+    rand = grid_keep_mask(np, h, w, *grid, square_keep=p["square_keep"])
+    assert np.array_equal(np.where(full == 0, coin, 1), rand)
+    assert 0.3 < (rand != full).sum() / (full == 0).sum() < 0.7  # about half the squares
+
+
 def test_random_gridmask_square_coins_are_fair_and_independent(color_data: Path) -> None:
     """Per image, the dropped share of the full grid's squares ~ square_p, and the spread
     across images is that of independent coins (not one coin per image)."""

@@ -8,7 +8,8 @@ over float images.
    paste arguments are mirrored where the sample's flip coin is 1, so after the flip every
    emitted box and cell is where the labels say.
 2. Mask augmentations build small ``(H, W, 1)`` uint8 keep-masks in output coordinates
-   (``fn.grid_mask``/``fn.erase`` on a ones image), folded into one keep-mask (and fill
+   (``fn.grid_mask``/``fn.erase`` on a ones image; random GridMask ORs in its square coins
+   warped onto the grid by ``fn.warp_affine``), folded into one keep-mask (and fill
    regions) in the given order. Before a mixing op they travel with the pixels:
    flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)). A noise fill is
    drawn only for its box and placed with a zero-padding ``fn.slice`` when no paste follows
