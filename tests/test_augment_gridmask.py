@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dali_gridaug import GridMask, create_loader
+from dali_gridaug import CutMix, GridMask, create_loader
 from dali_gridaug.kernels import grid_keep_mask
 from tests.conftest import COLORS
 from tests.helpers import collect, make_constant_dataset
@@ -212,6 +212,23 @@ def test_random_gridmask_square_coins_are_fair_and_independent(color_data: Path)
     share = (1 - _kept(rand["images"])).sum((1, 2)) / dropped_full
     assert abs(share.mean() - 0.3) < 0.03
     assert 0.02 < share.std() < 0.2  # one coin per image would give std ≈ 0.46
+
+
+def test_random_gridmask_travels_through_the_cutmix_paste(color_data: Path) -> None:
+    """Before CutMix the random keep-mask is pasted like the pixels: on the same draws it
+    drops a subset of the full grid's pixels and leaves every other pixel as it is."""
+    out = {}
+    for sp in (0.5, 1.0):
+        aug = GridMask(**{**CFG, "square_p": sp})
+        loader = create_loader(
+            color_data, batch_size=32, device="cpu", image_size=64, mean=0, std=1, seed=5,
+            augment=[aug, CutMix(mode="elem")],
+        )  # fmt: skip
+        out[sp] = collect(loader, 2)["images"]
+    dropped, dropped_full = 1 - _kept(out[0.5]), 1 - _kept(out[1.0])
+    assert (dropped <= dropped_full).all() and 0.3 < dropped.sum() / dropped_full.sum() < 0.7
+    outside = dropped_full[:, None] == 0
+    assert np.array_equal(out[0.5] * outside, out[1.0] * outside)
 
 
 def test_dali_backend_is_the_default_for_every_variant() -> None:
