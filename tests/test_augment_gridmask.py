@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dali_gridaug import GridMask, create_loader
+from dali_gridaug import CutMix, GridMask, create_loader
 from dali_gridaug.kernels import grid_keep_mask
 from tests.conftest import COLORS
 from tests.helpers import collect, make_constant_dataset
@@ -156,12 +156,83 @@ def test_set_epoch_jumps_the_schedule_without_rebuilding(color_data: Path) -> No
 
 def test_random_gridmask_drops_each_square_with_square_p(color_data: Path) -> None:
     full = collect(_loader(color_data, backend="kernel"), 20)
-    half = collect(_loader(color_data, square_p=0.5), 20)
+    half = collect(_loader(color_data, square_p=0.5, backend="kernel"), 20)  # the oracle
     ratio = (1 - _kept(half["images"])).mean() / (1 - _kept(full["images"])).mean()
     assert abs(ratio - 0.5) < 0.05
     assert ((1 - _kept(half["images"])) <= (1 - _kept(full["images"]))).all()  # a subset
 
 
-def test_dali_backend_refuses_what_it_cannot_express() -> None:
+def test_random_gridmask_native_equals_the_kernel(color_data: Path) -> None:
+    """The warped per-square field gives every pixel its square's coin: the DALI graph and
+    the kernel agree on the same draws, for both modes and H≠W (float rounding on a
+    square's edge only), and squares really are dropped independently."""
+    for mode, size in ((1, (64, 64)), (0, (40, 72))):
+        kw = dict(square_p=0.5, mode=mode, size=size)
+        a = collect(_loader(color_data, backend="dali", **kw), 4, KEYS)
+        b = collect(_loader(color_data, backend="kernel", **kw), 4, KEYS)
+        for k in KEYS:
+            assert np.array_equal(a[k], b[k])  # same draw
+        assert (_kept(a["images"]) != _kept(b["images"])).mean() < 1e-3
+        full = collect(_loader(color_data, backend="dali", mode=mode, size=size), 4)
+        in_square = _kept(a["images"]), _kept(full["images"])  # mode 0 keeps the squares
+        if mode == 1:
+            in_square = 1 - in_square[0], 1 - in_square[1]
+        assert (in_square[0] <= in_square[1]).all()  # a subset of the same draw's squares
+        assert ((in_square[1] - in_square[0]).sum((1, 2)) > 0).mean() > 0.75  # some left out
+
+
+def test_square_field_gives_every_square_its_coin() -> None:
+    """The field and warp matrix, sampled as DALI's nearest-neighbour warp does
+    (``floor(A·(x + ½, y + ½) + t)``), give each pixel of a square exactly the kernel's coin;
+    every lookup lands inside the field."""
+    h, w = 30, 50
+    aug = GridMask(r=0.6, d=(8, 20), square_p=0.5, p=1.0, ramp_epochs=0)
+    p = aug.sample(np.random.default_rng(0), 256, h, w, epoch=0)
+    grid = [p[k] for k in ("tile", "ratio", "angle", "shift_x", "shift_y")]
+    m = p["field_matrix"].astype(np.float64)[:, :, :, None, None]
+    y, x = np.mgrid[0:h, 0:w] + 0.5
+    iu = np.floor(m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2]).astype(np.int64)
+    iv = np.floor(m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]).astype(np.int64)
+    size = p["field"].shape[1]
+    assert iu.min() >= 0 and iv.min() >= 0 and max(iu.max(), iv.max()) < size
+    coin = p["field"][np.arange(256)[:, None, None], iv, iu, 0]
+    full = grid_keep_mask(np, h, w, *grid)
+    rand = grid_keep_mask(np, h, w, *grid, square_keep=p["square_keep"])
+    assert np.array_equal(np.where(full == 0, coin, 1), rand)
+    assert 0.3 < (rand != full).sum() / (full == 0).sum() < 0.7  # about half the squares
+
+
+def test_random_gridmask_square_coins_are_fair_and_independent(color_data: Path) -> None:
+    """Per image, the dropped share of the full grid's squares ~ square_p, and the spread
+    across images is that of independent coins (not one coin per image)."""
+    cfg = dict(square_p=0.3, d=(16, 24))
+    full = collect(_loader(color_data, backend="kernel", **{**cfg, "square_p": 1.0}), 8)
+    rand = collect(_loader(color_data, **cfg), 8)
+    dropped_full = (1 - _kept(full["images"])).sum((1, 2))
+    share = (1 - _kept(rand["images"])).sum((1, 2)) / dropped_full
+    assert abs(share.mean() - 0.3) < 0.03
+    assert 0.02 < share.std() < 0.2  # one coin per image would give std ≈ 0.46
+
+
+def test_random_gridmask_travels_through_the_cutmix_paste(color_data: Path) -> None:
+    """Before CutMix the random keep-mask is pasted like the pixels: on the same draws it
+    drops a subset of the full grid's pixels and leaves every other pixel as it is."""
+    out = {}
+    for sp in (0.5, 1.0):
+        aug = GridMask(**{**CFG, "square_p": sp})
+        loader = create_loader(
+            color_data, batch_size=32, device="cpu", image_size=64, mean=0, std=1, seed=5,
+            augment=[aug, CutMix(mode="elem")],
+        )  # fmt: skip
+        out[sp] = collect(loader, 2)["images"]
+    dropped, dropped_full = 1 - _kept(out[0.5]), 1 - _kept(out[1.0])
+    assert (dropped <= dropped_full).all() and 0.3 < dropped.sum() / dropped_full.sum() < 0.7
+    outside = dropped_full[:, None] == 0
+    assert np.array_equal(out[0.5] * outside, out[1.0] * outside)
+
+
+def test_dali_backend_is_the_default_for_every_variant() -> None:
+    for kw in ({}, {"mode": 0}, {"square_p": 0.5}, {"square_p": 0.5, "mode": 0}):
+        assert GridMask(**kw).resolve_backend() == "dali"
     with pytest.raises(ValueError, match="backend"):
-        GridMask(square_p=0.5, backend="dali")  # random GridMask is kernel-only
+        GridMask(square_p=0.5, backend="numpy")

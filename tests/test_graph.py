@@ -196,6 +196,8 @@ def test_a_draw_that_breaks_its_schema_is_refused(photos: Path) -> None:
 AUTO_AUGMENTS = {
     "gridmask": [GridMask(d=(8, 16))],
     "gridmask_reversed": [GridMask(d=(8, 16), mode=0)],
+    "gridmask_random": [GridMask(d=(8, 16), square_p=0.5)],
+    "gridmask_random_reversed_cutmix": [GridMask(d=(8, 16), mode=0, square_p=0.5), CutMix()],
     "cutout": [Cutout(length=8)],
     "erasing_noise": [RandomErasing(value="random")],
     "erasing_constant": [RandomErasing(value=0.5)],
@@ -256,11 +258,14 @@ def test_auto_graphs_have_no_python_function(color_data: Path, name: str, device
 
 
 def test_the_walk_sees_a_python_function(color_data: Path) -> None:
-    """Control: random GridMask is kernel-only, and the walk finds its python_function."""
-    aug = GridMask(d=(8, 16), square_p=0.5)
-    assert aug.backends() == ("kernel",)
+    """Control: the kernel backend runs as a python_function, and the walk finds it; the
+    native random GridMask warps its square field instead."""
+    aug = GridMask(d=(8, 16), square_p=0.5, backend="kernel")
     ops = _op_names({"root": color_data, "augments": (aug,)}, "cpu")
     assert any("PythonFunction" in o for o in ops)
+    random = GridMask(d=(8, 16), square_p=0.5)
+    native = _op_names({"root": color_data, "augments": (random,)}, "gpu")
+    assert "WarpAffine@gpu" in native and "GridMask@gpu" in native
 
 
 def test_auto_never_picks_a_gpu_kernel_without_cupy(color_data: Path) -> None:
@@ -272,8 +277,9 @@ def test_auto_never_picks_a_gpu_kernel_without_cupy(color_data: Path) -> None:
         pass
     aug = GridMask(d=(8, 16), square_p=0.5)
     with pytest.raises(ValueError, match="`cupy` is not installed"):
-        _op_names({"root": color_data, "augments": (aug,)}, "gpu")
-    assert _op_names({"root": color_data, "augments": (GridMask(d=(8, 16)),)}, "gpu")
+        kernel = dataclasses.replace(aug, backend="kernel")
+        _op_names({"root": color_data, "augments": (kernel,)}, "gpu")
+    assert _op_names({"root": color_data, "augments": (aug,)}, "gpu")  # auto: DALI ops
 
 
 @pytest.mark.parametrize(

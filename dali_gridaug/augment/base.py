@@ -82,6 +82,8 @@ class Augment:
     mixing: ClassVar[bool] = False
     #: Registry name (CLI and recipe files).
     name: ClassVar[str] = ""
+    #: parameters only :meth:`apply_xp` reads (not fed where the augmentation runs on DALI).
+    kernel_params: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         check_choice("backend", self.backend, ("auto", "dali", "kernel"))

@@ -8,7 +8,8 @@ over float images.
    paste arguments are mirrored where the sample's flip coin is 1, so after the flip every
    emitted box and cell is where the labels say.
 2. Mask augmentations build small ``(H, W, 1)`` uint8 keep-masks in output coordinates
-   (``fn.grid_mask``/``fn.erase`` on a ones image), folded into one keep-mask (and fill
+   (``fn.grid_mask``/``fn.erase`` on a ones image; random GridMask ORs in its square coins
+   warped onto the grid by ``fn.warp_affine``), folded into one keep-mask (and fill
    regions) in the given order. Before a mixing op they travel with the pixels:
    flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)). A noise fill is
    drawn only for its box and placed with a zero-padding ``fn.slice`` when no paste follows
@@ -93,12 +94,19 @@ def _pasted(augments: Sequence[Augment]) -> bool:
 
 
 def unused_params(augments: Sequence[Augment]) -> set[str]:
-    """Flattened names of declared parameters this graph does not read: the placed-fill
-    parameters (:attr:`MaskAugment.fill_params`) when a paste follows.
+    """Flattened names of declared parameters this graph does not read: the kernel-only
+    parameters (:attr:`Augment.kernel_params`) of augmentations on DALI's operators, and the
+    placed-fill parameters (:attr:`MaskAugment.fill_params`) when a paste follows.
     """
+    unused = {
+        f"{i}.{name}"
+        for i, a in enumerate(augments)
+        if a.resolve_backend() == "dali"
+        for name in a.kernel_params
+    }
     if not _pasted(augments) or not is_native(augments):
-        return set()
-    return {
+        return unused
+    return unused | {
         f"{i}.{name}"
         for i, a in enumerate(augments)
         if isinstance(a, MaskAugment)
@@ -117,9 +125,9 @@ def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
         import cupy  # noqa: F401
     except ImportError as e:
         raise ValueError(
-            f"{', '.join(kernels)} run as CuPy kernels on the GPU (backend 'kernel'; random "
-            "GridMask has no DALI operator), but `cupy` is not installed: install the `gpu` "
-            "extra, or use `device`='cpu'"
+            f"{', '.join(kernels)} run as CuPy kernels on the GPU (backend 'kernel'), but "
+            "`cupy` is not installed: install the `gpu` extra, or use backend 'auto' or "
+            "`device`='cpu'"
         ) from e
 
 

@@ -5,8 +5,10 @@ l = ceil(d·r) every d pixels, the (d−l)×(d−l) squares between them dropped
 (mode 0, reversed GridMask), rotated by U{0 … rotate−1} degrees, a uniform offset, applied
 with probability p_e = P·min(1, e/ramp_epochs). Random GridMask drops each square only with
 probability ``square_p``. In the graph the keep-mask comes from ``fn.grid_mask(tile=d,
-ratio=(d−l)/d)`` on a ones image (mode 1) and its complement (mode 0); random GridMask runs
-only as a kernel (``python_function``), even with ``backend="auto"``.
+ratio=(d−l)/d)`` on a ones image (mode 1) and its complement (mode 0). Random GridMask ORs
+in a per-square keep field: the ``S×S`` table of square coins, warped onto the rotated grid
+by a nearest-neighbour ``fn.warp_affine`` (:func:`square_field`), so every variant runs on
+DALI's operators.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class GridMask(MaskAugment):
     backend: Backend = "auto"
 
     name: ClassVar[str] = "gridmask"
+    kernel_params: ClassVar[tuple[str, ...]] = ("square_keep",)
 
     def __post_init__(self) -> None:
         check_range("r", self.r, 0, 1, low_open=True, high_open=True)
@@ -69,14 +72,6 @@ class GridMask(MaskAugment):
         check_range("ramp_epochs", self.ramp_epochs, 0)
         check_range("square_p", self.square_p, 0, 1)
         super().__post_init__()
-
-    def backends(self) -> tuple[str, ...]:
-        if self.square_p < 1:
-            return ("kernel",)
-        return ("dali", "kernel")
-
-    def _why_kernel_only(self) -> str:
-        return "fn.grid_mask has no random squares"
 
     def check_geometry(self, height: int, width: int, batch_size: int) -> None:
         super().check_geometry(height, width, batch_size)
@@ -111,6 +106,11 @@ class GridMask(MaskAugment):
         if self.square_p < 1:
             s = self.squares(height, width)
             specs += (ParamSpec("square_keep", np.uint8, (s, s), emitted=False),)
+            if self.resolve_backend() == "dali":
+                specs += (
+                    ParamSpec("field", np.uint8, (s, s, 1), emitted=False),
+                    ParamSpec("field_matrix", np.float32, (2, 3), emitted=False),
+                )
         return specs
 
     def sample(
@@ -136,6 +136,11 @@ class GridMask(MaskAugment):
         if self.square_p < 1:
             s = self.squares(height, width)
             params["square_keep"] = (rng.random((b, s, s)) >= self.square_p).astype(np.uint8)
+            if self.resolve_backend() == "dali":
+                params["field"], params["field_matrix"] = square_field(
+                    params["square_keep"], grid.tile, grid.ratio, grid.angle,
+                    grid.shift_x, grid.shift_y, height, width,
+                )  # fmt: skip
         return params
 
     def keep_mask_dali(
@@ -152,6 +157,17 @@ class GridMask(MaskAugment):
             shift_x=params["shift_x"],
             shift_y=params["shift_y"],
         )
+        if self.square_p < 1:  # random GridMask: a square is dropped only where its coin says
+            field = fn.reshape(params["field"], layout="HWC")
+            field = fn.warp_affine(
+                field.gpu() if device == "gpu" else field,
+                matrix=params["field_matrix"],
+                size=[height, width],
+                interp_type=types.INTERP_NN,
+                fill_value=1,
+                device=device,
+            )
+            grid = grid | field
         if self.mode == 1:
             return grid
         # reversed: keep exactly the squares mode 1 drops (where applied)
@@ -174,3 +190,61 @@ class GridMask(MaskAugment):
         )
         keep = xp.where(applied[:, None, None], keep, 1.0)
         return mix_by_mask(xp, images, keep)
+
+
+def square_field(
+    square_keep: np.ndarray,
+    tile: np.ndarray,
+    ratio: np.ndarray,
+    angle: np.ndarray,
+    shift_x: np.ndarray,
+    shift_y: np.ndarray,
+    height: int,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random GridMask's per-square coins as a small image and the warp that lays it on the
+    rotated grid: ``warp_affine(field, matrix)`` (nearest neighbour, DALI's pixel-centre
+    convention ``src = A·(x + ½, y + ½) + t``) gives every pixel the coin of its square.
+
+    In grid units (``fx``, ``fy`` of :func:`~dali_gridaug.kernels.grid_keep_mask`) a square
+    is ``frac(fx) < ratio`` and ``frac(fy) < ratio``, and its coin is
+    ``square_keep[floor(fy) mod S, floor(fx) mod S]``. The warp looks up at
+    ``fx + (1 − ratio)/2`` (same for y): inside a square that has the same floor, and the
+    lookup's cell edges fall mid-stripe, where the grid keeps the pixel whatever the coin,
+    so rounding at a cell edge never changes the mask. The table is rolled so the cells the
+    image touches start at index 1 (at most ``S − 1`` of them, see
+    :meth:`GridMask.squares`).
+
+    Args:
+        square_keep: ``(B, S, S)`` uint8, 1 = that square is kept.
+        tile: ``(B,)`` int32 period ``d`` in pixels.
+        ratio: ``(B,)`` float32 dropped fraction of the period per axis.
+        angle: ``(B,)`` float32 rotation in radians.
+        shift_x: ``(B,)`` float32 grid offset in pixels along the rotated x axis.
+        shift_y: ``(B,)`` float32 grid offset in pixels along the rotated y axis.
+        height: image height H in pixels.
+        width: image width W in pixels.
+
+    Returns:
+        ``field`` ``(B, S, S, 1)`` uint8 (HWC) and ``matrix`` ``(B, 2, 3)`` float32 (output
+        pixel → field pixel).
+    """
+    b, size = square_keep.shape[0], square_keep.shape[-1]
+    t = tile.astype(np.float64)
+    c, s = np.cos(angle) / t, np.sin(angle) / t
+    half = (1 - ratio.astype(np.float64)) / 2
+    ox = half - shift_x / t  # u = x·c − y·s + ox
+    oy = half - shift_y / t  # v = x·s + y·c + oy
+    cx = np.array([0, width - 1, 0, width - 1], np.float64)[None]
+    cy = np.array([0, 0, height - 1, height - 1], np.float64)[None]
+    first_x = np.floor((cx * c[:, None] - cy * s[:, None]).min(1) + ox).astype(np.int64) - 1
+    first_y = np.floor((cx * s[:, None] + cy * c[:, None]).min(1) + oy).astype(np.int64) - 1
+    rows = (np.arange(size)[None] + first_y[:, None]) % size
+    cols = (np.arange(size)[None] + first_x[:, None]) % size
+    field = square_keep[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    matrix = np.empty((b, 2, 3), np.float64)
+    matrix[:, 0, 0], matrix[:, 0, 1] = c, -s
+    matrix[:, 1, 0], matrix[:, 1, 1] = s, c
+    matrix[:, 0, 2] = ox - first_x - (c - s) / 2
+    matrix[:, 1, 2] = oy - first_y - (s + c) / 2
+    return field[..., None].astype(np.uint8), matrix.astype(np.float32)

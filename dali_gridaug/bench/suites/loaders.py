@@ -22,19 +22,27 @@ from dali_gridaug.bench.core import Benchmark, Settings, proc_cpu_seconds, suite
 from dali_gridaug.bench.reference import REFERENCES, build, gridmask_d
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
-AUGS: tuple[str, ...] = ("gridmask", "cutout", "random_erasing", "cutmix", "gridmix")
+AUGS: tuple[str, ...] = (
+    "gridmask", "random_gridmask", "cutout", "random_erasing", "cutmix", "gridmix"
+)  # fmt: skip
 
 
 def our_augment(name: str, backend: str, image_size: int) -> Any:
     """The library's ImageNet configuration of ``name``, applied to every sample (apply
-    probability 1, GridMask's epoch ramp off), so the cost is the worst case.
+    probability 1, GridMask's epoch ramp off), so the cost is the worst case;
+    ``random_gridmask`` is GridMask with each square dropped with probability 0.5.
     """
     from dali_gridaug.augment import CutMix, Cutout, GridMask, GridMix, RandomErasing
 
+    def gridmask(square_p: float = 1.0) -> Any:
+        return GridMask(
+            r=0.6, d=gridmask_d(image_size), rotate=360, p=1.0, ramp_epochs=0,
+            square_p=square_p, backend=backend,
+        )  # fmt: skip
+
     return {
-        "gridmask": lambda: GridMask(
-            r=0.6, d=gridmask_d(image_size), rotate=360, p=1.0, ramp_epochs=0, backend=backend
-        ),
+        "gridmask": gridmask,
+        "random_gridmask": lambda: gridmask(square_p=0.5),  # half the squares dropped
         "cutout": lambda: Cutout(length=max(1, image_size // 2), p=1.0, backend=backend),
         "random_erasing": lambda: RandomErasing(p=1.0, backend=backend),
         "cutmix": lambda: CutMix(alpha=1.0, p=1.0, backend=backend),
