@@ -67,13 +67,9 @@ def test_cupy_matches_numpy(aug) -> None:
     p = _params(aug)
     ref = aug.apply_xp(np, x, p)
     out = aug.apply_xp(cupy, cupy.asarray(x), {k: cupy.asarray(v) for k, v in p.items()})
-    if isinstance(aug, RandomErasing):  # noise comes from each library's own generator
-        keep = box_keep_mask(np, 30, 40, p["box"])[..., None].astype(bool)
-        assert np.array_equal(
-            cupy.asnumpy(out)[np.broadcast_to(keep, x.shape)], ref[np.broadcast_to(keep, x.shape)]
-        )
-    else:
-        assert (cupy.asnumpy(out) != ref).mean() < 1e-3
+    # the noise fill is a function of the device-side seed: the same on both (up to the
+    # last bit of log/cos/sin)
+    assert (np.abs(cupy.asnumpy(out) - ref) > 1e-5).mean() < 1e-3
 
 
 @pytest.mark.gpu

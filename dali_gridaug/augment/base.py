@@ -270,8 +270,12 @@ def paste_args(
     from dali_gridaug.geometry import identity_partner, mirror_boxes
 
     b, k, _ = boxes.shape
+    # An empty box becomes the zero-size region anchored at (H, W), past the image's end: the
+    # GPU kernel's sweep never closes a zero-width region, so one anchored inside the image
+    # would copy its source from there on (the CPU operator pastes nothing either way).
     empty = (boxes[..., 2:] <= boxes[..., :2]).any(-1, keepdims=True)
-    boxes = np.where(empty, 0, mirror_boxes(boxes, width, flip))
+    end = np.array([height, width, height, width])
+    boxes = np.where(empty, end, mirror_boxes(boxes, width, flip))
     ids = np.concatenate([identity_partner(b)[:, None], np.repeat(partner[:, None], k, 1)], 1)
     anchors = np.concatenate([np.zeros((b, 1, 2), np.int64), boxes[:, :, :2]], 1)
     full = np.broadcast_to(np.array([height, width]), (b, 1, 2))

@@ -19,7 +19,7 @@ import numpy as np
 from dali_gridaug._validate import check_pair, check_range, check_type
 from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
 from dali_gridaug.geometry import centred_box
-from dali_gridaug.kernels import box_keep_mask, mix_by_mask
+from dali_gridaug.kernels import box_keep_mask, mix_by_mask, normal_noise
 
 
 class _BoxDrop(MaskAugment):
@@ -46,18 +46,9 @@ class _BoxDrop(MaskAugment):
         b, h, w, c = images.shape
         keep = box_keep_mask(xp, h, w, params["box"])
         fill = self.fill()
-        if fill == "noise":
-            # .item(): a host int from a numpy or cupy array (int() refuses cupy arrays)
-            seed = int(params["noise_seed"].reshape(-1)[0].item())
-            fill = _normal(xp, seed, images.shape, images.dtype)
+        if fill == "noise":  # the seed stays on the device: same noise on NumPy and CuPy
+            fill = normal_noise(xp, params["noise_seed"], images.shape, images.dtype)
         return mix_by_mask(xp, images, keep, fill=fill)
-
-
-def _normal(xp: ModuleType, seed: int, shape: tuple[int, ...], dtype: Any) -> Any:
-    """Standard-normal noise from a seeded generator of ``xp`` (numpy or cupy)."""
-    if xp.__name__ == "numpy":
-        return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32).astype(dtype)
-    return xp.random.RandomState(seed).standard_normal(shape, dtype=xp.float32).astype(dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,8 +73,9 @@ class _Masks:
         self.keep = f(self.keep)
         self.terms = [[v, f(r)] for v, r in self.terms]
 
-    def apply(self, images: Any, layout: str, size: tuple[int, int], half: bool) -> Any:
-        from nvidia.dali import fn, types
+    def apply(self, images: Any, layout: str, size: tuple[int, int]) -> Any:
+        """Fold the masks into float32 ``images`` (DALI arithmetic has no float16)."""
+        from nvidia.dali import fn
 
         def shaped(m: Any) -> Any:
             return m if layout == "HWC" else fn.reshape(m, shape=[1, *size], layout="CHW")
@@ -84,8 +85,6 @@ class _Masks:
             if isinstance(fill, str):
                 fill = fn.random.normal(images)
             out = out + (fill if region is None else fill * shaped(region))
-        if half and self.terms:
-            out = fn.cast(out, dtype=types.FLOAT16)
         return out
 
 
@@ -146,7 +145,7 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) ->
     """
     if not is_native(spec.augments):
         return _per_op(pixels, nodes, mirror, mean, spec)
-    from nvidia.dali import fn
+    from nvidia.dali import fn, types
 
     h, w = spec.size
     masks = _Masks()
@@ -170,28 +169,32 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) ->
                                   horizontal=mirror)
             )  # fmt: skip
 
+    # DALI's arithmetic operators have no float16 (CPU and GPU alike): when a mask multiply or
+    # a blend follows, normalize to float32 and cast once at the end.
+    arith = masks.keep is not None or (mixer is not None and _blends(mixer[0]))
+
     def finish(pix: Any, folded: _Masks) -> Any:
-        x = normalize(
-            pix, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="CHW", half=spec.half
-        )
-        return x if folded.keep is None else folded.apply(x, "CHW", spec.size, spec.half)
+        x = normalize(pix, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="CHW",
+                      half=spec.half and not arith)  # fmt: skip
+        return x if folded.keep is None else folded.apply(x, "CHW", spec.size)
 
     images = finish(pixels, masks)
-    if mixer is None:
-        return images
-    aug, p = mixer
-    plain = finish(plain_pixels, plain_masks) if aug.blend_plain() else images
-    return _blend(aug, images, p, plain, spec.half)
+    if mixer is not None:
+        aug, p = mixer
+        plain = finish(plain_pixels, plain_masks) if aug.blend_plain() else images
+        images = _blend(aug, images, p, plain)
+    return fn.cast(images, dtype=types.FLOAT16) if spec.half and arith else images
 
 
-def _blend(aug: MixAugment, images: Any, params: Any, plain: Any, half: bool) -> Any:
-    """``aug``'s blend, if any, kept in the output dtype."""
-    from nvidia.dali import fn, types
+def _blends(aug: MixAugment) -> bool:
+    """Whether ``aug`` overrides :meth:`MixAugment.blend_dali` (a blend follows the paste)."""
+    return type(aug).blend_dali is not MixAugment.blend_dali
 
+
+def _blend(aug: MixAugment, images: Any, params: Any, plain: Any) -> Any:
+    """``aug``'s blend of float32 ``images``, or ``images`` when it has none."""
     out = aug.blend_dali(images, params, plain)
-    if out is None:
-        return images
-    return fn.cast(out, dtype=types.FLOAT16) if half else out
+    return images if out is None else out
 
 
 def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
@@ -211,11 +214,11 @@ def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
             plain = images
             if aug.pastes():
                 images = aug.paste_dali(images, p)
-            images = _blend(aug, images, p, plain, False)
+            images = _blend(aug, images, p, plain)
         else:
             masks = _Masks()
             masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill())
-            images = masks.apply(images, "HWC", spec.size, False)
+            images = masks.apply(images, "HWC", spec.size)
     images = fn.transpose(images, perm=[2, 0, 1], output_layout="CHW")
     return fn.cast(images, dtype=types.FLOAT16) if spec.half else images
 
