@@ -16,7 +16,6 @@ import torch
 from dali_gridaug import _loader_args as checks
 from dali_gridaug._validate import as_bytes, check_int
 from dali_gridaug.augment.base import Augment, LabelUpdate
-from dali_gridaug.augment.graph import is_native
 from dali_gridaug.batch import Batch
 from dali_gridaug.compat import LoaderDataset, ShardSampler
 from dali_gridaug.constants import HW_DECODER_LOAD, READER_NAME
@@ -176,20 +175,7 @@ class DaliLoader:
         self.batch_size = spec.batch_size if batch_size is None else batch_size
         self.num_classes = checks.num_classes(num_classes, spec.source)
         self.classes = getattr(spec.source, "classes", None)
-        self.params = (
-            ParamSource(
-                spec.augments,
-                batch_size=spec.batch_size,
-                height=spec.size[0],
-                width=spec.size[1],
-                seed=spec.seed,
-                rank=spec.shard_id,
-                steps_per_epoch=1,
-                paste_before_flip=is_native(spec.augments),
-            )
-            if spec.train
-            else None
-        )
+        self.params = ParamSource.for_spec(spec)
         self.device = (
             torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
         )

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dali_gridaug.augment.base import Augment, Params
-from dali_gridaug.augment.graph import unused_params
+from dali_gridaug.augment.graph import is_native, unused_params
 
 #: Generator stream of the flip coins (after any augmentation index).
 FLIP_STREAM = 1 << 16
@@ -85,6 +85,20 @@ class ParamSource:
         self.keys = ["epoch", "flip"] + [k for k, _ in specs]
         #: the fed names that are also pipeline outputs
         self.output_names = ["epoch", "flip"] + [k for k, s in specs if s.emitted]
+
+    @classmethod
+    def for_spec(cls, spec: Any) -> ParamSource | None:
+        """The source a :class:`~dali_gridaug.pipeline.PipelineSpec` is built with: None for
+        evaluation; ``steps_per_epoch`` starts at 1 (the loader sets it once the shard size is
+        known).
+        """
+        if not spec.train:
+            return None
+        return cls(
+            spec.augments, batch_size=spec.batch_size, height=spec.size[0], width=spec.size[1],
+            seed=spec.seed, rank=spec.shard_id, steps_per_epoch=1,
+            paste_before_flip=is_native(spec.augments),
+        )  # fmt: skip
 
     def position(self, iteration: int) -> tuple[int, int]:
         """``(epoch, step)`` of pipeline run ``iteration``."""

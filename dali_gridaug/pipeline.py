@@ -81,21 +81,7 @@ def build_pipeline(
             shuffle=spec.train,
             seed=spec.seed,
         )
-        mean: Any = spec.mean
-        hw = spec.hw_decoder_load
-        if spec.train:
-            pixels = presets.decode_train(
-                encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
-            )
-            # the preset's colour ops are part of both views; one draw drives both
-            pixels = presets.color_ops(pixels, spec.preset)
-            mean = presets.normalize_mean(spec.preset, spec.mean)  # PCA lighting, if any
-            crop = None
-        else:
-            pixels = presets.decode_val(
-                encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
-            )
-            crop = spec.size
+        pixels, mean, crop = _decode(encoded, spec)
         outputs: dict[str, Any] = {"key": key.gpu() if spec.device == "gpu" else key}
         nodes = params.feed() if params is not None else None
         # one coin per sample, drawn on the host: the clean view is flipped like the augmented
@@ -111,15 +97,8 @@ def build_pipeline(
                 half=spec.half,
             )  # fmt: skip
         if spec.keep_clean:
-            outputs["clean"] = normalize(
-                clean_pixels,
-                mean=mean,
-                std=spec.std,
-                mirror=mirror,
-                crop=crop,
-                layout="CHW",
-                half=spec.half,
-            )
+            outputs["clean"] = normalize(clean_pixels, mean=mean, std=spec.std, mirror=mirror,
+                                         crop=crop, layout="CHW", half=spec.half)  # fmt: skip
         if params is not None and nodes is not None:
             outputs.update(params.outputs(nodes, spec.device))
         return (images, *outputs.values())
@@ -133,6 +112,29 @@ def build_pipeline(
     if params is not None:
         names += params.output_names
     return pipe, names
+
+
+def _decode(encoded: Any, spec: PipelineSpec) -> tuple[Any, Any, tuple[int, int] | None]:
+    """Decode and crop ``encoded`` as ``spec``'s preset says.
+
+    Returns:
+        ``(pixels, mean, crop)``: HWC uint8 pixels (train: the random-resized crop of
+        ``spec.size`` after the preset's colour ops; val: resized, still to be centre-cropped),
+        the normalization mean (a per-sample node under PCA lighting) and the centre crop that
+        normalization takes (val only, else None).
+    """
+    hw = spec.hw_decoder_load
+    if not spec.train:
+        pixels = presets.decode_val(
+            encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
+        )
+        return pixels, spec.mean, spec.size
+    pixels = presets.decode_train(
+        encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
+    )
+    # the preset's colour ops are part of both views; one draw drives both
+    pixels = presets.color_ops(pixels, spec.preset)
+    return pixels, presets.normalize_mean(spec.preset, spec.mean), None
 
 
 def _auto_augment(pixels: Any, policy: str) -> Any:

@@ -256,16 +256,9 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
 
 def make_params(spec: Any) -> Any:
     """The ``ParamSource`` the loader gives ``spec`` (None for evaluation)."""
-    from dali_gridaug.augment.graph import is_native
     from dali_gridaug.params import ParamSource
 
-    if not spec.train:
-        return None
-    h, w = spec.size
-    return ParamSource(
-        spec.augments, batch_size=spec.batch_size, height=h, width=w, seed=spec.seed,
-        rank=spec.shard_id, steps_per_epoch=1, paste_before_flip=is_native(spec.augments),
-    )  # fmt: skip
+    return ParamSource.for_spec(spec)
 
 
 def builder(case: GraphCase, sources: Sources, device: str) -> Callable[..., Any]:
