@@ -1,4 +1,5 @@
-"""xp kernels: invariants on NumPy; the same kernels on CuPy agree (GPU only)."""
+"""xp kernels: invariants on NumPy; the mask kernels on torch equal NumPy; on CuPy they agree
+(GPU only)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,38 @@ def test_masks_on_known_geometry() -> None:
     cells = cell_keep_mask(np, 7, 5, np.array([[[1, 0], [0, 1]]]))[0]
     assert cells[:3, :2].all() and not cells[:3, 2:].any() and cells[3:, 2:].all()
     assert mix_by_mask(np, np.ones((1, 2, 2, 1)), np.zeros((1, 2, 2)), fill=7.0).max() == 7
+
+
+def test_mask_kernels_on_torch_equal_numpy() -> None:
+    """The Keep stage runs the mask kernels with ``xp=torch`` on its own tensors: same masks,
+    bit for bit, as NumPy (a planted off-by-one in the box rule would break the equality).
+    """
+    import torch
+
+    rng = np.random.default_rng(3)
+    b, h, w = 5, 30, 40
+    grid = [
+        rng.integers(6, 20, b).astype(np.float32),
+        rng.uniform(0.2, 0.7, b).astype(np.float32),
+        np.deg2rad(rng.integers(0, 360, b)).astype(np.float32),
+        rng.uniform(0, 6, b).astype(np.float32),
+        rng.uniform(0, 6, b).astype(np.float32),
+    ]
+    square_keep = rng.integers(0, 2, (b, 8, 8)).astype(np.uint8)
+    for mode in (0, 1):
+        ref = grid_keep_mask(np, h, w, *grid, mode=mode, square_keep=square_keep)
+        got = grid_keep_mask(torch, h, w, *map(torch.from_numpy, grid), mode=mode,
+                             square_keep=torch.from_numpy(square_keep))  # fmt: skip
+        assert got.dtype == torch.float32 and np.array_equal(got.numpy(), ref)
+    y0, x0 = rng.integers(0, h, b), rng.integers(0, w, b)
+    boxes = np.stack([y0, x0, y0 + rng.integers(0, 12, b), x0 + rng.integers(0, 12, b)], 1)
+    boxes = np.minimum(boxes, [h, w, h, w])
+    ref = box_keep_mask(np, h, w, boxes)
+    assert np.array_equal(box_keep_mask(torch, h, w, torch.from_numpy(boxes)).numpy(), ref)
+    assert ref.min() == 0  # some box is non-empty
+    cells = rng.integers(0, 2, (b, 3, 3))
+    ref = cell_keep_mask(np, h, w, cells)
+    assert np.array_equal(cell_keep_mask(torch, h, w, torch.from_numpy(cells)).numpy(), ref)
 
 
 def test_empty_batch() -> None:

@@ -1,7 +1,8 @@
 """Batched mask and paste kernels written once against an array module ``xp``.
 
-``xp`` is :mod:`numpy` (CPU, CI) or :mod:`cupy` (GPU). The same functions back the DALI
-``python_function`` backend, the saliency stage and the test oracles.
+``xp`` is :mod:`numpy` (CPU, CI) or :mod:`cupy` (GPU) in the DALI ``python_function``
+backend and the test oracles; the Keep stage calls the mask kernels with :mod:`torch` on its
+own tensors (no CuPy needed there).
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from dali_gridaug.kernels.paste import mix_by_mask
 __all__ = [
     "box_keep_mask",
     "cell_keep_mask",
-    "from_xp",
     "get_xp",
     "grid_keep_mask",
     "mix_by_mask",
     "normal_noise",
-    "to_xp",
 ]
 
 
@@ -34,26 +33,3 @@ def get_xp(array: Any) -> ModuleType:
     import numpy
 
     return numpy
-
-
-def to_xp(tensor: Any) -> tuple[ModuleType, Any]:
-    """Zero-copy view of a torch tensor as a numpy (CPU) or cupy (CUDA) array, with its module."""
-    if tensor.is_cuda:
-        import cupy
-
-        return cupy, cupy.from_dlpack(tensor.detach())
-    import numpy
-
-    return numpy, tensor.detach().numpy()
-
-
-def from_xp(array: Any, device: Any = None) -> Any:
-    """Zero-copy torch tensor from a numpy or cupy array (``device`` moves it if given)."""
-    import torch
-
-    out = (
-        torch.from_dlpack(array)
-        if hasattr(array, "__dlpack__") and not isinstance(array, __import__("numpy").ndarray)
-        else torch.from_numpy(array)
-    )
-    return out if device is None else out.to(device)

@@ -1,7 +1,11 @@
 """Binary keep-masks for a batch: 1 = pixel kept from the image itself, 0 = dropped/replaced.
 
 All functions take per-sample parameters as 1-D arrays with a leading batch dimension ``B``
-and return a ``(B, H, W)`` float32 mask on the same device as the parameters.
+and return a ``(B, H, W)`` float32 mask on the same device as the parameters. ``xp`` is the
+parameters' array module: numpy, cupy (the graph's ``python_function`` path) or torch (the Keep
+stage, on torch tensors of any device: its factory functions such as ``arange`` follow the
+default device, so call them under ``with device:``). The functions use only what all three
+share (``asarray`` with ``dtype``, ``arange``, ``floor``, ``searchsorted``, advanced indexing).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def grid_keep_mask(
     ``[0, tile)`` makes the mask stationary for any angle.
 
     Args:
-        xp: numpy or cupy.
+        xp: numpy, cupy or torch.
         height: image height H in pixels.
         width: image width W in pixels.
         tile: ``(B,)`` grid period ``d`` in pixels.
@@ -65,19 +69,19 @@ def grid_keep_mask(
     in_square = ((fx - xp.floor(fx)) < ratio) & ((fy - xp.floor(fy)) < ratio)
     if square_keep is not None:
         size = square_keep.shape[-1]
-        iy = xp.floor(fy).astype(xp.int64) % size
-        ix = xp.floor(fx).astype(xp.int64) % size
+        iy = xp.asarray(xp.floor(fy), dtype=xp.int64) % size
+        ix = xp.asarray(xp.floor(fx), dtype=xp.int64) % size
         b = xp.arange(tile.shape[0])[:, None, None]
         in_square &= square_keep[b, iy, ix] == 0
     dropped = in_square if mode == 1 else ~in_square
-    return (~dropped).astype(f32)
+    return xp.asarray(~dropped, dtype=f32)
 
 
 def box_keep_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Array:
     """Keep-mask that is 0 inside one box per sample.
 
     Args:
-        xp: numpy or cupy.
+        xp: numpy, cupy or torch.
         height: image height H.
         width: image width W.
         boxes: ``(B, 4)`` integer ``(y0, x0, y1, x1)``, half-open, already clipped; an empty
@@ -91,7 +95,7 @@ def box_keep_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Arra
     x = xp.arange(width)[None, None, :]
     y0, x0, y1, x1 = (boxes[:, i, None, None] for i in range(4))
     inside = (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
-    return (~inside).astype(xp.float32)
+    return xp.asarray(~inside, dtype=xp.float32)
 
 
 def cell_keep_mask(xp: ModuleType, height: int, width: int, cells: Array) -> Array:
@@ -101,7 +105,7 @@ def cell_keep_mask(xp: ModuleType, height: int, width: int, cells: Array) -> Arr
     columns: a pixel in row ``y`` belongs to cell ``#{i ≥ 1 : floor(i·H/n) ≤ y}``.
 
     Args:
-        xp: numpy or cupy.
+        xp: numpy, cupy or torch.
         height: image height H.
         width: image width W.
         cells: ``(B, n, n)`` 0/1, 1 = cell kept from the image itself.
@@ -113,7 +117,7 @@ def cell_keep_mask(xp: ModuleType, height: int, width: int, cells: Array) -> Arr
     n = cells.shape[-1]
     row_cell = _cell_index(xp, height, n)
     col_cell = _cell_index(xp, width, n)
-    return cells[:, row_cell[:, None], col_cell[None, :]].astype(xp.float32)
+    return xp.asarray(cells[:, row_cell[:, None], col_cell[None, :]], dtype=xp.float32)
 
 
 def _cell_index(xp: ModuleType, size: int, n: int) -> Array:

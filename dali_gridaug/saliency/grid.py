@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
-from dali_gridaug.kernels import from_xp, grid_keep_mask, to_xp
+from dali_gridaug.kernels import grid_keep_mask
 from dali_gridaug.saliency.regions import (
     SCORE_BITS,
     eligibility_weights,
@@ -124,12 +124,10 @@ class GridDraws:
         """``(n, k, H, W)`` float32 keep-masks of the samples ``rows``, on the draws' device."""
         fields = (self.tile, self.ratio, self.angle, self.shift_x, self.shift_y)
         n, k = self.tile[rows].shape
-        xp, arrays = None, []
-        for field in fields:
-            xp, array = to_xp(field[rows].reshape(-1).contiguous())
-            arrays.append(array)
-        out = from_xp(grid_keep_mask(xp, height, width, *arrays, mode=mode))
-        return out.to(self.tile.device).reshape(n, k, height, width)
+        with self.tile.device:  # the kernel's factory functions follow the default device
+            out = grid_keep_mask(torch, height, width, *(f[rows].reshape(-1) for f in fields),
+                                 mode=mode)  # fmt: skip
+        return out.reshape(n, k, height, width)
 
     def pick(self, draw: torch.Tensor) -> GridDraws:
         """The draws ``draw`` (``(B,)`` int64) of each sample, as ``(B, 1)`` fields."""

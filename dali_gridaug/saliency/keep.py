@@ -28,7 +28,7 @@ from torch import nn
 from dali_gridaug._validate import check_choice, check_range, check_type
 from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import box_area
-from dali_gridaug.kernels import box_keep_mask, from_xp, to_xp
+from dali_gridaug.kernels import box_keep_mask
 from dali_gridaug.labels import mix_target
 from dali_gridaug.saliency.boxes import BOX_RULES, BoxRule, select_boxes
 from dali_gridaug.saliency.grid import (
@@ -301,8 +301,8 @@ class KeepStage:
 
     @staticmethod
     def _box_keep(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        xp, array = to_xp(boxes)
-        return from_xp(box_keep_mask(xp, height, width, array)).to(boxes.device)
+        with boxes.device:  # the kernel's factory functions follow the default device
+            return box_keep_mask(torch, height, width, boxes)
 
     # -- applying --------------------------------------------------------------------------
 
