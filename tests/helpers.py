@@ -1,8 +1,10 @@
-"""Test helpers: flat-colour datasets and the provenance of their pixels; datasets, argument
-lists and environments for training-CLI runs."""
+"""Test helpers: flat-colour datasets and the provenance of their pixels; a small eval loader;
+datasets, argument lists and environments for training-CLI runs; tiny models, batches and
+statistics for the Keep stage and saliency tests."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -10,9 +12,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 import dali_gridaug
 from dali_gridaug import make_sample_dataset
+from dali_gridaug.batch import Batch
+from dali_gridaug.loader import create_loader
 
 #: The folder holding the ``dali_gridaug`` package, for subprocesses' ``PYTHONPATH``.
 PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
@@ -132,3 +137,96 @@ def rank_env(rank: int = 0, world: int = 1, port: int | None = None) -> dict[str
     if world > 1:
         env.update(LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     return env
+
+
+def small_loader(root: Path | str, **kw: object):
+    """:func:`create_loader` for quick checks: an eval loader of batches of 4 at 32×32 on the
+    CPU with 2 threads; ``kw`` overrides any of these and adds the rest."""
+    kw = {
+        "batch_size": 4,
+        "train": False,
+        "image_size": 32,
+        "device": "cpu",
+        "num_threads": 2,
+        **kw,
+    }
+    return create_loader(root, **kw)
+
+
+def tiny_model(num_classes: int, seed: int = 0, dropout: float = 0.0) -> nn.Sequential:
+    """A two-convolution classifier of ``(B, 3, H, W)`` images into ``num_classes`` logits,
+    initialised from ``torch.manual_seed(seed)``. BatchNorm (and, when ``dropout`` > 0, a
+    Dropout layer of that rate before the pooling) make train and eval mode differ.
+    """
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, stride=2),
+        nn.ReLU(),
+    ]
+    layers += [nn.Dropout(dropout)] if dropout > 0 else []
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def make_batch(
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    clean: torch.Tensor | None = None,
+    num_classes: int = 16,
+) -> Batch:
+    """An unmixed :class:`Batch` of ``images`` (``(B, 3, H, W)``): ``labels`` (default
+    ``arange(B) % num_classes``) as hard targets, ``lam`` 1, each sample its own partner, and
+    ``clean`` as the clean view."""
+    n = images.shape[0]
+    labels = torch.arange(n) % num_classes if labels is None else labels
+    return Batch(
+        images=images,
+        target=labels,
+        labels=labels,
+        index=torch.arange(n),
+        lam=torch.ones(n),
+        partner=torch.arange(n),
+        clean=clean,
+    )
+
+
+def random_images(
+    seed: int, n: int = 16, height: int = 32, width: int | None = None
+) -> torch.Tensor:
+    """``(n, 3, height, width)`` float32 standard-normal images (``width`` defaults to
+    ``height``) from a CPU generator seeded with ``seed``."""
+    width = height if width is None else width
+    return torch.randn(n, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
+
+
+def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(B, H, W)`` bool, True inside each ``(y0, x0, y1, x1)`` box of ``boxes`` (``(B, 4)``
+    int64, end-exclusive), computed independently of the library's kernels."""
+    y = torch.arange(height)[None, :, None]
+    x = torch.arange(width)[None, None, :]
+    y0, x0, y1, x1 = (boxes[:, i, None, None] for i in range(4))
+    return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
+
+
+def chi_square_p_ok(counts: np.ndarray, expected: np.ndarray, p_min: float = 1e-3) -> bool:
+    """Two-sided-enough goodness of fit: True when p > p_min (scipy, else Wilson–Hilferty)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert abs(counts.sum() - expected.sum()) < 1e-6 * counts.sum()
+    try:
+        from scipy.stats import chisquare
+    except ImportError:
+        stat = float(((counts - expected) ** 2 / expected).sum())
+        dof = len(counts) - 1
+        z = 3.090  # one-sided normal quantile for p = 0.001
+        critical = dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
+        return stat < critical
+    return float(chisquare(counts, expected).pvalue) > p_min

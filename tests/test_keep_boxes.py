@@ -16,7 +16,6 @@ from torch import nn
 
 from dali_gridaug import geometry
 from dali_gridaug.augment import CutMix, Cutout
-from dali_gridaug.batch import Batch
 from dali_gridaug.saliency import (
     KeepGridMaskConfig,
     KeepStage,
@@ -34,22 +33,9 @@ from dali_gridaug.saliency.torch_geometry import (
     sample_beta,
     uniform_below,
 )
+from tests.helpers import chi_square_p_ok, gen, make_batch, random_images, tiny_model
 
 K = 16
-
-
-def tiny_model(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, K),
-    )
 
 
 def blind_model() -> nn.Sequential:
@@ -59,33 +45,6 @@ def blind_model() -> nn.Sequential:
         model[2].weight.zero_()
         model[2].bias.copy_(torch.arange(K, dtype=torch.float32))
     return model
-
-
-def make_batch(images: torch.Tensor) -> Batch:
-    n = images.shape[0]
-    labels = torch.arange(n) % K
-    return Batch(
-        images=images,
-        target=labels,
-        labels=labels,
-        index=torch.arange(n),
-        lam=torch.ones(n),
-        partner=torch.arange(n),
-    )
-
-
-def random_images(seed: int, n: int, size: int) -> torch.Tensor:
-    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def chi_square_p_ok(counts: np.ndarray, expected: np.ndarray, p_min: float = 1e-3) -> bool:
-    from scipy.stats import chisquare
-
-    return float(chisquare(counts, expected).pvalue) > p_min
 
 
 def areas(boxes: torch.Tensor) -> torch.Tensor:
@@ -138,7 +97,7 @@ def test_grid_draws_have_gridmask_discrete_semantics() -> None:
 
 @pytest.mark.parametrize("saliency", ["full", "lowres"])
 def test_gridmask_chunking_does_not_change_the_result(saliency: str) -> None:
-    model = tiny_model()
+    model = tiny_model(K)
     batch = make_batch(random_images(4, 12, 32))
     cfg = KeepGridMaskConfig(r=0.5, d=(6, 14), rotate=45)
     outs = []
@@ -249,7 +208,7 @@ def test_clip_with_zero_saliency_is_exactly_the_cutout_baseline(saliency: str) -
 @pytest.mark.slow
 def test_clip_mean_cut_area_follows_the_baseline_not_the_inside_rule(method: str) -> None:
     size, batch, rounds = 32, 64, 8
-    model = tiny_model()
+    model = tiny_model(K)
     rng = np.random.default_rng(10)
     if method == "cutmix":
         lam = np.concatenate(
@@ -279,7 +238,7 @@ def test_clip_mean_cut_area_follows_the_baseline_not_the_inside_rule(method: str
 
 def test_keep_cutmix_clip_boxes_are_cut_eligible_with_lam_from_the_clipped_area() -> None:
     size, batch, tau = 24, 16, 0.6
-    model = tiny_model()
+    model = tiny_model(K)
     images = random_images(13, batch, size)
     out = KeepStage(model, "cutmix", box="clip", generator=gen(14))(make_batch(images))
     lam = sample_beta(1.0, batch, gen(14), torch.device("cpu"))
@@ -309,7 +268,7 @@ def test_keep_cutmix_clip_boxes_are_cut_eligible_with_lam_from_the_clipped_area(
 @pytest.mark.slow
 def test_lowres_reaches_odd_offsets_and_keeps_the_box_rules() -> None:
     size, length = 20, 6
-    model = tiny_model()
+    model = tiny_model(K)
     inside = KeepStage(model, "cutout", length=length, saliency="lowres", generator=gen(15))
     clip = KeepStage(
         model, "cutout", length=length, box="clip", saliency="lowres", generator=gen(16)
