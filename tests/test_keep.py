@@ -7,7 +7,6 @@ brute-force NumPy window sums of an independently computed saliency map.
 
 from __future__ import annotations
 
-import ast
 import math
 
 import numpy as np
@@ -16,7 +15,6 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from dali_gridaug.batch import Batch
 from dali_gridaug.kernels import grid_keep_mask
 from dali_gridaug.saliency import (
     EarlyHeadResNet,
@@ -25,56 +23,11 @@ from dali_gridaug.saliency import (
     lowres_images,
     saliency_map,
 )
+from tests.helpers import box_mask, gen, make_batch, random_images, tiny_model
 
 K = 16
 B = 16
 S = 32
-
-
-def tiny_model(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, K),
-    )
-
-
-def make_batch(
-    images: torch.Tensor, labels: torch.Tensor | None = None, clean: torch.Tensor | None = None
-) -> Batch:
-    n = images.shape[0]
-    labels = torch.arange(n) % K if labels is None else labels
-    return Batch(
-        images=images,
-        target=labels,
-        labels=labels,
-        index=torch.arange(n),
-        lam=torch.ones(n),
-        partner=torch.arange(n),
-        clean=clean,
-    )
-
-
-def random_images(seed: int, n: int = B, height: int = S, width: int = S) -> torch.Tensor:
-    return torch.randn(n, 3, height, width, generator=torch.Generator().manual_seed(seed))
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``(B, H, W)`` bool, True inside each box (independent of the kernels)."""
-    y = torch.arange(height)[None, :, None]
-    x = torch.arange(width)[None, None, :]
-    y0, x0, y1, x1 = (boxes[:, i, None, None] for i in range(4))
-    return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
 
 
 def assert_eligible(g: torch.Tensor, box: list[int], tau: float, which: str) -> None:
@@ -106,7 +59,7 @@ def assert_eligible(g: torch.Tensor, box: list[int], tau: float, which: str) -> 
 
 @pytest.mark.parametrize("length", [8, 32])
 def test_cutout_zeroes_a_cut_eligible_box_and_leaves_the_rest(length: int) -> None:
-    model = tiny_model().train()
+    model = tiny_model(K).train()
     images = random_images(1)
     batch = make_batch(images)
     out = KeepStage(model, "cutout", length=length, generator=gen(2))(batch)
@@ -148,7 +101,7 @@ def test_cutout_avoids_the_salient_region() -> None:
 
 
 def test_paste_copies_one_paste_eligible_clean_window_exactly() -> None:
-    model = tiny_model()
+    model = tiny_model(K)
     clean = random_images(6)
     augmented = random_images(7)
     batch = make_batch(augmented, clean=clean)
@@ -167,7 +120,7 @@ def test_paste_copies_one_paste_eligible_clean_window_exactly() -> None:
 
 
 def test_paste_without_clean_view_says_how_to_get_it() -> None:
-    stage = KeepStage(tiny_model(), "paste", length=8)
+    stage = KeepStage(tiny_model(K), "paste", length=8)
     with pytest.raises(ValueError, match=r"`batch.clean`.*got None.*keep_clean=True"):
         stage(make_batch(random_images(9)))
 
@@ -177,7 +130,7 @@ def test_paste_without_clean_view_says_how_to_get_it() -> None:
 
 @pytest.mark.parametrize("alpha", [1.0, 0.05])
 def test_cutmix_lam_is_the_measured_pixel_fraction(alpha: float) -> None:
-    model = tiny_model()
+    model = tiny_model(K)
     colours = torch.arange(1, B + 1, dtype=torch.float32) / B  # pixel value names the sample
     images = colours[:, None, None, None].expand(B, 3, S, S).contiguous()
     images = images + 0.01 * random_images(10)  # saliency needs some structure
@@ -219,7 +172,7 @@ def test_cutmix_box_sides_follow_int_S_sqrt_one_minus_lambda() -> None:
     """With a fixed generator the λ draws can be replayed: sides are int(S·sqrt(1 − λ))."""
     from dali_gridaug.saliency.torch_geometry import sample_beta
 
-    model = tiny_model()
+    model = tiny_model(K)
     height, width = 24, 40
     batch = make_batch(random_images(12, height=height, width=width))
     out = KeepStage(model, "cutmix", generator=gen(13))(batch)
@@ -233,7 +186,7 @@ def test_cutmix_box_sides_follow_int_S_sqrt_one_minus_lambda() -> None:
 
 
 def test_gridmask_keeps_a_draw_within_the_saliency_quantile() -> None:
-    model = tiny_model()
+    model = tiny_model(K)
     images = random_images(14)
     batch = make_batch(images)
     cfg = KeepGridMaskConfig(r=0.5, d=(6, 12), rotate=30, mode=1)
@@ -277,7 +230,7 @@ def test_gridmask_keeps_a_draw_within_the_saliency_quantile() -> None:
 
 
 def test_gridmask_default_periods_scale_with_the_image() -> None:
-    stage = KeepStage(tiny_model(), "gridmask", generator=gen(16))
+    stage = KeepStage(tiny_model(K), "gridmask", generator=gen(16))
     params = stage.sample_params(make_batch(random_images(17)))
     tile = params.grid.tile
     assert bool(((tile >= S // 3) & (tile < S)).all())
@@ -288,7 +241,7 @@ def test_gridmask_default_periods_scale_with_the_image() -> None:
 
 @pytest.mark.parametrize("method", ["cutout", "paste"])
 def test_lowres_windows_are_mapped_back_inside_the_image(method: str) -> None:
-    model = tiny_model()
+    model = tiny_model(K)
     height, width, length = 33, 31, 7
     images = random_images(18, height=height, width=width)
     batch = make_batch(images, clean=images + 1)
@@ -332,7 +285,7 @@ def test_early_saliency_runs_the_early_head_only() -> None:
 
 @pytest.mark.parametrize("method", ["cutout", "cutmix", "gridmask", "paste"])
 def test_same_seed_same_batch_and_params_replay(method: str) -> None:
-    model = tiny_model()
+    model = tiny_model(K)
     batch = make_batch(random_images(23), clean=random_images(24))
     a = KeepStage(model, method, length=8, generator=gen(25))
     b = KeepStage(model, method, length=8, generator=gen(25))
@@ -344,181 +297,3 @@ def test_same_seed_same_batch_and_params_replay(method: str) -> None:
     assert torch.equal(a.apply(batch, params).images, out_a.images)
     other = KeepStage(model, method, length=8, generator=gen(26))(batch)
     assert not torch.equal(other.images, out_a.images)
-
-
-# -- argument validation -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
-    [
-        ({"model": "resnet"}, TypeError, r"`model` must be a torch.nn.Module, got str"),
-        (
-            {"method": "cutot"},
-            ValueError,
-            r"`method` must be one of 'cutout', 'cutmix', 'gridmask', 'paste'; got 'cutot'",
-        ),
-        ({"tau": 1.5}, ValueError, r"`tau` must be in \(0, 1\), got 1.5"),
-        ({"tau": 0}, ValueError, r"`tau` must be in \(0, 1\), got 0"),
-        ({"tau": "0.6"}, TypeError, r"`tau` must be int or float, got '0.6' \(str\)"),
-        ({"length": 0}, ValueError, r"`length` must be in \[1, inf\), got 0"),
-        ({"length": 8.0}, TypeError, r"`length` must be int, got 8.0 \(float\)"),
-        (
-            {"saliency": "low"},
-            ValueError,
-            r"`saliency` must be one of 'full', 'lowres', 'early'; got 'low'",
-        ),
-        ({"saliency": "early"}, TypeError, r"`saliency`='early' needs .*early_logits.*Sequential"),
-        ({"alpha": 0.0}, ValueError, r"`alpha` must be in \(0, inf\), got 0.0"),
-        ({"alpha": float("inf")}, ValueError, r"`alpha` must be in \(0, inf\), got inf"),
-        ({"draws": 0}, ValueError, r"`draws` must be in \[1, inf\), got 0"),
-        ({"box": "clipped"}, ValueError, r"`box` must be one of 'clip', 'inside'; got 'clipped'"),
-        (
-            {"max_mask_elements": 0},
-            ValueError,
-            r"`max_mask_elements` must be in \[1, inf\), got 0",
-        ),
-        ({"draws": True}, TypeError, r"`draws` must be int, got True \(bool\)"),
-        ({"generator": 0}, TypeError, r"`generator` must be a torch.Generator or None, got int"),
-        ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or an object with"),
-    ],
-)
-def test_invalid_arguments_fail_at_construction(
-    kwargs: dict[str, object], error: type[Exception], match: str
-) -> None:
-    args = {"model": tiny_model(), "method": "cutout", **kwargs}
-    model, method = args.pop("model"), args.pop("method")
-    with pytest.raises(error, match=match):
-        KeepStage(model, method, **args)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\), got 0.0"),
-        # GridMask's range: r = 1 would keep the whole period (l = d), i.e. drop nothing
-        ({"r": 1.0}, r"`gridmask.r` must be in \(0, 1\), got 1.0"),
-        ({"d": (5, 5)}, r"`gridmask.d` must satisfy min < max, got \(5, 5\)"),
-        ({"d": (0, 5)}, r"`gridmask.d\[0\]` must be in \[1, inf\), got 0"),
-        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, 360\], got 0"),
-        ({"rotate": 361}, r"`gridmask.rotate` must be in \[1, 360\], got 361"),
-        ({"mode": 2}, r"`gridmask.mode` must be one of 0, 1; got 2"),
-    ],
-)
-def test_invalid_gridmask_config(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        KeepGridMaskConfig(**kwargs)
-
-
-def test_gridmask_config_periods_and_angles_are_integers() -> None:
-    with pytest.raises(TypeError, match=r"`gridmask.d\[0\]` must be int, got 4.0 \(float\)"):
-        KeepGridMaskConfig(d=(4.0, 8))
-    with pytest.raises(TypeError, match=r"`gridmask.rotate` must be int, got 1.5 \(float\)"):
-        KeepGridMaskConfig(rotate=1.5)
-
-
-def test_gridmask_accepts_any_object_with_the_attributes() -> None:
-    class Cfg:
-        r, d, rotate, mode = 0.4, [8, 12], 1, 0
-
-    stage = KeepStage(tiny_model(), "gridmask", gridmask=Cfg())
-    assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(8, 12), rotate=1, mode=0)
-    from dali_gridaug.augment import GridMask
-
-    stage = KeepStage(tiny_model(), "gridmask", gridmask=GridMask(r=0.4, d=(24, 33), rotate=1))
-    assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(24, 33), rotate=1, mode=1)
-    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\), got 1.5"):
-        Cfg.r = 1.5
-        KeepStage(tiny_model(), "gridmask", gridmask=Cfg())
-
-
-def test_length_larger_than_the_image_fails_at_call_time() -> None:
-    stage = KeepStage(tiny_model(), "cutout", length=40)
-    with pytest.raises(ValueError, match=r"`length` must be <= min\(H, W\) = 32 .*got 40"):
-        stage(make_batch(random_images(27)))
-
-
-# -- GPU ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("method", ["cutout", "cutmix", "gridmask", "paste"])
-@pytest.mark.parametrize("saliency", ["full", "lowres"])
-@pytest.mark.parametrize("box", ["inside", "clip"])
-def test_cuda_stage_stays_on_device_without_host_syncs(
-    method: str, saliency: str, box: str
-) -> None:
-    dev = torch.device("cuda")
-    model = tiny_model().to(dev)
-    images = random_images(28).to(dev)
-    batch = make_batch(images, labels=(torch.arange(B) % K).to(dev), clean=images.flip(-1))
-    batch = batch.replace(index=batch.index.to(dev), lam=batch.lam.to(dev))
-    batch = batch.replace(partner=batch.partner.to(dev))
-    stage = KeepStage(
-        model,
-        method,
-        length=8,
-        saliency=saliency,
-        box=box,
-        generator=torch.Generator(dev).manual_seed(0),
-        max_mask_elements=3 * 8 * S * S,  # gridmask masks in chunks of 3 samples
-    )
-    stage(batch)  # warm-up: lazy CUDA/cuBLAS/CuPy initialisation may synchronise once
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        out = stage(batch)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    for field in ("images", "target", "lam", "boxes", "partner"):
-        assert getattr(out, field).device.type == "cuda", field
-    if method == "cutout":
-        inside = box_mask(out.boxes.cpu(), S, S)[:, None].expand_as(images).to(dev)
-        assert bool((out.images[inside] == 0).all())
-        assert torch.equal(out.images[~inside], images[~inside])
-    if method == "paste":
-        inside = box_mask(out.boxes.cpu(), S, S)[:, None].expand_as(images).to(dev)
-        assert torch.equal(out.images[inside], batch.clean[inside])
-    torch.testing.assert_close(out.target.sum(1), torch.ones(B, device=dev))
-
-
-_SYNC_METHODS = {"item", "tolist", "cpu", "numpy", "nonzero", "masked_select", "unique"}
-_SYNC_METHODS |= {"synchronize", "argwhere"}
-
-
-def _host_value(node: ast.expr) -> bool:
-    """An argument of int()/float() that is a host value: a name, a constant, constant
-    arithmetic or a tensor's ``.shape[...]``."""
-    if isinstance(node, (ast.Name, ast.Constant)):
-        return True
-    if isinstance(node, ast.BinOp):
-        return _host_value(node.left) and _host_value(node.right)
-    return (
-        isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "shape"
-    )
-
-
-@pytest.mark.parametrize("module", ["keep", "grid", "regions", "maps", "torch_geometry"])
-def test_stage_code_has_no_host_sync_calls(module: str) -> None:
-    """By construction (the CUDA test above needs a GPU): no ``.item()``, ``.tolist()``,
-    ``.cpu()``, ``bool(tensor)``, data-dependent ``nonzero``, or ``int()``/``float()`` of a
-    tensor anywhere in the stage's modules."""
-    import importlib
-    import inspect
-
-    source = inspect.getsource(importlib.import_module(f"dali_gridaug.saliency.{module}"))
-    offending = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in _SYNC_METHODS:
-            offending.append(f"line {node.lineno}: .{func.attr}()")
-        if isinstance(func, ast.Name) and func.id == "bool":
-            offending.append(f"line {node.lineno}: bool()")
-        if isinstance(func, ast.Name) and func.id in ("int", "float"):
-            if not all(_host_value(arg) for arg in node.args):
-                offending.append(f"line {node.lineno}: {func.id}() of a computed value")
-    assert offending == []

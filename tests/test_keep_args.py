@@ -1,0 +1,101 @@
+"""KeepStage and KeepGridMaskConfig arguments: bad values fail at construction (or, for a box
+larger than the image, at call time), naming the argument, its range and the value received.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
+from tests.helpers import make_batch, random_images, tiny_model
+
+K = 16
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"model": "resnet"}, TypeError, r"`model` must be a torch.nn.Module, got str"),
+        (
+            {"method": "cutot"},
+            ValueError,
+            r"`method` must be one of 'cutout', 'cutmix', 'gridmask', 'paste'; got 'cutot'",
+        ),
+        ({"tau": 1.5}, ValueError, r"`tau` must be in \(0, 1\), got 1.5"),
+        ({"tau": 0}, ValueError, r"`tau` must be in \(0, 1\), got 0"),
+        ({"tau": "0.6"}, TypeError, r"`tau` must be int or float, got '0.6' \(str\)"),
+        ({"length": 0}, ValueError, r"`length` must be in \[1, inf\), got 0"),
+        ({"length": 8.0}, TypeError, r"`length` must be int, got 8.0 \(float\)"),
+        (
+            {"saliency": "low"},
+            ValueError,
+            r"`saliency` must be one of 'full', 'lowres', 'early'; got 'low'",
+        ),
+        ({"saliency": "early"}, TypeError, r"`saliency`='early' needs .*early_logits.*Sequential"),
+        ({"alpha": 0.0}, ValueError, r"`alpha` must be in \(0, inf\), got 0.0"),
+        ({"alpha": float("inf")}, ValueError, r"`alpha` must be in \(0, inf\), got inf"),
+        ({"draws": 0}, ValueError, r"`draws` must be in \[1, inf\), got 0"),
+        ({"box": "clipped"}, ValueError, r"`box` must be one of 'clip', 'inside'; got 'clipped'"),
+        (
+            {"max_mask_elements": 0},
+            ValueError,
+            r"`max_mask_elements` must be in \[1, inf\), got 0",
+        ),
+        ({"draws": True}, TypeError, r"`draws` must be int, got True \(bool\)"),
+        ({"generator": 0}, TypeError, r"`generator` must be a torch.Generator or None, got int"),
+        ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or an object with"),
+    ],
+)
+def test_invalid_arguments_fail_at_construction(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    args = {"model": tiny_model(K), "method": "cutout", **kwargs}
+    model, method = args.pop("model"), args.pop("method")
+    with pytest.raises(error, match=match):
+        KeepStage(model, method, **args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\), got 0.0"),
+        # GridMask's range: r = 1 would keep the whole period (l = d), i.e. drop nothing
+        ({"r": 1.0}, r"`gridmask.r` must be in \(0, 1\), got 1.0"),
+        ({"d": (5, 5)}, r"`gridmask.d` must satisfy min < max, got \(5, 5\)"),
+        ({"d": (0, 5)}, r"`gridmask.d\[0\]` must be in \[1, inf\), got 0"),
+        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, 360\], got 0"),
+        ({"rotate": 361}, r"`gridmask.rotate` must be in \[1, 360\], got 361"),
+        ({"mode": 2}, r"`gridmask.mode` must be one of 0, 1; got 2"),
+    ],
+)
+def test_invalid_gridmask_config(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        KeepGridMaskConfig(**kwargs)
+
+
+def test_gridmask_config_periods_and_angles_are_integers() -> None:
+    with pytest.raises(TypeError, match=r"`gridmask.d\[0\]` must be int, got 4.0 \(float\)"):
+        KeepGridMaskConfig(d=(4.0, 8))
+    with pytest.raises(TypeError, match=r"`gridmask.rotate` must be int, got 1.5 \(float\)"):
+        KeepGridMaskConfig(rotate=1.5)
+
+
+def test_gridmask_accepts_any_object_with_the_attributes() -> None:
+    class Cfg:
+        r, d, rotate, mode = 0.4, [8, 12], 1, 0
+
+    stage = KeepStage(tiny_model(K), "gridmask", gridmask=Cfg())
+    assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(8, 12), rotate=1, mode=0)
+    from dali_gridaug.augment import GridMask
+
+    stage = KeepStage(tiny_model(K), "gridmask", gridmask=GridMask(r=0.4, d=(24, 33), rotate=1))
+    assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(24, 33), rotate=1, mode=1)
+    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\), got 1.5"):
+        Cfg.r = 1.5
+        KeepStage(tiny_model(K), "gridmask", gridmask=Cfg())
+
+
+def test_length_larger_than_the_image_fails_at_call_time() -> None:
+    stage = KeepStage(tiny_model(K), "cutout", length=40)
+    with pytest.raises(ValueError, match=r"`length` must be <= min\(H, W\) = 32 .*got 40"):
+        stage(make_batch(random_images(27)))
