@@ -191,6 +191,21 @@ def test_planted_numpy_only_api_is_caught() -> None:
         _kernel(lambda xp, x: x.ptp())
 
 
+@pytest.mark.parametrize(
+    ("use", "error", "match"),
+    [
+        (lambda xp, x: xp.random.RandomState(x.sum()), DeviceSynchronized, r"int\(\) on a dev"),
+        (lambda xp, x: xp.random.gamma(1.0), MissingCuPyAPI, r"'cupy.random' has no .*'gamma'"),
+        (lambda xp, x: xp.random.RandomState(0).gamma, MissingCuPyAPI, r"RandomState has no"),
+    ],
+    ids=["device-seed", "module", "method"],
+)
+def test_planted_cupy_random_misuse_names_the_kernel_line(use, error, match) -> None:
+    """The ``cupy.random`` stand-in reports the caller's line, not its own."""
+    with pytest.raises(error, match=match + r".*test_gpucheck_cupy\.py:\d+"):
+        _kernel(use)
+
+
 def test_index_uploads_are_logged_not_refused() -> None:
     xp, out = _kernel(lambda xp, x: x[np.array([2, 0])])
     assert out.shape == (2, 4) and [e.kind for e in xp.events] == ["upload"]

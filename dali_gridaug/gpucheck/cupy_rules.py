@@ -19,8 +19,13 @@ GPU batch. :class:`StrictCuPy` runs the kernels on NumPy arrays wrapped as devic
   and logged.
 * **Only CuPy's API.** ``xp.name``, ``array.name`` or a NumPy function called on a device
   array that CuPy lacks raises :class:`MissingCuPyAPI`. The allowed names are a list of
-  what CuPy 13 provides (:data:`CUPY_FUNCTIONS`, :data:`NDARRAY_ATTRIBUTES`); it is a
-  subset, so a refusal may name a real but unlisted CuPy function (add it to the list).
+  what CuPy 13 provides (:data:`CUPY_FUNCTIONS`, :data:`NDARRAY_ATTRIBUTES`, kept in
+  :mod:`dali_gridaug.gpucheck.cupy_api`); it is a subset, so a refusal may name a real but
+  unlisted CuPy function (add it to the list).
+
+The allowed names and the error classes live in :mod:`dali_gridaug.gpucheck.cupy_api`, the
+``cupy.random`` stand-in in :mod:`dali_gridaug.gpucheck.cupy_random`; the names of ``__all__``
+are importable from here.
 
 Every violation, sync and host→device upload is appended to :attr:`StrictCuPy.events`.
 Install the stand-in as ``cupy`` (:meth:`StrictCuPy.installed`) so that the project's own
@@ -41,60 +46,17 @@ from typing import Any
 
 import numpy as np
 
-CUPY_FUNCTIONS = frozenset(
-    """
-    abs absolute add all allclose amax amin any arange arccos arccosh arcsin arcsinh arctan
-    arctan2 arctanh argmax argmin argpartition argsort argwhere around array array_equal
-    array_split asarray ascontiguousarray asfortranarray asnumpy atleast_1d atleast_2d
-    atleast_3d average bincount bitwise_and bitwise_not bitwise_or bitwise_xor broadcast_arrays
-    broadcast_to can_cast cbrt ceil choose clip column_stack compress concatenate copy copysign
-    cos cosh count_nonzero cross cumprod cumsum deg2rad degrees diag diagonal diff digitize
-    divide dot dsplit dstack einsum empty empty_like equal exp exp2 expand_dims expm1 extract
-    eye fabs flatnonzero flip fliplr flipud floor floor_divide fmax fmin fmod frexp from_dlpack
-    full full_like get_array_module greater greater_equal histogram hsplit hstack hypot
-    identity indices inner interp invert isclose isfinite isin isinf isnan ix_ kron ldexp
-    left_shift less less_equal linspace log log10 log1p log2 logaddexp logical_and logical_not
-    logical_or logical_xor matmul max maximum mean median meshgrid min minimum mod modf
-    moveaxis multiply nan_to_num nanargmax nanargmin nancumsum nanmax nanmean nanmin nansum
-    ndim negative nextafter nonzero not_equal ones ones_like outer pad partition percentile
-    piecewise place power prod put quantile rad2deg radians ravel reciprocal remainder repeat
-    reshape result_type right_shift rint roll rollaxis rot90 round searchsorted select shape
-    sign signbit sin sinh size sort split sqrt square squeeze stack std subtract sum swapaxes
-    take take_along_axis tan tanh tensordot tile trace transpose tri tril triu true_divide trunc
-    unique unravel_index var vsplit vstack where zeros zeros_like
-    bool_ complex64 complex128 dtype finfo float16 float32 float64 iinfo int8 int16 int32
-    int64 intp issubdtype newaxis promote_types uint8 uint16 uint32 uint64 e inf nan pi
-    """.split()
+from dali_gridaug.gpucheck import cupy_random
+from dali_gridaug.gpucheck.cupy_api import (
+    CUPY_FUNCTIONS,
+    DATA_DEPENDENT,
+    NDARRAY_ATTRIBUTES,
+    CuPyRuleError,
+    DeviceSynchronized,
+    HostArrayInDeviceOp,
+    ImplicitHostConversion,
+    MissingCuPyAPI,
 )
-"""Functions and names of the ``cupy`` module the stand-in allows (a subset of CuPy 13's)."""
-
-NDARRAY_ATTRIBUTES = frozenset(
-    """
-    T all any argmax argmin argpartition argsort astype base choose clip compress conj copy
-    cumprod cumsum data device diagonal dot dtype dump dumps fill flags flatten get imag item
-    itemsize max mean min nbytes ndim nonzero partition prod put ravel real repeat reshape
-    round set shape size sort squeeze std strides sum swapaxes take tobytes tofile tolist
-    trace transpose var view
-    """.split()
-)
-"""Attributes of ``cupy.ndarray`` the stand-in allows (a subset of CuPy 13's)."""
-
-CUPY_RANDOM = frozenset(
-    "Generator RandomState beta binomial choice default_rng get_random_state normal "
-    "permutation rand randint randn random random_sample seed shuffle standard_normal "
-    "uniform".split()
-)
-"""Names of ``cupy.random`` (a subset of CuPy 13's); only ``RandomState`` is emulated."""
-
-RANDOM_STATE_METHODS = frozenset(
-    "beta binomial choice normal permutation rand randn random_sample seed shuffle "
-    "standard_normal uniform".split()
-)
-"""Methods of ``cupy.random.RandomState`` the stand-in emulates (with NumPy's numbers)."""
-
-
-DATA_DEPENDENT = frozenset("argwhere compress extract flatnonzero nonzero unique".split())
-"""Functions whose output shape is a device value: CuPy reads it back (a sync)."""
 
 
 def _reads_shape(xp: StrictCuPy, name: str, function: Any) -> Any:
@@ -103,28 +65,6 @@ def _reads_shape(xp: StrictCuPy, name: str, function: Any) -> Any:
         return function(*args, **kwargs)
 
     return reading
-
-
-class CuPyRuleError(Exception):
-    """Base of the errors raised where real CuPy (or CuPy on DALI's GPU stage) would fail."""
-
-
-class ImplicitHostConversion(CuPyRuleError, TypeError):
-    """``numpy.asarray`` (or any implicit conversion to a NumPy array) of a device array."""
-
-
-class DeviceSynchronized(CuPyRuleError, RuntimeError):
-    """A host read of device data (``int()``, ``.item()``, ``.get()``...), which waits for the
-    device; CuPy raises ``cupyx.DeviceSynchronized`` under ``allow_synchronize(False)``.
-    """
-
-
-class HostArrayInDeviceOp(CuPyRuleError, TypeError):
-    """A ``numpy.ndarray`` operand of a device function, ufunc or operator."""
-
-
-class MissingCuPyAPI(CuPyRuleError, AttributeError):
-    """A function or attribute that NumPy has and CuPy does not."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,9 +83,13 @@ class Event:
     where: str
 
 
+#: The stand-in's own files, skipped when an event names where it happened.
+_STAND_IN_FILES = frozenset({__file__, cupy_random.__file__})
+
+
 def _where() -> str:
     for frame in reversed(traceback.extract_stack()):
-        if frame.filename != __file__:
+        if frame.filename not in _STAND_IN_FILES:
             return f"{frame.filename}:{frame.lineno}"
     return "?"
 
@@ -265,39 +209,6 @@ for _dunder in (f"__{_name}__" for _name in _UNARY_AND_COMPARISONS):
 DeviceArray.__module__, DeviceArray.__qualname__ = "cupy", "ndarray"
 
 
-class _RandomState:
-    """``cupy.random.RandomState`` with NumPy's numbers; the seed must be a host integer."""
-
-    def __init__(self, xp: StrictCuPy, seed: Any) -> None:
-        self._xp, self._rng = xp, np.random.default_rng(seed)
-
-    def standard_normal(self, size: Any = None, dtype: Any = float) -> DeviceArray:
-        return self._xp._wrap(self._rng.standard_normal(size).astype(dtype))
-
-    def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None, dtype: Any = float):
-        return self._xp._wrap(self._rng.uniform(low, high, size).astype(dtype))
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in RANDOM_STATE_METHODS:
-            self._xp._fail(MissingCuPyAPI, f"cupy.random.RandomState has no attribute {name!r}")
-        raise NotImplementedError(f"the stand-in does not emulate RandomState.{name}")
-
-
-class _Random:
-    def __init__(self, xp: StrictCuPy) -> None:
-        self._xp = xp
-
-    def RandomState(self, seed: Any = None) -> _RandomState:  # noqa: N802 (CuPy's name)
-        if isinstance(seed, DeviceArray):  # CuPy converts it with int(): a sync
-            seed = int(seed)
-        return _RandomState(self._xp, seed)
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in CUPY_RANDOM:
-            self._xp._fail(MissingCuPyAPI, f"module 'cupy.random' has no attribute {name!r}")
-        raise NotImplementedError(f"the stand-in does not emulate cupy.random.{name}")
-
-
 class StrictCuPy:
     """The ``cupy`` module stand-in (see the module docstring for its rules).
 
@@ -310,7 +221,7 @@ class StrictCuPy:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.random = _Random(self)
+        self.random = cupy_random.RandomModule(self)
         self._sync_allowed = False
 
     # -- the log --------------------------------------------------------------------------
