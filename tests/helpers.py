@@ -1,12 +1,15 @@
 """Test helpers: flat-colour datasets and the provenance of their pixels; a small eval loader;
 datasets, argument lists and environments for training-CLI runs; tiny models, batches and
-statistics for the Keep stage and saliency tests."""
+statistics for the Keep stage and saliency tests; a mixing augmentation written against the
+augmentation contract alone."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -16,7 +19,9 @@ from torch import nn
 
 import dali_gridaug
 from dali_gridaug import make_sample_dataset
+from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_specs
 from dali_gridaug.batch import Batch
+from dali_gridaug.geometry import random_partner
 from dali_gridaug.loader import create_loader
 
 #: The folder holding the ``dali_gridaug`` package, for subprocesses' ``PYTHONPATH``.
@@ -230,3 +235,22 @@ def chi_square_p_ok(counts: np.ndarray, expected: np.ndarray, p_min: float = 1e-
         critical = dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
         return stat < critical
     return float(chisquare(counts, expected).pvalue) > p_min
+
+
+@dataclasses.dataclass(frozen=True)
+class RightHalfMix(MixAugment):
+    """A mixing augmentation written against the contract alone: the right half of every
+    image comes from its partner (λ = 0.5 up to rounding). It has no ``xp`` kernel, although
+    its default backend is ``auto``."""
+
+    backend: str = "auto"
+    name: ClassVar[str] = "right_half"
+
+    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
+        return (ParamSpec("lam", np.float32), ParamSpec("partner", np.int32), *paste_specs(1))
+
+    def sample(self, rng, batch_size, height, width, epoch, flip=None):
+        partner = random_partner(rng, batch_size, derangement=True)
+        box = np.broadcast_to(np.array([[[0, width // 2, height, width]]]), (batch_size, 1, 4))
+        lam = np.full(batch_size, (width // 2) / width, np.float32)
+        return {"lam": lam, "partner": partner, **paste_args(partner, box, height, width, flip)}

@@ -3,22 +3,19 @@ and the checks shown to catch planted errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from dali_gridaug import gpucheck, presets
 from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES
-from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment, ParamSpec
-from dali_gridaug.augment.base import paste_args, paste_specs
-from dali_gridaug.geometry import random_partner
+from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim
+from tests.helpers import RightHalfMix
 
 CASES = case_mod.graph_cases()
 
@@ -65,27 +62,10 @@ def test_cases_cover_the_registries() -> None:
     assert len({c.hw_decoder_load for c in CASES}) >= 3
 
 
-@dataclasses.dataclass(frozen=True)
-class _RightHalf(MixAugment):
-    """A newly registered mixing augmentation: the right half comes from the partner."""
-
-    backend: str = "auto"
-    name: ClassVar[str] = "right_half"
-
-    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
-        return (ParamSpec("lam", np.float32), ParamSpec("partner", np.int32), *paste_specs(1))
-
-    def sample(self, rng, batch_size, height, width, epoch, flip=None):
-        partner = random_partner(rng, batch_size, derangement=True)
-        box = np.broadcast_to(np.array([[[0, width // 2, height, width]]]), (batch_size, 1, 4))
-        lam = np.full(batch_size, (width // 2) / width, np.float32)
-        return {"lam": lam, "partner": partner, **paste_args(partner, box, height, width, flip)}
-
-
 def test_a_newly_registered_augmentation_is_checked(
     monkeypatch: pytest.MonkeyPatch, sources: case_mod.Sources
 ) -> None:
-    monkeypatch.setitem(AUGMENTATIONS, "right_half", _RightHalf)
+    monkeypatch.setitem(AUGMENTATIONS, "right_half", RightHalfMix)
     mine = {c.name: c for c in case_mod.graph_cases() if "right_half" in c.name}
     assert {"right_half [auto=dali]", "right_half [kernel]", "right_half fp16"} <= set(mine)
     assert gpucheck.validate(mine["right_half [auto=dali]"], sources).ok

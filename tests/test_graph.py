@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,10 +14,9 @@ import torch
 
 from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing, create_loader
 from dali_gridaug.augment import Mixup, MixupCutMix
-from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_specs
-from dali_gridaug.geometry import random_partner
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask
 from dali_gridaug.labels import mix_target, one_hot
+from tests.helpers import RightHalfMix
 
 
 @pytest.fixture(scope="module")
@@ -153,26 +151,8 @@ def test_one_smoothing_knob(color_data: Path) -> None:
 # --- the contract ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class HalfSwap(MixAugment):
-    """A mixing augmentation written against the contract alone: the right half of every
-    image comes from its partner (λ = 0.5 up to rounding)."""
-
-    backend: str = "auto"
-    name: ClassVar[str] = "half_swap"
-
-    def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
-        return (ParamSpec("lam", np.float32), ParamSpec("partner", np.int32), *paste_specs(1))
-
-    def sample(self, rng, batch_size, height, width, epoch, flip=None):
-        partner = random_partner(rng, batch_size, derangement=True)
-        box = np.broadcast_to(np.array([[[0, width // 2, height, width]]]), (batch_size, 1, 4))
-        lam = np.full(batch_size, (width // 2) / width, np.float32)
-        return {"lam": lam, "partner": partner, **paste_args(partner, box, height, width, flip)}
-
-
 def test_a_new_mixing_augmentation_needs_only_the_contract(photos: Path) -> None:
-    batch, raw = _first(photos, [HalfSwap()])
+    batch, raw = _first(photos, [RightHalfMix()])
     x, clean = _np(batch.images), _np(batch.clean)
     flip, partner = _np(raw["flip"]), _np(batch.partner)
     assert np.array_equal(x[..., :24], clean[..., :24])
@@ -182,7 +162,7 @@ def test_a_new_mixing_augmentation_needs_only_the_contract(photos: Path) -> None
 
 
 def test_a_draw_that_breaks_its_schema_is_refused(photos: Path) -> None:
-    class Bad(HalfSwap):
+    class Bad(RightHalfMix):
         def sample(self, *args, **kw):
             return {**super().sample(*args, **kw), "lam": np.zeros(3, np.float64)}
 
