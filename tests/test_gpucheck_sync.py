@@ -20,6 +20,7 @@ import torch
 
 from dali_gridaug import CutMix, GridMask, GridMix, create_loader
 from dali_gridaug.augment.mixup import Mixup, MixupCutMix
+from dali_gridaug.batch import Batch
 from dali_gridaug.gpucheck.sync import HostSyncError, SyncAudit, fake_cuda, to_device
 from dali_gridaug.loader import DaliLoader
 from dali_gridaug.models import build_criterion, build_model
@@ -54,6 +55,11 @@ def _labels_stage(loader: DaliLoader, class_of: torch.Tensor) -> types.SimpleNam
     """What ``_to_batch`` reads of its loader; a GPU loader holds ``_class_of`` on the GPU."""
     fields = ("num_classes", "source", "spec", "params", "epoch")
     return types.SimpleNamespace(_class_of=class_of, **{f: getattr(loader, f) for f in fields})
+
+
+def _device_batch(loader: DaliLoader, out: dict[str, torch.Tensor]) -> Batch:
+    """The batch a GPU loader makes of its raw outputs ``out`` (call under ``fake_cuda``)."""
+    return DaliLoader._to_batch(_labels_stage(loader, to_device(loader._class_of)), to_device(out))
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +128,7 @@ def test_train_step_forward_on_fake_cuda_has_no_host_sync(raw_outputs, kind, amp
     """Keep-less forward half (autocast, model, criterion incl. GridMix's patch loss)."""
     loader, out = raw_outputs[RECIPES[kind][1]]
     with fake_cuda():
-        batch = DaliLoader._to_batch(_labels_stage(loader, to_device(loader._class_of)),
-                                     to_device(out))  # fmt: skip
+        batch = _device_batch(loader, out)
         trainer = _trainer(_recipe(kind), "cuda", amp)
         with SyncAudit() as audit:
             loss = trainer.forward_loss(batch)
@@ -241,8 +246,7 @@ def test_tar_shard_labels_have_no_host_sync() -> None:
 def test_evaluation_batches_have_no_host_sync(raw_outputs) -> None:
     loader, out = raw_outputs["plain"]
     with fake_cuda():
-        batch = DaliLoader._to_batch(_labels_stage(loader, to_device(loader._class_of)),
-                                     to_device(out))  # fmt: skip
+        batch = _device_batch(loader, out)
         trainer = _trainer(_recipe("soft_ce"), "cuda", "bf16")
         with SyncAudit() as audit:
             sums = eval_sums(trainer.parts.model, [batch, batch], torch.device("cuda"),
@@ -337,8 +341,7 @@ def test_allowed_reads_are_kept_apart_from_per_batch_syncs() -> None:
 def test_planted_item_in_the_train_step_is_flagged(raw_outputs) -> None:
     loader, out = raw_outputs["cutmix"]
     with fake_cuda():
-        batch = DaliLoader._to_batch(_labels_stage(loader, to_device(loader._class_of)),
-                                     to_device(out))  # fmt: skip
+        batch = _device_batch(loader, out)
         trainer = _trainer(_recipe("soft_ce"), "cuda", "bf16")
         criterion = trainer.parts.criterion
 
