@@ -29,7 +29,7 @@ are importable from here.
 
 Every violation, sync and host→device upload is appended to :attr:`StrictCuPy.events`.
 Install the stand-in as ``cupy`` (:meth:`StrictCuPy.installed`) so that the project's own
-``get_xp``/``to_xp`` dispatch picks it up exactly as they would pick up CuPy.
+``get_xp`` dispatch picks it up exactly as it would pick up CuPy.
 
 What it cannot check: GPU kernels, streams, memory, speed, and CuPy's own random numbers
 (``cupy.random`` draws NumPy's numbers here).
