@@ -43,7 +43,7 @@ def reference_epochs(sample_data: dict[str, Path]) -> list[list[tuple]]:
 def test_break_then_iterate_gives_a_whole_epoch(
     sample_data: dict[str, Path], reference_epochs: list, set_epoch: bool, stop: int
 ) -> None:
-    """Issue: after ``break`` and ``set_epoch(e + 1)`` the next epoch gave 10 of 12 batches
+    """Regression: after ``break`` and ``set_epoch(e + 1)`` the next epoch gave 10 of 12 batches
     (the rest of epoch e, stamped e + 1). Now it is epoch e + 1 whole, exactly the batches an
     uninterrupted run gives: same files, pixels, parameters and stamp."""
     loader = _stamped(sample_data)
@@ -73,7 +73,7 @@ def test_raw_then_iterate_gives_a_whole_epoch(
 
 
 def test_nested_iteration_is_an_error(sample_data: dict[str, Path]) -> None:
-    """Issue: a nested ``for`` gave 6 + 4 batches where len is 5. A second open iteration
+    """Regression: a nested ``for`` gave 6 + 4 batches where len is 5. A second open iteration
     is refused; the first one goes on and still yields its whole epoch."""
     loader = create_loader(sample_data["val"], batch_size=6, train=False, device="cpu",
                            image_size=16)  # fmt: skip
