@@ -14,6 +14,7 @@ pytest.importorskip("nvidia.dali")
 pytest.importorskip("torchvision")
 pytest.importorskip("skimage")
 
+from dali_gridaug import gpucheck  # noqa: E402
 from dali_gridaug.bench import report  # noqa: E402
 from dali_gridaug.bench.core import selected  # noqa: E402
 from dali_gridaug.bench.data import SIZE_WH, resolve  # noqa: E402
@@ -161,8 +162,14 @@ def test_selftest_on_cpu_writes_one_report_in_the_bench_schema(tmp_path):
     assert bench_keys <= set(data) and data["schema"] == report.SCHEMA
     assert data["machine"]["device"] and data["machine"]["versions"]["dali"]
     assert data["dataset"]["kind"] == "photos"
-    for check in ("gpu_tests", "gpu_graphs"):
-        assert data["checks"][check] == {"status": "skipped", "note": "no CUDA GPU on this machine"}
+    assert data["checks"]["gpu_tests"] == {
+        "status": "skipped",
+        "note": "no CUDA GPU on this machine",
+    }
+    graphs = data["checks"]["gpu_graphs"]  # CPU-side validation runs on any machine
+    assert graphs["status"] == "passed" and graphs["failed"] == 0
+    assert len(graphs["results"]) == len(gpucheck.graph_cases()) > 40
+    assert all(c["caught"] for c in graphs["controls"])
     names = [c["name"] for c in data["configs"]]
     assert names == ["dali-cpu/no-aug", "dali-cpu/+gridmask", "dali-cpu/+cutmix"]
     assert all(c["images_per_s"] > 0 and len(c["round_images_per_s"]) == 3 for c in data["configs"])
