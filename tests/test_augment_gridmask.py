@@ -1,5 +1,6 @@
-"""GridMask against SPEC: keep fraction vs the official algorithm, stationarity, mode 0,
-ramp, H≠W, random GridMask, and DALI vs kernel backends on the same parameters."""
+"""GridMask against the paper and the official code: keep fraction vs the official algorithm,
+stationarity, mode 0, ramp, H≠W, random GridMask, and DALI vs kernel backends on the same
+parameters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CutMix and GridMix against SPEC: exact λ and label arithmetic from pixel provenance,
+"""CutMix and GridMix against their papers: exact λ and label arithmetic from pixel provenance,
 the official box rule's mean λ, Binomial cell counts, cell purity, patch labels."""
 
 from __future__ import annotations
