@@ -23,10 +23,7 @@ from dali_gridaug.gpucheck.cupy_rules import (
     StrictCuPy,
 )
 from dali_gridaug.kernels import (
-    box_keep_mask,
-    cell_keep_mask,
     get_xp,
-    grid_keep_mask,
     normal_noise,
 )
 
@@ -88,36 +85,6 @@ def test_get_xp_picks_the_stand_in() -> None:
     with xp.installed():
         assert get_xp(xp.device(np.zeros(3))) is xp
     assert get_xp(np.zeros(3)) is np
-
-
-def test_keep_stage_masks_keep_cupy_rules() -> None:
-    """The mask kernels with the arguments the Keep stage passes them (device arrays made
-    from CUDA tensors: flat float32 grid fields, int64 boxes) and GridMix's cells.
-    """
-    rng = np.random.default_rng(2)
-    n = 12
-    fields = [
-        rng.integers(8, 20, n).astype(np.float32),
-        rng.uniform(0.2, 0.6, n).astype(np.float32),
-        np.deg2rad(rng.integers(0, 360, n)).astype(np.float32),
-        rng.integers(0, 8, n).astype(np.float32),
-        rng.integers(0, 8, n).astype(np.float32),
-    ]
-    y0, x0 = rng.integers(0, H, n), rng.integers(0, W, n)
-    boxes = np.stack([y0, x0, y0 + 9, x0 + 7], 1).clip(0, [H, W, H, W]).astype(np.int64)
-    cells = rng.integers(0, 2, (n, 4, 4)).astype(np.uint8)
-    xp = StrictCuPy()
-    for mode in (0, 1):
-        got = grid_keep_mask(xp, H, W, *map(xp.device, fields), mode=mode)
-        with xp.allow_sync():
-            assert np.array_equal(got.get(), grid_keep_mask(np, H, W, *fields, mode=mode))
-    got = box_keep_mask(xp, H, W, xp.device(boxes))
-    with xp.allow_sync():
-        assert np.array_equal(got.get(), box_keep_mask(np, H, W, boxes))
-    got = cell_keep_mask(xp, H, W, xp.device(cells))
-    with xp.allow_sync():
-        assert np.array_equal(got.get(), cell_keep_mask(np, H, W, cells))
-    assert xp.of("violation") == [] and xp.of("upload") == []
 
 
 def test_normal_noise_keeps_cupy_rules() -> None:
