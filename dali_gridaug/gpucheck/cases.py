@@ -241,35 +241,34 @@ class Sources:
 
 
 def make_spec(case: GraphCase, source: Any, device: str) -> Any:
-    """The ``PipelineSpec`` of ``case`` on ``device`` (``"gpu"``: ``device_id=0``)."""
-    from dali_gridaug.pipeline import PipelineSpec
+    """The ``PipelineSpec`` ``create_loader`` builds for ``case`` (its argument checks and
+    defaults included), placed on ``device`` (``"gpu"``: ``device_id=0``, which needs no GPU
+    to define a graph).
+    """
+    import torch
 
-    return PipelineSpec(
-        source=source, batch_size=BATCH, train=case.train, size=(case.size, case.size),
-        augments=case.augments, device=device, device_id=0 if device == "gpu" else None,
-        seed=0, num_threads=1, shard_id=0, num_shards=1, mean=case.preset.mean,
-        std=case.preset.std, half=case.half, keep_clean=case.keep_clean,
-        auto_augment=case.auto_augment, checkpointing=case.checkpointing,
-        hw_decoder_load=case.hw_decoder_load, preset=case.preset,
+    from dali_gridaug._loader_args import loader_spec
+
+    spec, _ = loader_spec(
+        source, batch_size=BATCH, train=case.train, image_size=case.size,
+        augment=case.augments, device="cpu", seed=0, num_threads=1, shard_id=0, num_shards=1,
+        mean=None, std=None, dtype=torch.float16 if case.half else torch.float32,
+        drop_last=None, keep_clean=case.keep_clean, auto_augment=case.auto_augment,
+        exclude=(), checkpointing=case.checkpointing, resume=None, preset=case.preset,
+        color_jitter=None, lighting=None, hw_decoder_load=case.hw_decoder_load,
+        label_smoothing=0.0,
     )  # fmt: skip
-
-
-def make_params(spec: Any) -> Any:
-    """The ``ParamSource`` the loader gives ``spec`` (None for evaluation)."""
-    from dali_gridaug.params import ParamSource
-
-    return ParamSource.for_spec(spec)
+    return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
 
 
 def builder(case: GraphCase, sources: Sources, device: str) -> Callable[..., Any]:
     """``build(checkpoint=None) -> (pipeline, output_names)`` for ``case`` on ``device``."""
+    from dali_gridaug.params import ParamSource
     from dali_gridaug.pipeline import build_pipeline
 
     def build(checkpoint: Any = None) -> tuple[Any, list[str]]:
-        for aug in case.augments:
-            aug.check_geometry(case.size, case.size, BATCH)
         spec = make_spec(case, sources.get(case), device)
-        return build_pipeline(spec, make_params(spec), checkpoint=checkpoint)
+        return build_pipeline(spec, ParamSource.for_spec(spec), checkpoint=checkpoint)
 
     return build
 
