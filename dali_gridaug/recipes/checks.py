@@ -20,10 +20,8 @@ from typing import Any
 import annotated_types
 from pydantic import ValidationError
 
+from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES as AUTO_AUGMENT
 from dali_gridaug.augment import AUGMENTATIONS, Augment
-
-#: DALI ``auto_aug`` policies the pipeline knows (``pipeline._auto_augment``).
-AUTO_AUGMENT = ("rand_augment", "auto_augment", "trivial_augment")
 
 
 def _named(label: str, error: Exception) -> str:
