@@ -19,6 +19,8 @@ from pathlib import Path
 
 #: Escapes inside a quoted path (besides ``\xHH``, one raw byte of the name).
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: The escaped character of each escape letter (``n`` → newline).
+_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
 
 
 def read_list(path: str | os.PathLike[str]) -> tuple[list[str], list[int], tuple[str, ...]]:
@@ -155,10 +157,9 @@ def unquote_path(text: str) -> tuple[str, str]:
             raw.append(int(text[i + 2 : i + 4], 16))
             i += 4
             continue
-        inverse = {v[1]: k for k, v in _ESCAPES.items()}
-        if nxt not in inverse:
+        if nxt not in _UNESCAPES:
             raise ValueError(f"unknown escape \\{nxt} in a quoted path")
-        raw += inverse[nxt].encode()
+        raw += _UNESCAPES[nxt].encode()
         i += 2
     raise ValueError("quoted path without its closing quote")
 
