@@ -30,7 +30,7 @@ TINY = (
 def test_acceptance_smoke_writes_json_with_targets(tmp_path):
     suites = (
         "acceptance,augment-op/gridmask*,augment-op/cutmix[dali],augment-op/pass*,"
-        "keep-stage/plain,dali-gpu/no-aug"
+        "keep-stage/plain,dali-gpu/no-aug,cpu-stages"
     )
     rc = main(
         [
@@ -69,6 +69,13 @@ def test_acceptance_smoke_writes_json_with_targets(tmp_path):
         assert c["implementation"]
     assert "GridMask" in configs["acceptance/gridmask"]["implementation"]
     assert "hand-written DALI" in configs["acceptance/bare-dali"]["implementation"]
+    stages = {n.split("/")[1]: c for n, c in configs.items() if n.startswith("cpu-stages/")}
+    assert set(stages) == {
+        "read", "decode-crop", "resize", "normalize", "+gridmask-mask", "+gridmask", "+cutmix"
+    }  # fmt: skip
+    assert "resize → normalize → gridmask (augment_graph)" in stages["+gridmask"]["implementation"]
+    # reading alone is far cheaper than reading, decoding and resizing
+    assert stages["read"]["cpu_s_per_image"] < stages["resize"]["cpu_s_per_image"]
 
     targets = data["targets"]
     t = targets["acceptance-no-aug-vs-bare"]

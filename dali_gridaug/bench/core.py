@@ -107,13 +107,16 @@ class Benchmark:
 
 @dataclasses.dataclass
 class Suite:
-    """A registered suite. ``sweep`` names the parameter plotted on the x axis (line plot)."""
+    """A registered suite. ``sweep`` names the parameter plotted on the x axis (line plot);
+    ``stages``: the configs are cumulative pipelines, plotted as CPU cost per image.
+    """
 
     name: str
     cls: type[Benchmark]
     grid: Callable[[Settings], dict[str, dict[str, Any]]]
     baseline: str | None = None
     sweep: str | None = None
+    stages: bool = False
 
 
 #: suite name → Suite, in registration (= run and plot) order.
@@ -126,6 +129,7 @@ def suite(
     *,
     baseline: str | None = None,
     sweep: str | None = None,
+    stages: bool = False,
 ) -> Callable[[type[Benchmark]], type[Benchmark]]:
     """Register a :class:`Benchmark` subclass as suite ``name``.
 
@@ -134,10 +138,13 @@ def suite(
         grid: settings → ``{config name: constructor kwargs}``.
         baseline: the config the plot compares the others with.
         sweep: for a scaling sweep, the kwarg plotted on the x axis.
+        stages: the configs are cumulative pipelines, each one stage longer than the one
+            before it (a ``+name`` config: one stage on top of ``baseline``); the plot shows
+            CPU ms per image and each stage's share.
     """
 
     def register(cls: type[Benchmark]) -> type[Benchmark]:
-        SUITES[name] = Suite(name, cls, grid, baseline, sweep)
+        SUITES[name] = Suite(name, cls, grid, baseline, sweep, stages)
         return cls
 
     return register
@@ -145,7 +152,7 @@ def suite(
 
 def load_suites() -> dict[str, Suite]:
     """Import the suite modules (registering them) and return the registry."""
-    from dali_gridaug.bench.suites import keep, loaders, ops  # noqa: F401
+    from dali_gridaug.bench.suites import keep, loaders, ops, stages  # noqa: F401
 
     return SUITES
 

@@ -1,6 +1,7 @@
 """The PNG beside each results JSON: one panel per suite that ran (bars of images/s with the
-interquartile range of the runs, each labelled with its ratio to the suite's baseline, or a
-line for a scaling sweep), then the targets. Skipped configurations are not drawn.
+interquartile range of the runs, each labelled with its ratio to the suite's baseline; a line
+for a scaling sweep; CPU ms per image with each stage's cost for a stage suite), then the
+targets. Skipped configurations are not drawn.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
         sweep = _sweep(suites, name)
         if sweep:
             _line(ax, cs, sweep)
+        elif name in suites and suites[name].stages:
+            _stages(ax, cs, suites[name].baseline)
         else:
             base = suites[name].baseline if name in suites else None
             _bars(ax, cs, next((c for c in cs if c["config"] == base), None))
@@ -91,6 +94,25 @@ def _bars(ax: Any, cs: list[dict[str, Any]], base: dict[str, Any] | None) -> Non
         rel = f"  {c['images_per_s'] / base['images_per_s']:.2f}×" if base else ""
         x = c["images_per_s"] + hi
         ax.text(x, yi, f" {c['images_per_s']:,.0f}{rel}", va="center", fontsize=7)
+
+
+def _stages(ax: Any, cs: list[dict[str, Any]], base: str | None) -> None:
+    """CPU ms per image of cumulative pipelines, each labelled with its stage's cost (the
+    difference from the config before it; a ``+name`` config's from ``base``).
+    """
+    ms = {c["config"]: c["cpu_s_per_image"] * 1e3 for c in cs}
+    y = range(len(cs))
+    ax.barh(y, list(ms.values()), height=0.6, color="#1f77b4")
+    ax.set_yticks(list(y), list(ms), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU ms per image (median of the runs; label: this stage's cost)", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlim(0, max(ms.values()) * 1.3)
+    prev = 0.0
+    for yi, (name, v) in zip(y, ms.items(), strict=True):
+        ref = ms.get(base, 0.0) if name.startswith("+") else prev
+        ax.text(v, yi, f" {v:.2f}  ({v - ref:+.2f})", va="center", fontsize=7)
+        prev = prev if name.startswith("+") else v
 
 
 def _line(ax: Any, cs: list[dict[str, Any]], key: str) -> None:

@@ -1,3 +1,4 @@
 """Registered benchmark suites: end-to-end loaders (with the acceptance suite and scaling
-sweeps), the augmentation alone on a resident batch, and the Keep stage.
+sweeps), the CPU cost of each pipeline stage, the augmentation alone on a resident batch,
+and the Keep stage.
 """
