@@ -97,6 +97,30 @@ def test_masks_travel_with_the_paste(photos: Path) -> None:
     assert np.array_equal(x, np.where(cut, other, own))
 
 
+def test_erasing_noise_travels_with_the_paste(photos: Path) -> None:
+    """RandomErasing's noise then CutMix (timm's order): the pasted region brings the
+    partner's own noise values, mirrored where the coins differ; noise only inside boxes."""
+    batch, raw = _first(photos, [RandomErasing(p=1.0), CutMix(mode="elem")])
+    x, clean = _np(batch.images), _np(batch.clean)
+    flip, partner = _np(raw["flip"]), _np(batch.partner)
+
+    def view(a: np.ndarray) -> np.ndarray:
+        return _partner_view(a, flip, partner)
+
+    erased = box_keep_mask(np, 48, 48, _np(raw["0.box"]))[:, None] == 0
+    cut = box_keep_mask(np, 48, 48, _np(raw["1.box"]))[:, None] == 0
+    own = np.where(erased, np.nan, clean)  # NaN: noise expected
+    expected = np.broadcast_to(np.where(cut, view(own), own), x.shape)
+    known = ~np.isnan(expected)
+    assert np.array_equal(x[known], expected[known])
+    noise = x[~known]
+    assert noise.size > 1000 and abs(noise.mean()) < 0.1 and abs(noise.std() - 1) < 0.1
+    # a partner's noise still visible in the partner arrives in the paste with the same values
+    visible = view(np.where(erased & ~cut, x, np.nan))
+    travelled = cut & ~np.isnan(visible)
+    assert travelled.sum() > 500 and np.array_equal(x[travelled], visible[travelled])
+
+
 @pytest.mark.parametrize("value", ["random", 2.5])
 def test_random_erasing_fill_is_native_and_exact(photos: Path, value) -> None:
     batch, raw = _first(photos, [RandomErasing(p=1.0, value=value)], batch_size=32)

@@ -154,9 +154,6 @@ class MaskAugment(Augment):
     ``out = x·M + fill·(1 − M)`` on normalized pixels (a fill of 0 drops to exactly 0).
     """
 
-    #: graph-only parameters read only by :meth:`fill_dali` (not fed when a paste follows).
-    fill_params: ClassVar[tuple[str, ...]] = ()
-
     def fill(self) -> float | Literal["noise"]:
         """The value of dropped pixels: a constant, or ``"noise"`` (standard normal)."""
         return 0.0
@@ -170,8 +167,9 @@ class MaskAugment(Augment):
         raise NotImplementedError
 
     def fill_dali(self, params: Mapping[str, Any], height: int, width: int, device: str) -> Any:
-        """Optional: the fill already placed, a CHW float ``(C, H, W)`` node that is 0 outside
-        the drop (cheaper than a full-size noise field); None to fill ``fill()`` by region.
+        """Optional: the fill already placed, a CHW float ``(C, H, W)`` node in output
+        coordinates that is 0 outside the drop (noise drawn for the drop only; it travels
+        through a later paste); None to fill ``fill()`` by region.
         """
         return None
 

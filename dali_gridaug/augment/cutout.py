@@ -121,7 +121,6 @@ class RandomErasing(_BoxDrop):
     backend: Backend = "auto"
 
     name: ClassVar[str] = "random_erasing"
-    fill_params: ClassVar[tuple[str, ...]] = ("noise_shape", "noise_start")
 
     def __post_init__(self) -> None:
         check_range("p", self.p, 0, 1)

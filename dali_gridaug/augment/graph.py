@@ -12,8 +12,9 @@ over float images.
    warped onto the grid by ``fn.warp_affine``), folded into one keep-mask (and fill
    regions) in the given order. Before a mixing op they travel with the pixels:
    flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)). A noise fill is
-   drawn only for its box and placed with a zero-padding ``fn.slice`` when no paste follows
-   (else one full-size noise field covers every noise region).
+   drawn only for its box and placed (CHW float, 0 outside the box) by a zero-padding
+   ``fn.slice``; before a paste it travels too: ``crop_mirror_normalize`` un-flips it to HWC,
+   the images' own paste moves it, and a second one flips it back to CHW.
 3. ``crop_mirror_normalize`` flips and writes CHW (float16 when asked) directly.
 4. One broadcast multiply ``x·M`` with the mask reshaped to ``(1, H, W)``: a dropped pixel is
    exactly 0; fills add ``v·R`` (constant) or ``N·R`` (``fn.random.normal`` noise).
@@ -41,9 +42,9 @@ def is_native(augments: Sequence[Augment]) -> bool:
 @dataclasses.dataclass
 class _Masks:
     """Masks folded in order: ``out = x·keep + Σ fill·region``; ``keep`` and the regions are
-    uint8 ``(H, W, 1)`` (a region None = everywhere). A fill is a constant, ``"noise"``
-    (one standard-normal field for all noise regions) or a CHW float node that is 0 outside
-    its own drop (box noise, placed by the augmentation).
+    uint8 ``(H, W, 1)`` (a region None = everywhere). A fill is a constant, ``"noise"`` (a
+    standard-normal field of the images' shape: the per-op fallback) or a placed fill, a CHW
+    float node that is 0 outside its own drop (box noise, placed by the augmentation).
     """
 
     keep: Any = None
@@ -58,20 +59,18 @@ class _Masks:
         self.keep = mask if self.keep is None else u8(self.keep * mask)
         for term in self.terms:
             term[1] = mask if term[1] is None else u8(term[1] * mask)
-        noise = [t for t in self.terms if isinstance(t[0], str)]
         if fill_node is not None:
             self.terms.append([fill_node, None])
-        elif fill == "noise" and noise:
-            noise[0][1] = u8(noise[0][1] + (1 - mask))  # disjoint: one field serves both
         elif fill != 0:
             self.terms.append([fill, u8(1 - mask)])
 
-    def map(self, f: Any) -> None:
-        """Move every mask through ``f`` (a paste); box-noise fills cannot travel."""
-        if any(r is None for _, r in self.terms):
-            raise ValueError("a placed fill cannot travel through a paste")
+    def map(self, f: Any, placed: Any) -> None:
+        """Move every mask through ``f`` and every placed fill through ``placed`` (a paste)."""
         self.keep = f(self.keep)
-        self.terms = [[v, f(r)] for v, r in self.terms]
+        self.terms = [
+            [v if isinstance(v, (int, float, str)) else placed(v), None if r is None else f(r)]
+            for v, r in self.terms
+        ]
 
     def apply(self, images: Any, layout: str, size: tuple[int, int]) -> Any:
         """Fold the masks into float32 ``images`` (DALI arithmetic has no float16)."""
@@ -88,28 +87,15 @@ class _Masks:
         return out
 
 
-def _pasted(augments: Sequence[Augment]) -> bool:
-    return any(isinstance(a, MixAugment) and a.pastes() for a in augments)
-
-
 def unused_params(augments: Sequence[Augment]) -> set[str]:
     """Flattened names of declared parameters this graph does not read: the kernel-only
-    parameters (:attr:`Augment.kernel_params`) of augmentations on DALI's operators, and the
-    placed-fill parameters (:attr:`MaskAugment.fill_params`) when a paste follows.
+    parameters (:attr:`Augment.kernel_params`) of augmentations on DALI's operators.
     """
-    unused = {
+    return {
         f"{i}.{name}"
         for i, a in enumerate(augments)
         if a.resolve_backend() == "dali"
         for name in a.kernel_params
-    }
-    if not _pasted(augments) or not is_native(augments):
-        return unused
-    return unused | {
-        f"{i}.{name}"
-        for i, a in enumerate(augments)
-        if isinstance(a, MaskAugment)
-        for name in a.fill_params
     }
 
 
@@ -154,7 +140,7 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) ->
         if isinstance(aug, MixAugment):
             mixer = (aug, p)
         elif isinstance(aug, MaskAugment):
-            placed = None if _pasted(spec.augments) else aug.fill_dali(p, h, w, spec.device)
+            placed = aug.fill_dali(p, h, w, spec.device)
             masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
         else:
             raise TypeError(f"{type(aug).__name__} is neither a mask nor a mixing augmentation")
@@ -166,7 +152,8 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) ->
             masks = dataclasses.replace(masks, terms=[list(t) for t in masks.terms])
             masks.map(
                 lambda m: fn.flip(aug.paste_dali(fn.flip(m, horizontal=mirror), p),
-                                  horizontal=mirror)
+                                  horizontal=mirror),
+                lambda v: _unflip(aug.paste_dali(_unflip(v, mirror, "HWC"), p), mirror, "CHW"),
             )  # fmt: skip
 
     # DALI's arithmetic operators have no float16 (CPU and GPU alike): when a mask multiply or
@@ -184,6 +171,15 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) ->
         plain = finish(plain_pixels, plain_masks) if aug.blend_plain() else images
         images = _blend(aug, images, p, plain)
     return fn.cast(images, dtype=types.FLOAT16) if spec.half and arith else images
+
+
+def _unflip(fill: Any, mirror: Any, layout: str) -> Any:
+    """A float fill flipped where ``mirror`` is 1 and written in ``layout``: one
+    ``crop_mirror_normalize`` pass (mean 0, std 1), float32.
+    """
+    from nvidia.dali import fn, types
+
+    return fn.crop_mirror_normalize(fill, mirror=mirror, output_layout=layout, dtype=types.FLOAT)
 
 
 def _blends(aug: MixAugment) -> bool:
