@@ -20,6 +20,7 @@ from dali_gridaug.batch import Batch
 from dali_gridaug.compat import LoaderDataset, ShardSampler
 from dali_gridaug.constants import HW_DECODER_LOAD, READER_NAME
 from dali_gridaug.errors import name_bad_files
+from dali_gridaug.interrupts import surface_interrupts
 from dali_gridaug.labels import parse_ascii_labels, smooth_target
 from dali_gridaug.params import ParamSource
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
@@ -316,7 +317,7 @@ class DaliLoader:
         return run
 
     def _run(self, convert: Callable[[dict[str, torch.Tensor]], Any]) -> Iterator[Any]:
-        for out in name_bad_files(self._iter, self.source):
+        for out in surface_interrupts(name_bad_files(self._iter, self.source)):
             self._in_epoch = True
             if out[0]["images"].shape[0] == 0:  # only padding (see __len__)
                 continue
