@@ -57,14 +57,32 @@ def decode_train(
     """
     from nvidia.dali import fn, types
 
-    images = fn.decoders.image_random_crop(
+    images = decode_random_crop(encoded, device=device, scale=scale, ratio=ratio, hw_load=hw_load)
+    return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
+
+
+def decode_random_crop(
+    encoded: object,
+    *,
+    device: str,
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
+    hw_load: float = HW_DECODER_LOAD,
+) -> object:
+    """Decode only a random crop window (area ∈ ``scale``, aspect ∈ ``ratio``), not resized.
+
+    Returns:
+        HWC uint8 RGB DataNode of the crop's own size.
+    """
+    from nvidia.dali import fn
+
+    return fn.decoders.image_random_crop(
         encoded,
         random_area=list(scale),
         random_aspect_ratio=list(ratio),
         num_attempts=10,
         **_decoder_kwargs(device, hw_load),
     )
-    return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
 
 
 def decode(encoded: object, *, device: str, hw_load: float = HW_DECODER_LOAD) -> object:

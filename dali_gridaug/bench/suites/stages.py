@@ -53,7 +53,7 @@ class CpuStage(Benchmark):
         from nvidia.dali import fn, pipeline_def
 
         from dali_gridaug.augment.graph import augment_graph
-        from dali_gridaug.decode import _decoder_kwargs, decode_train, normalize
+        from dali_gridaug.decode import decode_random_crop, decode_train, normalize
         from dali_gridaug.params import ParamSource
 
         s, size = self.settings, (self.settings.image_size,) * 2
@@ -76,11 +76,7 @@ class CpuStage(Benchmark):
             if depth == 0:
                 return labels
             if depth == 1:
-                crop = fn.decoders.image_random_crop(
-                    jpegs, random_area=[0.08, 1.0], random_aspect_ratio=[0.75, 4 / 3],
-                    **_decoder_kwargs("cpu", 0.0),
-                )  # fmt: skip
-                return crop.shape(), labels
+                return decode_random_crop(jpegs, device="cpu").shape(), labels
             pixels = decode_train(jpegs, device="cpu", size=size)
             if depth == 2:
                 return pixels, labels
