@@ -341,7 +341,8 @@ class DaliLoader:
             return
         # next(), not a for loop: iter() on DALI's iterator at the epoch's end would reset it
         # and this loop would run the whole next epoch
-        for _ in name_bad_files(iter(lambda: next(self._iter, None), None), self.source):
+        rest = iter(lambda: next(self._iter, None), None)
+        for _ in surface_interrupts(name_bad_files(rest, self.source)):
             pass
         self._in_epoch = False
         self.epoch += 1
