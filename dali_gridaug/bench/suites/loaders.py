@@ -23,7 +23,7 @@ from dali_gridaug.bench.reference import REFERENCES, build, gridmask_d
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
 AUGS: tuple[str, ...] = (
-    "gridmask", "random_gridmask", "cutout", "random_erasing", "cutmix", "gridmix"
+    "gridmask", "random_gridmask", "cutout", "random_erasing", "cutmix", "gridmix", "deit"
 )  # fmt: skip
 
 
@@ -48,6 +48,17 @@ def our_augment(name: str, backend: str, image_size: int) -> Any:
         "cutmix": lambda: CutMix(alpha=1.0, p=1.0, backend=backend),
         "gridmix": lambda: GridMix(n=4, p=0.8, backend=backend),
     }[name]()
+
+
+def our_augments(name: str, backend: str, image_size: int) -> list[Any]:
+    """:func:`our_augment`'s single augmentation, or a recipe's list: ``deit`` is timm's
+    DeiT/ImageNet recipe, RandomErasing (p 0.25, noise) then Mixup/CutMix (timm's defaults).
+    """
+    if name == "deit":
+        from dali_gridaug.augment import MixupCutMix, RandomErasing
+
+        return [RandomErasing(p=0.25, backend=backend), MixupCutMix(backend=backend)]
+    return [our_augment(name, backend, image_size)]
 
 
 def gpu_skip(settings: Settings) -> str | None:
@@ -168,8 +179,8 @@ class DaliLoader(Benchmark):
         from dali_gridaug import create_loader
 
         s = self.settings
-        augs = [our_augment(self.aug, self.backend, s.image_size)] if self.aug else []
-        self.augment = augs[0] if augs else None
+        augs = our_augments(self.aug, self.backend, s.image_size) if self.aug else []
+        self.augments = augs
         self.loader = create_loader(
             s.root,
             batch_size=self.batch_size,
@@ -194,12 +205,13 @@ class DaliLoader(Benchmark):
         self.it = self.loader = None
 
     def describe(self) -> dict[str, Any]:
-        a = self.augment
-        aug = f" + {type(a).__name__} (backend {a.resolve_backend()})" if a else ""
+        aug = "".join(
+            f" + {type(a).__name__} (backend {a.resolve_backend()})" for a in self.augments
+        )
         return {
             "implementation": f"dali_gridaug.create_loader(device={self.device!r}), "
             f"{self.threads} threads, batch {self.batch_size}{aug}",
-            "augment": repr(a) if a else None,
+            "augment": ", ".join(map(repr, self.augments)) or None,
             **self.kwargs,
         }
 
