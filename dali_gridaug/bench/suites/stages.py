@@ -46,7 +46,6 @@ class CpuStage(Benchmark):
 
     def __init__(self, settings: Settings, stage: str) -> None:
         super().__init__(settings)
-        self.stage = stage
         self.last, self.aug_name, self.mask_only = STAGES[stage]
 
     def setup(self) -> None:
@@ -81,17 +80,13 @@ class CpuStage(Benchmark):
             if depth == 2:
                 return pixels, labels
             nodes = params.feed()
-            if aug is None:
-                x = normalize(pixels, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=nodes.flip,
-                              crop=None, layout="CHW", half=False)  # fmt: skip
+            if aug is not None and not self.mask_only:
+                x = augment_graph(pixels, nodes, nodes.flip, IMAGENET_MEAN, spec)
                 return (x, labels, *nodes.all.values())
-            if self.mask_only:
-                x = normalize(pixels, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=nodes.flip,
-                              crop=None, layout="CHW", half=False)  # fmt: skip
-                mask = aug.keep_mask_dali(nodes.augments[0], size[0], size[1], "cpu")
-                return (x, mask, labels, *nodes.all.values())
-            x = augment_graph(pixels, nodes, nodes.flip, IMAGENET_MEAN, spec)
-            return (x, labels, *nodes.all.values())
+            x = normalize(pixels, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=nodes.flip,
+                          crop=None, layout="CHW", half=False)  # fmt: skip
+            mask = () if aug is None else (aug.keep_mask_dali(nodes.augments[0], *size, "cpu"),)
+            return (x, *mask, labels, *nodes.all.values())
 
         self.pipe = graph()
         self.pipe.build()
