@@ -16,7 +16,6 @@ import torch
 from dali_gridaug._validate import (
     check_channels,
     check_choice,
-    check_dali_checkpoint,
     check_int,
     check_range,
     check_sequence,
@@ -50,8 +49,6 @@ def loader_spec(
     keep_clean: Any,
     auto_augment: Any,
     exclude: Any,
-    checkpointing: Any,
-    resume: Any,
     preset: Any,
     color_jitter: Any,
     lighting: Any,
@@ -66,7 +63,7 @@ def loader_spec(
         ``(spec, drop_last)``: one rank's pipeline spec, and ``drop_last`` resolved.
     """
     batch_size = check_int("batch_size", batch_size, 1)
-    _check_flags(device, dtype, train, keep_clean, checkpointing, drop_last, auto_augment)
+    _check_flags(device, dtype, train, keep_clean, drop_last, auto_augment)
     # 0 = a DataLoader's num_workers=0: the default thread count
     threads = check_int("num_threads", 0 if num_threads is None else num_threads, 0)
     pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
@@ -103,7 +100,6 @@ def loader_spec(
         half=dtype == torch.float16,
         keep_clean=keep_clean,
         auto_augment=auto_augment,
-        checkpointing=checkpointing or resume is not None,
         preset=pre,
         hw_decoder_load=float(hw_decoder_load),
         label_smoothing=smoothing,
@@ -116,7 +112,6 @@ def _check_flags(
     dtype: Any,
     train: Any,
     keep_clean: Any,
-    checkpointing: Any,
     drop_last: Any,
     auto_augment: Any,
 ) -> None:
@@ -124,7 +119,6 @@ def _check_flags(
     check_choice("dtype", dtype, (torch.float32, torch.float16))
     for name, flag in [("train", train), ("keep_clean", keep_clean)]:
         check_type(name, flag, bool)
-    check_type("checkpointing", checkpointing, bool)
     if drop_last is not None:
         check_type("drop_last", drop_last, bool)
     if auto_augment is not None:
@@ -155,28 +149,46 @@ def target_smoothing(smoothing: Any, augment: Sequence[Augment]) -> float:
     return float(smoothing or (own.pop() if own else 0.0))
 
 
-def check_state(state: Any, identity: Mapping[str, int], checkpointing: bool) -> None:
+#: The fields of a loader ``state_dict``.
+STATE_FIELDS = ("epoch", "position", "seed", "num_samples", "source")
+
+
+def check_state(state: Any, identity: Mapping[str, Any]) -> tuple[int, int]:
     """Check a ``resume`` state (a :meth:`~dali_gridaug.loader.DaliLoader.state_dict`) against
-    the loader it is restored into, whose ``identity`` (batch size, shards, seed, file count)
-    it must match.
+    the loader it is restored into, whose ``identity`` (seed, sample count, source hash) it
+    must match.
+
+    Returns:
+        ``(epoch, position)``.
+
+    Raises:
+        TypeError, ValueError: the state is not a mapping, misses a field, or was saved with
+            another seed or source (the message names the field and both values).
     """
-    if not checkpointing:
-        raise ValueError("restoring a loader state needs `checkpointing`=True")
     if not isinstance(state, Mapping):
         raise TypeError(f"`resume` must be a loader state_dict(), got {type(state).__name__}")
-    missing = {"dali", "epoch", "batches_done", "first_epoch", "first_step", *identity}
-    missing -= set(state)
+    missing = set(STATE_FIELDS) - set(state)
     if missing:
-        raise ValueError(f"loader state is missing {', '.join(sorted(missing))}")
+        old = " (a checkpoint of an older dali-gridaug)" if "dali" in state else ""
+        raise ValueError(f"loader state is missing {', '.join(sorted(missing))}{old}")
     for key, value in identity.items():
         if state[key] != value:
+            what = {"source": "a source whose file list has SHA-256"}.get(key, f"`{key}`=")
             raise ValueError(
-                f"loader state was saved with `{key}`={state[key]}, this loader has {value}; "
-                "a DALI checkpoint restores only into the same pipeline"
+                f"loader state was saved with {what}{state[key]}, this loader has {value}; "
+                "resume with the same dataset and seed"
             )
-    for key in ("epoch", "batches_done", "first_epoch", "first_step"):
-        check_int(f"resume[{key!r}]", state[key], 0 if key != "first_epoch" else None)
-    check_dali_checkpoint(state["dali"], state.get("dali_sha256"))
+    return check_int("resume['epoch']", state["epoch"], 0), check_int(
+        "resume['position']", state["position"], 0
+    )
+
+
+def repeats(aug_repeats: Any, train: bool) -> int:
+    """``aug_repeats`` checked: an int ≥ 0 (0 and 1 mean none), for training loaders only."""
+    k = check_int("aug_repeats", aug_repeats, 0)
+    if k > 1 and not train:
+        raise ValueError(f"`aug_repeats`={k} is for training loaders; pass train=True or 0")
+    return k
 
 
 def image_size_pair(image_size: Any) -> tuple[int, int]:
@@ -216,17 +228,17 @@ def paths(exclude: Any) -> tuple[str, ...]:
 def pipeline_batch(
     batch_size: int, source: Source, world: int, drop_last: bool, size: tuple[int, int]
 ) -> int:
-    """DALI's batch size: ``batch_size``, capped at the rank's shard without drop_last (one
-    partial batch either way; DALI would allocate and pad the whole batch).
+    """DALI's batch size: ``batch_size``, capped at the rank's share (one partial batch
+    either way; DALI would allocate the whole batch).
     """
-    if isinstance(source, FileSource):
-        shard = math.ceil(len(source) / world)
-        if drop_last and shard < batch_size:
-            raise ValueError(
-                f"`batch_size`={batch_size} is larger than this rank's shard of "
-                f"{shard} files; with drop_last every batch would be dropped"
-            )
-        batch_size = min(batch_size, max(shard, 1))
+    n = len(source)
+    if drop_last and n < batch_size * world:
+        raise ValueError(
+            f"`batch_size`={batch_size} is larger than this rank's shard of "
+            f"{math.ceil(n / world)} files ({n} over `num_shards`={world}); with drop_last "
+            "every batch would be dropped"
+        )
+    batch_size = min(batch_size, max(math.ceil(n / world), 1))
     # float32 CHW outputs of the queued batches (prefetch 2 + the one handed out + one being
     # built): a lower bound of what DALI allocates
     need = batch_size * size[0] * size[1] * 3 * 4 * 4

@@ -1,4 +1,4 @@
-"""Shared constants: ImageNet statistics (0–255 pixel units), crop defaults, reader name."""
+"""Shared constants: ImageNet statistics (0–255 pixel units), crop defaults, decoder hints."""
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD: tuple[float, float, float] = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -8,9 +8,6 @@ RRC_SCALE: tuple[float, float] = (0.08, 1.0)
 RRC_RATIO: tuple[float, float] = (3 / 4, 4 / 3)
 #: Validation resizes the shorter side to ``image_size / CROP_PCT`` (224 → 256).
 CROP_PCT: float = 0.875
-
-#: Name of the reader op; DALI iterators size epochs by it.
-READER_NAME: str = "Reader"
 
 #: File extensions an ImageFolder accepts (torchvision's ``IMG_EXTENSIONS``).
 IMG_EXTENSIONS: tuple[str, ...] = (

@@ -1,4 +1,5 @@
-"""Stage 2, decode/crop: JPEG bytes → cropped, flipped, normalized HWC float images.
+"""Stage 2, decode/crop: JPEG bytes → cropped HWC uint8 pixels → flipped, normalized float
+images (CHW on the loader's path, HWC where asked).
 
 On a GPU the decoder is DALI's ``mixed`` nvJPEG decoder (hardware JPEG decoder where the GPU
 has one); without one every op runs on DALI's CPU backend with the same semantics.
@@ -58,6 +59,94 @@ def decode_train(
     from nvidia.dali import fn, types
 
     images = decode_random_crop(encoded, device=device, scale=scale, ratio=ratio, hw_load=hw_load)
+    return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
+
+
+#: Attempts of the random-resized crop (torchvision's ``RandomResizedCrop.get_params``).
+RRC_ATTEMPTS: int = 10
+
+
+def rrc_window(
+    shape: object, u: object, scale: tuple[float, float], ratio: tuple[float, float]
+) -> object:
+    """Torchvision's ``RandomResizedCrop.get_params`` on DALI arithmetic, from host uniforms.
+
+    Attempt ``k`` takes area ``A·(s₀ + u_k(s₁ − s₀))`` and aspect ``exp(log r₀ + v_k·log(r₁/r₀))``,
+    ``w = round(√(area·aspect))``, ``h = round(√(area/aspect))``; the first attempt with
+    ``0 < w ≤ W`` and ``0 < h ≤ H`` wins, at offsets ``y = ⌊u_y(H − h + 1)⌋``,
+    ``x = ⌊u_x(W − w + 1)⌋``; with none, the centre crop of the whole image clamped to the
+    aspect range (torchvision's fallback).
+
+    Args:
+        shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``).
+        u: CPU ``DataNode`` ``(2·A + 2,)`` float32 uniforms in [0, 1) per sample: ``A`` area
+            draws, ``A`` aspect draws, then ``u_y``, ``u_x``.
+        scale: area fraction range.
+        ratio: aspect (w/h) range.
+
+    Returns:
+        CPU ``DataNode`` ``(4,)`` float32 per sample: ``(y, x, h, w)`` in source pixels.
+    """
+    import math
+
+    from nvidia.dali import fn, types
+    from nvidia.dali import math as dmath
+
+    a = RRC_ATTEMPTS
+    hw = fn.cast(shape[0:2], dtype=types.FLOAT)
+    height, width = hw[0], hw[1]
+    lr0, lr1 = math.log(ratio[0]), math.log(ratio[1])
+    area = height * width * (scale[0] + u[0:a] * (scale[1] - scale[0]))
+    aspect = dmath.exp(lr0 + u[a : 2 * a] * (lr1 - lr0))
+    w = dmath.floor(dmath.sqrt(area * aspect) + 0.5)
+    h = dmath.floor(dmath.sqrt(area / aspect) + 0.5)
+    fits = (w <= width) & (h <= height) & (w > 0) & (h > 0)
+    order = fn.constant(fdata=[float(k) for k in range(a)], shape=[a])
+    first = fn.reductions.min(order + a * (1 - fn.cast(fits, dtype=types.FLOAT)))
+    pick = fn.cast(order == first, dtype=types.FLOAT)  # one-hot of the first fit (none: 0)
+    found = fn.cast(first < a, dtype=types.FLOAT)
+    # torchvision's fallback: the whole image, clamped to the aspect range, centred
+    in_ratio = width / height
+    narrow = fn.cast(in_ratio < ratio[0], dtype=types.FLOAT)
+    wide = fn.cast(in_ratio > ratio[1], dtype=types.FLOAT)
+    fw = wide * dmath.floor(height * ratio[1] + 0.5) + (1 - wide) * width
+    fh = narrow * dmath.floor(width / ratio[0] + 0.5) + (1 - narrow) * height
+    h_out = found * fn.reductions.sum(h * pick) + (1 - found) * fh
+    w_out = found * fn.reductions.sum(w * pick) + (1 - found) * fw
+    y = found * dmath.floor(u[2 * a] * (height - h_out + 1)) + (1 - found) * dmath.floor(
+        (height - h_out) / 2
+    )
+    x = found * dmath.floor(u[2 * a + 1] * (width - w_out + 1)) + (1 - found) * dmath.floor(
+        (width - w_out) / 2
+    )
+    return fn.stack(y, x, h_out, w_out)
+
+
+def decode_window(
+    encoded: object,
+    window: object,
+    *,
+    device: str,
+    size: tuple[int, int],
+    hw_load: float = HW_DECODER_LOAD,
+) -> object:
+    """Decode only ``window`` (``(y, x, h, w)`` of :func:`rrc_window`) and resize it to
+    ``size`` (antialiased bilinear, as torchvision's ``RandomResizedCrop``).
+
+    Returns:
+        HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)``.
+    """
+    from nvidia.dali import fn, types
+
+    images = fn.decoders.image_slice(
+        encoded,
+        window[0:2],
+        window[2:4],
+        axis_names="HW",
+        normalized_anchor=False,
+        normalized_shape=False,
+        **_decoder_kwargs(device, hw_load),
+    )
     return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
 
 

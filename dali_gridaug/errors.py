@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+#: A sample in flight: its name and a function returning its encoded bytes.
+Suspect = tuple[str, Callable[[], bytes]]
 
 #: DALI messages that carry the failing file's path.
 _PATH_PATTERNS = (
-    re.compile(r"Failed to decode sample #\d+\s*:\s*(?P<path>\S.*?)\s*$", re.M),
-    re.compile(r"File mapping failed:\s*(?P<path>\S.*?)\s*$", re.M),
+    re.compile(r"Failed to decode sample #\d+[ \t]*:[ \t]*(?P<path>\S.*?)[ \t]*$", re.M),
+    re.compile(r"File mapping failed:[ \t]*(?P<path>\S.*?)[ \t]*$", re.M),
 )
 #: Fragments that mark a failure of the reader or the decoder (not of an augmentation).
 _DATA_MARKERS = (
@@ -64,7 +66,9 @@ class DecodeError(RuntimeError):
         self.reason = reason
 
 
-def decode_error(exc: BaseException, source: object = None) -> DecodeError | None:
+def decode_error(
+    exc: BaseException, source: object = None, suspects: Sequence[Suspect] = ()
+) -> DecodeError | None:
     """Turn DALI's pipeline error into a :class:`DecodeError`; None if it is not a read or
     decode failure (e.g. an error inside an augmentation kernel).
 
@@ -72,6 +76,9 @@ def decode_error(exc: BaseException, source: object = None) -> DecodeError | Non
         exc: the exception DALI raised.
         source: the loader's source; a :class:`~dali_gridaug.reader.FileSource` lets the
             message give each file's index and the dataset root to check.
+        suspects: ``(name, read)`` of the samples in flight (``read()`` returns the encoded
+            bytes); when DALI's message names no file, those that fail to read or decode on
+            the host (Pillow) are named.
     """
     text = str(exc)
     if not any(marker in text for marker in _DATA_MARKERS):
@@ -79,6 +86,8 @@ def decode_error(exc: BaseException, source: object = None) -> DecodeError | Non
     paths: list[str] = []
     for pattern in _PATH_PATTERNS:
         paths += [m.group("path") for m in pattern.finditer(text) if m.group("path") not in paths]
+    if not paths:
+        paths = list(dict.fromkeys(name for name, read in suspects if not _decodes(read)))
     files = getattr(source, "files", None)
     indices = tuple(_index_of(files, p) for p in paths) if files is not None else ()
     reason = _dali_reason(text)
@@ -99,9 +108,14 @@ def decode_error(exc: BaseException, source: object = None) -> DecodeError | Non
     return DecodeError(message, paths=tuple(paths), indices=indices, reason=reason)
 
 
-def name_bad_files(outputs: Iterable[T], source: object = None) -> Iterator[T]:
+def name_bad_files(
+    outputs: Iterable[T],
+    source: object = None,
+    suspects: Callable[[], Sequence[Suspect]] | None = None,
+) -> Iterator[T]:
     """Iterate ``outputs`` (a DALI iterator), re-raising its read/decode failures as
     :class:`DecodeError` (``from`` the original); other errors pass unchanged.
+    ``suspects()`` gives the samples in flight (see :func:`decode_error`).
     """
     it = iter(outputs)
     while True:
@@ -110,11 +124,25 @@ def name_bad_files(outputs: Iterable[T], source: object = None) -> Iterator[T]:
         except StopIteration:
             return
         except RuntimeError as exc:
-            err = decode_error(exc, source)
+            err = decode_error(exc, source, suspects() if suspects is not None else ())
             if err is None:
                 raise
             raise err from exc
         yield out
+
+
+def _decodes(read: Callable[[], bytes]) -> bool:
+    """Whether the bytes ``read()`` returns open and fully decode with Pillow."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(read())) as im:
+            im.load()
+    except Exception:  # noqa: BLE001 (any failure to read or decode counts)
+        return False
+    return True
 
 
 def _index_of(files: Iterable[str], path: str) -> int:

@@ -4,8 +4,6 @@ torchvision ``DataLoader``: ``for images, target in loader`` (a :class:`Batch`).
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,18 +12,18 @@ from typing import Any
 import torch
 
 from dali_gridaug import _loader_args as checks
-from dali_gridaug._validate import as_bytes, check_int
+from dali_gridaug._validate import check_int
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.batch import Batch
 from dali_gridaug.compat import LoaderDataset, ShardSampler
-from dali_gridaug.constants import HW_DECODER_LOAD, READER_NAME
+from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.errors import name_bad_files
+from dali_gridaug.feed import Feed
 from dali_gridaug.interrupts import surface_interrupts
-from dali_gridaug.labels import parse_ascii_labels, smooth_target
-from dali_gridaug.params import ParamSource
+from dali_gridaug.labels import smooth_target
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
 from dali_gridaug.presets import ColorJitter, Lighting, Preset
-from dali_gridaug.reader import FileSource, Source
+from dali_gridaug.reader import Source, source_identity
 
 
 def create_loader(
@@ -47,7 +45,6 @@ def create_loader(
     keep_clean: bool = False,
     auto_augment: str | None = None,
     exclude: Sequence[str] = (),
-    checkpointing: bool = False,
     resume: Mapping[str, Any] | None = None,
     preset: str | Preset = "imagenet",
     color_jitter: ColorJitter | float | None = None,
@@ -55,6 +52,7 @@ def create_loader(
     hw_decoder_load: float = HW_DECODER_LOAD,
     label_smoothing: float = 0.0,
     num_classes: int | None = None,
+    aug_repeats: int = 0,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
@@ -69,7 +67,8 @@ def create_loader(
         image_size: output side in pixels, or ``(H, W)``; default the preset's (224, CIFAR 32).
         augment: augmentation configs; per-sample ones apply in order, one mixing op last.
         device: ``"gpu"``, ``"cpu"`` (DALI's CPU backend) or ``"auto"`` (GPU when usable).
-        seed: run seed; rank r's pipeline uses ``seed + r`` (the file order uses ``seed``).
+        seed: run seed: the epoch's sample order and every host draw derive from it (DALI's
+            own operators, e.g. ``auto_augment``'s, are seeded ``seed + rank``).
         num_threads: DALI CPU threads; ``None`` or ``0`` (a ``DataLoader``'s
             ``num_workers=0``, e.g. a script's ``--workers 0``) mean the default, the CPU
             count, at most 8. So ``num_threads=args.workers`` maps a DataLoader worker count.
@@ -84,10 +83,9 @@ def create_loader(
         auto_augment: ``"rand_augment"``, ``"auto_augment"`` or ``"trivial_augment"`` applied
             (with DALI's ``auto_aug``) before normalization; the clean view stays available.
         exclude: file paths to leave out (e.g. the bad files ``dali-gridaug check-data`` found).
-        checkpointing: enable DALI pipeline checkpoints (:meth:`DaliLoader.state_dict`).
-        resume: a :meth:`DaliLoader.state_dict` of this rank's loader (same source, batch
-            size, shards and seed; implies ``checkpointing``): continue exactly where it was
-            taken, mid-epoch included.
+        resume: a :meth:`DaliLoader.state_dict` of a loader over the same source with the
+            same seed, taken at any world size: continue where it was taken, mid-epoch
+            included (the rest of that epoch's order is split over this loader's ranks).
         hw_decoder_load: share of JPEGs in [0, 1] the GPU decoder sends to the hardware JPEG
             decoder where the GPU has one (A100/H100); ignored on the CPU.
         label_smoothing: ε in [0, 1), the one label-smoothing knob: every target, soft
@@ -128,33 +126,35 @@ def create_loader(
         keep_clean=keep_clean,
         auto_augment=auto_augment,
         exclude=exclude,
-        checkpointing=checkpointing,
-        resume=resume,
         preset=preset,
         color_jitter=color_jitter,
         lighting=lighting,
         hw_decoder_load=hw_decoder_load,
         label_smoothing=label_smoothing,
     )
+    repeats = checks.repeats(aug_repeats, train)
     return DaliLoader(
-        spec, drop_last=drop_last, state=resume, num_classes=num_classes, batch_size=batch_size
-    )
+        spec, drop_last=drop_last, state=resume, num_classes=num_classes, batch_size=batch_size,
+        repeats=repeats,
+    )  # fmt: skip
 
 
 class DaliLoader:
     """Iterates :class:`Batch` es; ``len()`` is batches per epoch on this rank.
 
-    The loader resets itself at each epoch end. ``set_epoch(e)`` declares the epoch about to
-    start (as a ``DistributedSampler``): it moves epoch schedules and, when it skips ahead
-    (resume), the parameter stream, without rebuilding or stalling the pipeline.
+    The loader owns the sample order (:mod:`dali_gridaug.order`): epoch ``e`` reads one
+    global permutation drawn from ``(seed, e)``, each global step takes the next ``B·W``
+    positions and rank ``r`` the positions ``r, r + W, …`` of them. ``set_epoch(e)``
+    declares the epoch about to start (as a ``DistributedSampler``). :meth:`state_dict` is
+    the epoch and the global position, free of the world size: loaded at any number of
+    ranks, the rest of the epoch is split over the new ranks.
 
     Epochs are whole: a ``for`` loop left early (``break``, a step limit) abandons the rest
-    of that epoch; the next iteration (or ``set_epoch``) first runs the pipeline to the
-    epoch's end, discarding those batches (the same decode work they would have cost), so
-    the next epoch starts at its first batch, stamped ``e + 1``, with its own shuffle and
-    parameters. To continue an interrupted epoch instead, save :meth:`state_dict` and
-    restore it. One loader runs one iteration at a time: a second ``for`` over it while
-    the first is open (nested loops) raises ``RuntimeError``.
+    of that epoch; the next iteration (or ``set_epoch``) discards the batches DALI had
+    already prepared and starts the next epoch at its first batch, stamped ``e + 1``. To
+    continue an interrupted epoch instead, save :meth:`state_dict` and restore it. One loader
+    runs one iteration at a time: a second ``for`` over it while the first is open (nested
+    loops) raises ``RuntimeError``.
 
     Like a ``DataLoader``, it has ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`),
     ``sampler`` (:class:`~dali_gridaug.compat.ShardSampler`, whose ``set_epoch`` forwards
@@ -169,108 +169,84 @@ class DaliLoader:
         state: Mapping[str, Any] | None = None,
         num_classes: int | None = None,
         batch_size: int | None = None,
+        repeats: int = 0,
     ) -> None:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
         self.spec = spec
         self.source = spec.source
         self.drop_last = drop_last
         self.batch_size = spec.batch_size if batch_size is None else batch_size
         self.num_classes = checks.num_classes(num_classes, spec.source)
         self.classes = getattr(spec.source, "classes", None)
-        self.params = ParamSource.for_spec(spec)
+        self.feed = Feed.for_spec(
+            spec, batch_size=self.batch_size, drop_last=drop_last, repeats=repeats
+        )
+        self.params, self.split = self.feed.params, self.feed.split
         self.device = (
             torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
         )
-        targets = getattr(spec.source, "targets", ())
-        self._class_of = torch.tensor(targets, dtype=torch.int64, device=self.device)
+        self._class_of = torch.as_tensor(spec.source.labels, dtype=torch.int64, device=self.device)
         self.epoch = 0
-        self._batches_done = 0
+        #: positions of the current epoch's order consumed so far, over all ranks
+        self.position = 0
         self._active: weakref.ref[Iterator[Any]] | None = None  # the open iteration
-        self._in_epoch = False  # DALI's iterator is inside an epoch this object started
-        self._build(state)
-        self.dataset = LoaderDataset(spec.source, self._num_samples)
-
-    def _build(self, state: Mapping[str, Any] | None) -> None:
-        """(Re)build the pipeline and its DALI iterator, restored from ``state`` if given."""
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-
-        spec, checkpoint = self.spec, None
+        self._in_epoch = False  # DALI holds batches of an epoch this object started
+        self._identity: dict[str, Any] | None = None
         if state is not None:
-            checks.check_state(state, self._identity(), self.spec.checkpointing)
-            checkpoint = state["dali"]
-            self.epoch, self._batches_done = int(state["epoch"]), int(state["batches_done"])
-            if self.params is not None:
-                # DALI restores the external_source iteration counter with the checkpoint
-                # (pipeline_data["iter"]); these offsets complete the (epoch, step) mapping
-                self.params.first_epoch = int(state["first_epoch"])
-                self.params.first_step = int(state["first_step"])
-        self._in_epoch = False  # a restored mid-epoch position yields the rest of its epoch
-        self.pipe, self.output_names = build_pipeline(spec, self.params, checkpoint=checkpoint)
+            self._restore(state)
+        self.pipe, self.output_names = build_pipeline(spec, self.feed)
         self.pipe.build()
-        self._num_samples = int(self.pipe.reader_meta(READER_NAME)["epoch_size"])
-        # DALI shards are [floor(i·N/S), floor((i+1)·N/S)); the reader pads each to the largest
-        shard_size = math.ceil(self._num_samples / spec.num_shards)
-        if self.drop_last and shard_size < spec.batch_size:
-            raise ValueError(
-                f"`batch_size`={spec.batch_size} is larger than this rank's shard of "
-                f"{shard_size} files; with drop_last every batch would be dropped"
-            )
-        if self.params is not None:
-            self.params.steps_per_epoch = math.ceil(shard_size / spec.batch_size)
         self._iter = DALIGenericIterator(
             self.pipe,
             self.output_names,
-            reader_name=READER_NAME,
-            auto_reset=True,
-            last_batch_policy=LastBatchPolicy.DROP if self.drop_last else LastBatchPolicy.PARTIAL,
-            last_batch_padded=False,
-            # no prefetch before the first batch is asked for: set_epoch/resume offsets set
-            # after construction still reach the first batches' parameters
+            auto_reset=False,
+            last_batch_policy=LastBatchPolicy.PARTIAL,
+            # no prefetch before the first batch is asked for: set_epoch/resume after
+            # construction still reach the first batches
             prepare_first_batch=False,
         )
+        self._fresh = True  # DALI's iterator has not run an epoch yet (no reset needed)
+        self.dataset = LoaderDataset(spec.source, len(spec.source))
 
-    def _identity(self) -> dict[str, int]:
-        """What a saved state must match to be restorable into this loader."""
-        s = self.spec
-        return {
-            "batch_size": self.batch_size,
-            "shard_id": s.shard_id,
-            "num_shards": s.num_shards,
-            "seed": s.seed,
-            "num_files": len(s.source) if isinstance(s.source, FileSource) else -1,
-        }
+    def identity(self) -> dict[str, Any]:
+        """What a saved state must match: the seed and the source (its sample count and the
+        SHA-256 of its list, :func:`~dali_gridaug.reader.source_identity`).
+        """
+        if self._identity is None:
+            count, digest = source_identity(self.source)
+            self._identity = {"seed": self.spec.seed, "num_samples": count, "source": digest}
+        return self._identity
 
     def state_dict(self) -> dict[str, Any]:
-        """This rank's position: the DALI checkpoint (reader position and every operator's
-        random state, net of batches DALI prefetched but the loader did not hand out) with
-        its SHA-256, the epoch, and the parameter-stream offsets. Restore with
-        ``create_loader(resume=...)`` or :meth:`load_state_dict`. Needs ``checkpointing=True``.
+        """The loader's position, free of the world size: ``epoch``, ``position`` (samples
+        of that epoch's global order consumed over all ranks), ``seed`` and the source's
+        identity (``num_samples``, ``source``). Restore with ``create_loader(resume=...)``
+        or :meth:`load_state_dict`, at any world size.
 
         Taken between two batches of an epoch (inside the loop, or after leaving it early),
         the restored loader yields the rest of that epoch (``set_epoch`` with the same epoch
         is a no-op); taken after an epoch ended, it starts the next one.
         """
-        if not self.spec.checkpointing:
-            raise ValueError("`state_dict` needs a loader created with `checkpointing`=True")
-        dali = self._iter.checkpoints()[0]
-        return {
-            "dali": dali,
-            "dali_sha256": hashlib.sha256(as_bytes(dali)).hexdigest(),
-            "epoch": self.epoch,
-            "batches_done": self._batches_done,
-            "first_epoch": self.params.first_epoch if self.params is not None else 0,
-            "first_step": self.params.first_step if self.params is not None else 0,
-            **self._identity(),
-        }
+        return {"epoch": self.epoch, "position": self.position, **self.identity()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Rebuild the pipeline from a :meth:`state_dict`.
-
-        ``create_loader(resume=...)`` does the same without building a pipeline first.
+        """Continue from a :meth:`state_dict` (of this or another world size), without a
+        rebuild: batches DALI had prepared are discarded.
         """
         self._check_idle("load_state_dict")
-        checks.check_state(state, self._identity(), self.spec.checkpointing)
-        del self._iter, self.pipe
-        self._build(state)
+        self._flush()
+        self._restore(state)
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        epoch, position = checks.check_state(state, self.identity())
+        length = self.feed.length(epoch)
+        if position > length:
+            raise ValueError(
+                f"loader state `position`={position} is past the end of epoch {epoch}'s "
+                f"{length} positions"
+            )
+        self.epoch, self.position = epoch, position
 
     @property
     def sampler(self) -> ShardSampler:
@@ -280,32 +256,27 @@ class DaliLoader:
         return ShardSampler(self)
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return len(self._iter)
-        # DALI runs every rank for the largest shard's batches; a smaller shard's last run
-        # can hold only padding, which is trimmed to an empty batch and skipped
-        n, world, rank = self._num_samples, self.spec.num_shards, self.spec.shard_id
-        return math.ceil(((rank + 1) * n // world - rank * n // world) / self.spec.batch_size)
+        return self.split.num_batches(self.feed.length(self.epoch))
 
     def set_epoch(self, epoch: int) -> None:
         """Declare the epoch about to start (call before iterating it).
 
-        After a loop left early, the abandoned epoch is first run to its end (see the class
-        docstring), so ``set_epoch(e + 1)`` then starts epoch ``e + 1`` whole.
+        After a loop left early, the abandoned epoch ends (see the class docstring), so
+        ``set_epoch(e + 1)`` then starts epoch ``e + 1`` whole.
         """
         epoch = check_int("epoch", epoch, 0)
         self._check_idle("set_epoch")
         self._finish_abandoned_epoch()
-        if self.params is not None and epoch != self.epoch:
-            # the parameter stream counts pipeline runs; shift it so runs from now map to `epoch`
-            self.params.first_epoch += epoch - self.epoch
-        self.epoch = epoch
+        if epoch != self.epoch:
+            self.epoch, self.position = epoch, 0
 
     def __iter__(self) -> Iterator[Batch]:
         return self._open(self._to_batch)
 
     def raw(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Iterate DALI's raw output dicts (images, key, clean, parameters) for one epoch."""
+        """Iterate DALI's raw output dicts (images, key, crop, clean, parameters) for one
+        epoch.
+        """
         return self._open(lambda out: out)
 
     def _open(self, convert: Callable[[dict[str, torch.Tensor]], Any]) -> Iterator[Any]:
@@ -316,15 +287,28 @@ class DaliLoader:
         self._active = weakref.ref(run)
         return run
 
+    def _start(self) -> None:
+        """Point the feed at the current position and (after an epoch) reset DALI's iterator,
+        which starts prefetching from there.
+        """
+        self.feed.start(self.epoch, self.position)
+        if not self._fresh:
+            self._iter.reset()
+        self._fresh, self._in_epoch = False, True
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        named = name_bad_files(self._iter, self.source, self.feed.pending)
+        for out in surface_interrupts(named):
+            yield out[0]
+
     def _run(self, convert: Callable[[dict[str, torch.Tensor]], Any]) -> Iterator[Any]:
-        for out in surface_interrupts(name_bad_files(self._iter, self.source)):
-            self._in_epoch = True
-            if out[0]["images"].shape[0] == 0:  # only padding (see __len__)
-                continue
-            yield convert(out[0])
-            self._batches_done += 1
+        self._start()
+        for out in self._batches():
+            step = self.feed.handed_out()
+            self.position = step.start + step.size
+            yield convert(out)
         self._in_epoch = False
-        self.epoch += 1
+        self.epoch, self.position = self.epoch + 1, 0
 
     def _check_idle(self, what: str) -> None:
         run = self._active() if self._active is not None else None
@@ -335,38 +319,39 @@ class DaliLoader:
                 "time: finish or leave the first loop, or build a second loader"
             )
 
-    def _finish_abandoned_epoch(self) -> None:
-        """Run DALI's iterator to the end of an epoch a loop left early, and count it."""
+    def _flush(self) -> None:
+        """Stop the feed and discard the batches DALI already prepared (at most its prefetch
+        depth: the rest of the epoch is never decoded).
+        """
         if not self._in_epoch:
             return
-        # next(), not a for loop: iter() on DALI's iterator at the epoch's end would reset it
-        # and this loop would run the whole next epoch
-        rest = iter(lambda: next(self._iter, None), None)
-        for _ in surface_interrupts(name_bad_files(rest, self.source)):
-            pass
+        self.feed.stop()
+        for _ in self._batches():
+            self.feed.handed_out()
         self._in_epoch = False
-        self.epoch += 1
+
+    def _finish_abandoned_epoch(self) -> None:
+        """End the epoch a loop left early, and count it."""
+        if self._in_epoch:
+            self._flush()
+            self.epoch, self.position = self.epoch + 1, 0
 
     def _to_batch(self, out: dict[str, torch.Tensor]) -> Batch:
-        """The labels stage: hard labels from the key, then the mixing augmentation's
-        :meth:`~dali_gridaug.augment.base.MixAugment.labels` (or the hard labels), with the
-        loader's label smoothing ε applied to either (the one place it is applied). Every
-        tensor already is on the images' device (GPU pipelines emit GPU outputs), so nothing
-        here waits for the host.
+        """The labels stage: hard labels from the sample index, then the mixing
+        augmentation's :meth:`~dali_gridaug.augment.base.MixAugment.labels` (or the hard
+        labels), with the loader's label smoothing ε applied to either (the one place it is
+        applied). Every tensor already is on the images' device (GPU pipelines emit GPU
+        outputs), so nothing here waits for the host.
         """
         images = out["images"]
         dev = images.device
-        key = out["key"].to(dev, non_blocking=True)
+        index = out["key"].to(dev, non_blocking=True).view(-1).long()
+        labels = self._class_of[index]
         k = self.num_classes
-        if isinstance(self.source, FileSource):
-            index = key.view(-1).long()
-            labels = self._class_of[index]
-        else:
-            labels = parse_ascii_labels(key)
-            index = torch.full_like(labels, -1)
         eps = self.spec.label_smoothing
-        update = LabelUpdate(smooth_target(labels, k, eps), torch.ones(len(labels), device=dev),
-                             torch.arange(len(labels), device=dev))  # fmt: skip
+        n = len(labels)
+        ones, own = torch.ones(n, device=dev), torch.arange(n, device=dev)
+        update = LabelUpdate(smooth_target(labels, k, eps), ones, own)
         if self.params is not None:
             for aug, params in zip(self.spec.augments, self.params.unflatten(out), strict=True):
                 if aug.mixing:
@@ -375,9 +360,14 @@ class DaliLoader:
         return Batch(
             images=images,
             target=update.target,
-            labels=labels, index=index, lam=update.lam, partner=update.partner,
-            patch_labels=update.patch_labels, clean=out.get("clean"), epoch=self.epoch,
-        )  # fmt: skip
+            labels=labels,
+            index=index,
+            lam=update.lam,
+            partner=update.partner,
+            patch_labels=update.patch_labels,
+            clean=out.get("clean"),
+            epoch=self.epoch,
+        )
 
 
 __all__ = ["DaliLoader", "create_loader"]

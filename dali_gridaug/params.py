@@ -1,31 +1,42 @@
 """The host-side parameter source: the one place that knows how augmentation parameters are
 flattened into ``external_source`` outputs and pipeline output names, and back.
 
-Every batch's parameters are drawn from generators keyed by
-``(seed, rank, epoch, step, stream)`` (stream = the augmentation's index, or
-:data:`FLIP_STREAM` for the horizontal-flip coins), so a batch's parameters depend only on its
-position, never on how many batches ran before: runs are reproducible, resumable mid-epoch,
-and an epoch schedule moves without rebuilding the pipeline. DALI's ``batch_info.iteration``
-counts pipeline runs across epochs; a pipeline runs ``steps_per_epoch`` times per epoch (the
-reader pads the last batch), so ``epoch = first_epoch + iteration // steps_per_epoch``.
+Every batch's parameters are drawn on the host for one :class:`~dali_gridaug.order.Step`
+(a global batch as this rank sees it), never from how many batches ran before: runs are
+reproducible, resumable mid-epoch at any world size, and an epoch schedule moves without
+rebuilding the pipeline. Two kinds of draw (see :mod:`dali_gridaug.rows`):
 
-Flattened names: ``"epoch"`` and ``"flip"`` (both ``(B,)`` int32, emitted), then
-``"{i}.{name}"`` for each :class:`~dali_gridaug.augment.base.ParamSpec` of augmentation ``i``.
+- per-sample rules (the flip coin, the preset's crop/colour/lighting draws, every mask
+  augmentation) draw the whole global batch from ``(seed, epoch, step start, stream)`` and
+  keep this rank's rows: a file gets the same draw at any world size;
+- a mixing augmentation pairs samples inside this rank's batch, so its draws (λ, partners,
+  boxes) come from ``(seed, epoch, step start, stream, rank)``.
+
+Flattened names: ``"epoch"`` and ``"flip"`` (both ``(B,)`` int32, emitted), the preset's
+``"preset.{name}"``, then ``"{i}.{name}"`` for each
+:class:`~dali_gridaug.augment.base.ParamSpec` of augmentation ``i``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from dali_gridaug.augment.base import Augment, Params
+from dali_gridaug.augment.base import Augment, Params, ParamSpec
 from dali_gridaug.augment.graph import is_native, unused_params
+from dali_gridaug.order import Step
+from dali_gridaug.presets import IMAGENET, Preset, preset_schema, sample_preset
+from dali_gridaug.rows import RowGenerator
 
-#: Generator stream of the flip coins (after any augmentation index).
+#: Generator streams of the flip coins and the preset's draws (after any augmentation index).
 FLIP_STREAM = 1 << 16
+PRESET_STREAM = FLIP_STREAM + 1
+#: Last key of a mixing augmentation's (per-rank) generator, before the rank.
+BATCH_KEY = 1 << 17
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,26 +45,28 @@ class ParamNodes:
 
     Attributes:
         flip: ``(B,)`` int32 horizontal-flip coins (``crop_mirror_normalize``'s ``mirror``).
+        preset: the preset's draws, name → node (:func:`~dali_gridaug.presets.preset_schema`).
         augments: per augmentation, its parameter name → node.
         all: flattened name → node (every fed parameter).
     """
 
     flip: Any
+    preset: dict[str, Any]
     augments: tuple[dict[str, Any], ...]
     all: dict[str, Any]
 
 
 class ParamSource:
-    """Callable for ``fn.external_source(batch=True, batch_info=True)``.
+    """Draws and flattens one batch's parameters (fed by :class:`~dali_gridaug.feed.Feed`).
 
     Args:
         augments: the pipeline's augmentations, in application order.
-        batch_size: B.
+        batch_size: B, the largest batch of this rank.
         height: image height H after cropping.
         width: image width W.
         seed: the run's seed.
-        rank: this shard's index (ranks draw different streams).
-        steps_per_epoch: pipeline runs per epoch.
+        rank: this rank (keys the mixing augmentations' draws only).
+        preset: the input preset whose crop, colour and lighting draws are fed.
         paste_before_flip: the graph pastes on un-flipped pixels and flips afterwards, so
             augmentations get the flip coins to mirror their paste arguments.
     """
@@ -67,19 +80,19 @@ class ParamSource:
         width: int,
         seed: int,
         rank: int,
-        steps_per_epoch: int,
+        preset: Preset = IMAGENET,
         paste_before_flip: bool = False,
     ) -> None:
         self.augments = tuple(augments)
         self.batch_size, self.height, self.width = batch_size, height, width
         self.seed, self.rank = seed, rank
-        self.steps_per_epoch = steps_per_epoch
+        self.preset = preset
         self.paste_before_flip = paste_before_flip
-        self.first_epoch = 0
-        self.first_step = 0
         self.schemas = tuple(a.schema(height, width) for a in self.augments)
+        self.preset_specs = preset_schema(preset)
         unused = unused_params(self.augments)
-        specs = [(f"{i}.{s.name}", s) for i, sch in enumerate(self.schemas) for s in sch]
+        specs = [(f"preset.{s.name}", s) for s in self.preset_specs]
+        specs += [(f"{i}.{s.name}", s) for i, sch in enumerate(self.schemas) for s in sch]
         specs = [(k, s) for k, s in specs if k not in unused]
         #: every fed name, in ``external_source`` output order
         self.keys = ["epoch", "flip"] + [k for k, _ in specs]
@@ -89,74 +102,95 @@ class ParamSource:
     @classmethod
     def for_spec(cls, spec: Any) -> ParamSource | None:
         """The source a :class:`~dali_gridaug.pipeline.PipelineSpec` is built with: None for
-        evaluation; ``steps_per_epoch`` starts at 1 (the loader sets it once the shard size is
-        known).
+        evaluation.
         """
         if not spec.train:
             return None
         return cls(
-            spec.augments, batch_size=spec.batch_size, height=spec.size[0], width=spec.size[1],
-            seed=spec.seed, rank=spec.shard_id, steps_per_epoch=1,
+            spec.augments,
+            batch_size=spec.batch_size,
+            height=spec.size[0],
+            width=spec.size[1],
+            seed=spec.seed,
+            rank=spec.shard_id,
+            preset=spec.preset,
             paste_before_flip=is_native(spec.augments),
-        )  # fmt: skip
+        )
 
-    def position(self, iteration: int) -> tuple[int, int]:
-        """``(epoch, step)`` of pipeline run ``iteration``."""
-        total = self.first_step + iteration
-        return self.first_epoch + total // self.steps_per_epoch, total % self.steps_per_epoch
+    def _rng(self, step: Step, stream: int, *rank: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, step.epoch, step.start, stream, *rank])
 
-    def _rng(self, epoch: int, step: int, stream: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.rank, epoch, step, stream])
+    def rows(self, step: Step, stream: int) -> RowGenerator:
+        """The per-sample generator of ``stream`` for ``step`` (see :mod:`dali_gridaug.rows`)."""
+        return RowGenerator(self._rng(step, stream), step.rows, step.size)
 
-    def draw(self, epoch: int, step: int) -> dict[str, np.ndarray]:
-        """All parameters of batch ``step`` of ``epoch``, keyed as :attr:`keys`."""
-        b = self.batch_size
-        flip = self._rng(epoch, step, FLIP_STREAM).integers(0, 2, b).astype(np.int32)
-        out = {"epoch": np.full((b,), epoch, np.int32), "flip": flip}
+    def draw(self, step: Step) -> dict[str, np.ndarray]:
+        """All parameters of this rank's batch of ``step``, keyed as :attr:`keys`."""
+        b = len(step.rows)
+        flip = self.rows(step, FLIP_STREAM).integers(0, 2, b).astype(np.int32)
+        out = {"epoch": np.full((b,), step.epoch, np.int32), "flip": flip}
+        own = sample_preset(self.preset, self.rows(step, PRESET_STREAM), b)
+        self._check("preset", self.preset_specs, own, b)
+        out.update({f"preset.{k}": v for k, v in own.items()})
         for i, aug in enumerate(self.augments):
+            rng = self._rng(step, i, BATCH_KEY, self.rank) if aug.mixing else self.rows(step, i)
             params = aug.sample(
-                self._rng(epoch, step, i), b, self.height, self.width, epoch,
+                rng, b, self.height, self.width, step.epoch,
                 flip=flip if self.paste_before_flip else None,
             )  # fmt: skip
-            self._check(i, params)
+            self._check(type(aug).__name__, self.schemas[i], params, b)
             out.update({f"{i}.{k}": v for k, v in params.items()})
         return out
 
-    def _check(self, i: int, params: Params) -> None:
+    @staticmethod
+    def _check(owner: str, schema: Sequence[ParamSpec], params: Params, b: int) -> None:
         """The draw matches the declared schema (names, dtypes, shapes)."""
-        aug, schema = self.augments[i], self.schemas[i]
         if set(params) != {s.name for s in schema}:
             raise TypeError(
-                f"{type(aug).__name__}.sample returned {sorted(params)}, its schema declares "
+                f"{owner}.sample returned {sorted(params)}, its schema declares "
                 f"{[s.name for s in schema]}"
             )
         for s in schema:
             a = params[s.name]
-            if a.dtype != np.dtype(s.dtype) or a.shape != (self.batch_size, *s.shape):
+            if a.dtype != np.dtype(s.dtype) or a.shape != (b, *s.shape):
                 raise TypeError(
-                    f"{type(aug).__name__}.sample: `{s.name}` is {a.dtype}{a.shape}, the schema "
-                    f"declares {np.dtype(s.dtype)}{(self.batch_size, *s.shape)}"
+                    f"{owner}.sample: `{s.name}` is {a.dtype}{a.shape}, the schema "
+                    f"declares {np.dtype(s.dtype)}{(b, *s.shape)}"
                 )
 
-    def __call__(self, info: object) -> tuple[np.ndarray, ...]:
-        params = self.draw(*self.position(info.iteration))  # type: ignore[attr-defined]
-        return tuple(np.ascontiguousarray(params[k]) for k in self.keys)
+    def flat(self, step: Step) -> list[np.ndarray]:
+        """:meth:`draw` as contiguous arrays in :attr:`keys` order (``external_source``)."""
+        params = self.draw(step)
+        return [np.ascontiguousarray(params[k]) for k in self.keys]
 
     # --- graph side ----------------------------------------------------------------------------
 
-    def feed(self) -> ParamNodes:
-        """Inside a pipeline definition: one ``external_source`` for every parameter."""
+    def standalone(self) -> ParamNodes:
+        """Inside a pipeline definition: an ``external_source`` of this source's draws for
+        one rank's batches of ``batch_size``, one after another (benchmarks and tests that
+        feed the images themselves; the loader's :class:`~dali_gridaug.feed.Feed` feeds both).
+        """
         from nvidia.dali import fn
 
-        nodes = fn.external_source(
-            source=self, num_outputs=len(self.keys), batch=True, batch_info=True
-        )
-        flat = {k: nodes[j] for j, k in enumerate(self.keys)}  # (autograph has no zip strict)
+        b, count = self.batch_size, itertools.count()
+        rows = np.arange(b, dtype=np.int64)
+
+        def draw() -> tuple[np.ndarray, ...]:
+            return tuple(self.flat(Step(0, next(count) * b, b, rows, rows)))
+
+        return self.nodes(fn.external_source(source=draw, num_outputs=len(self.keys), batch=True))
+
+    def nodes(self, fed: Sequence[Any]) -> ParamNodes:
+        """Inside a pipeline definition: the parameter nodes from ``fed``, the
+        ``external_source`` outputs in :attr:`keys` order.
+        """
+        flat = {k: fed[j] for j, k in enumerate(self.keys)}  # (autograph has no zip strict)
         per_aug = tuple(
             {s.name: flat[f"{i}.{s.name}"] for s in schema if f"{i}.{s.name}" in flat}
             for i, schema in enumerate(self.schemas)
         )
-        return ParamNodes(flip=flat["flip"], augments=per_aug, all=flat)
+        own = {s.name: flat[f"preset.{s.name}"] for s in self.preset_specs}
+        return ParamNodes(flip=flat["flip"], preset=own, augments=per_aug, all=flat)
 
     def outputs(self, nodes: ParamNodes, device: str) -> dict[str, Any]:
         """The emitted parameters as pipeline outputs, named :attr:`output_names`; on the GPU

@@ -1,9 +1,9 @@
-"""Compose the DALI graph: read → decode/crop → augment → normalize (CHW) → outputs.
+"""Compose the DALI graph: feed → read → decode/crop → augment → normalize (CHW) → outputs.
 
-Outputs, in order: ``images``, ``key`` (file index, or ``cls`` bytes for tar shards),
-``clean`` (optional un-augmented view), then the emitted parameters of
-:class:`~dali_gridaug.params.ParamSource` (``epoch``, ``flip``, ``"{i}.{name}"``; on the GPU in
-a GPU pipeline).
+Outputs, in order: ``images``, ``key`` (the sample index), ``crop`` (the random-resized crop
+window ``(y, x, h, w)`` in source pixels, training with that crop only), ``clean`` (optional
+un-augmented view), then the emitted parameters of :class:`~dali_gridaug.params.ParamSource`
+(``epoch``, ``flip``, ``"preset.{name}"``, ``"{i}.{name}"``); on the GPU in a GPU pipeline.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dali_gridaug.augment.base import Augment
 from dali_gridaug.augment.graph import augment_graph, check_kernel_dependencies
 from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.decode import normalize
-from dali_gridaug.params import ParamSource
-from dali_gridaug.reader import Source, read
+from dali_gridaug.feed import Feed
+from dali_gridaug.params import ParamNodes
+from dali_gridaug.reader import Source, check_readable, read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,27 +42,24 @@ class PipelineSpec:
     keep_clean: bool = False
     auto_augment: str | None = None
     prefetch: int = 2
-    checkpointing: bool = False
     hw_decoder_load: float = HW_DECODER_LOAD
     label_smoothing: float = 0.0
     preset: presets.Preset = presets.IMAGENET
 
 
-def build_pipeline(
-    spec: PipelineSpec, params: ParamSource | None, *, checkpoint: str | bytes | None = None
-) -> tuple[Any, list[str]]:
-    """Build the pipeline for ``spec``; ``params`` feeds the augmentations (None: none).
-
-    ``checkpoint`` (from the DALI iterator's ``checkpoints()``, needs ``spec.checkpointing``)
-    restores the reader position and the random state of every DALI operator, and the
-    ``external_source`` iteration counter that keys ``params``.
+def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
+    """Build the pipeline for ``spec``, fed by ``feed`` (its parameters feed the
+    augmentations; none for evaluation).
 
     Returns:
         ``(pipeline, output_names)``.
     """
-    from nvidia.dali import pipeline_def
+    from nvidia.dali import fn, pipeline_def, types
 
     check_kernel_dependencies(spec.augments, spec.device)
+    check_readable(spec.source)
+    params = feed.params
+    on_device = (lambda n: n.gpu()) if spec.device == "gpu" else (lambda n: n)  # noqa: E731
 
     @pipeline_def(
         batch_size=spec.batch_size,
@@ -69,21 +67,18 @@ def build_pipeline(
         device_id=spec.device_id,
         seed=spec.seed + spec.shard_id,
         prefetch_queue_depth=spec.prefetch,
-        enable_checkpointing=spec.checkpointing,
         exec_dynamic=True,
         enable_conditionals=spec.auto_augment is not None,  # auto_aug policies need them
     )
     def graph() -> tuple[Any, ...]:
-        encoded, key = read(
-            spec.source,
-            shard_id=spec.shard_id,
-            num_shards=spec.num_shards,
-            shuffle=spec.train,
-            seed=spec.seed,
-        )
-        pixels, mean, crop = _decode(encoded, spec)
-        outputs: dict[str, Any] = {"key": key.gpu() if spec.device == "gpu" else key}
-        nodes = params.feed() if params is not None else None
+        n = 2 + (len(params.keys) if params is not None else 0)
+        fed = fn.external_source(source=feed, num_outputs=n, batch=True)
+        encoded = read(spec.source, fed[0])
+        nodes = params.nodes(fed[2:]) if params is not None else None
+        outputs: dict[str, Any] = {"key": on_device(fed[1])}
+        pixels, mean, crop, window = _decode(encoded, spec, nodes)
+        if window is not None:
+            outputs["crop"] = on_device(fn.cast(window, dtype=types.INT32))
         # one coin per sample, drawn on the host: the clean view is flipped like the augmented
         mirror = nodes.flip if nodes is not None else None
         clean_pixels = pixels
@@ -103,10 +98,10 @@ def build_pipeline(
             outputs.update(params.outputs(nodes, spec.device))
         return (images, *outputs.values())
 
-    if checkpoint is not None and not spec.checkpointing:
-        raise ValueError("`checkpoint` needs a pipeline built with `checkpointing`=True")
-    pipe = graph(checkpoint=checkpoint)
+    pipe = graph()
     names = ["images", "key"]
+    if spec.train and spec.preset.crop == "random_resized":
+        names.append("crop")
     if spec.keep_clean:
         names.append("clean")
     if params is not None:
@@ -114,27 +109,31 @@ def build_pipeline(
     return pipe, names
 
 
-def _decode(encoded: Any, spec: PipelineSpec) -> tuple[Any, Any, tuple[int, int] | None]:
-    """Decode and crop ``encoded`` as ``spec``'s preset says.
+def _decode(
+    encoded: Any, spec: PipelineSpec, nodes: ParamNodes | None
+) -> tuple[Any, Any, tuple[int, int] | None, Any]:
+    """Decode and crop ``encoded`` as ``spec``'s preset says, with the host-fed preset draws
+    of ``nodes`` (training).
 
     Returns:
-        ``(pixels, mean, crop)``: HWC uint8 pixels (train: the random-resized crop of
-        ``spec.size`` after the preset's colour ops; val: resized, still to be centre-cropped),
-        the normalization mean (a per-sample node under PCA lighting) and the centre crop that
-        normalization takes (val only, else None).
+        ``(pixels, mean, crop, window)``: HWC uint8 pixels (train: the crop of ``spec.size``
+        after the preset's colour ops; val: resized, still to be centre-cropped), the
+        normalization mean (a per-sample node under PCA lighting), the centre crop that
+        normalization takes (val only, else None) and the random-resized crop window
+        (``(4,)`` float per sample, else None).
     """
     hw = spec.hw_decoder_load
-    if not spec.train:
+    if not spec.train or nodes is None:
         pixels = presets.decode_val(
             encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
         )
-        return pixels, spec.mean, spec.size
-    pixels = presets.decode_train(
-        encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
+        return pixels, spec.mean, spec.size, None
+    pixels, window = presets.decode_train(
+        encoded, spec.preset, nodes.preset, device=spec.device, size=spec.size, hw_load=hw
     )
     # the preset's colour ops are part of both views; one draw drives both
-    pixels = presets.color_ops(pixels, spec.preset)
-    return pixels, presets.normalize_mean(spec.preset, spec.mean), None
+    pixels = presets.color_ops(pixels, spec.preset, nodes.preset)
+    return pixels, presets.normalize_mean(spec.preset, spec.mean, nodes.preset), None, window
 
 
 def _auto_augment(pixels: Any, policy: str) -> Any:

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
+from dali_gridaug.augment.base import Params, ParamSpec
 from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RATIO, RRC_SCALE
 from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
-from dali_gridaug.decode import decode
-from dali_gridaug.decode import decode_train as decode_rrc
+from dali_gridaug.decode import RRC_ATTEMPTS, decode, decode_window, rrc_window
 from dali_gridaug.decode import decode_val as decode_resize
 
 #: CIFAR statistics in 0–255 pixel units (official Cutout/CutMix CIFAR code).
@@ -185,24 +185,73 @@ def resolve_preset(
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
+def preset_schema(preset: Preset) -> tuple[ParamSpec, ...]:
+    """The per-sample training draws of ``preset``, fed from the host.
+
+    A file's crop and colour draws then do not depend on its rank:
+
+    - ``rrc`` ``(2·A + 2,)`` float32 uniforms in [0, 1) of the random-resized crop's ``A``
+      attempts (area, log-aspect) and offsets (y, x) (:func:`~dali_gridaug.decode.rrc_window`);
+      or ``pad`` ``(2,)`` float32 uniforms of the pad-crop offsets (y, x);
+    - ``jitter`` ``(3,)`` float32 brightness, contrast, saturation factors, with colour jitter;
+    - ``lighting`` ``(3,)`` float32 standard-normal PCA coefficients α, with lighting.
+    """
+    specs = [
+        ParamSpec("rrc", np.float32, (2 * RRC_ATTEMPTS + 2,), emitted=False)
+        if preset.crop == "random_resized"
+        else ParamSpec("pad", np.float32, (2,), emitted=False)
+    ]
+    if preset.color_jitter is not None:
+        specs.append(ParamSpec("jitter", np.float32, (3,)))
+    if preset.lighting is not None:
+        specs.append(ParamSpec("lighting", np.float32, (3,)))
+    return tuple(specs)
+
+
+def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
+    """Draw :func:`preset_schema`'s arrays for a batch of ``batch_size`` (``rng``: a
+    per-sample :class:`~dali_gridaug.rows.RowGenerator` or a NumPy generator).
+    """
+    b = batch_size
+    if preset.crop == "random_resized":
+        out = {"rrc": rng.random((b, 2 * RRC_ATTEMPTS + 2)).astype(np.float32)}
+    else:
+        out = {"pad": rng.random((b, 2)).astype(np.float32)}
+    cj = preset.color_jitter
+    if cj is not None:
+        x = np.array([cj.brightness, cj.contrast, cj.saturation])
+        out["jitter"] = rng.uniform(np.maximum(0.0, 1.0 - x), 1.0 + x, (b, 3)).astype(np.float32)
+    if preset.lighting is not None:
+        out["lighting"] = rng.standard_normal((b, 3)).astype(np.float32)
+    return out
+
+
 def decode_train(
-    encoded: Any, preset: Preset, *, device: str, size: tuple[int, int], hw_load: float = HW_LOAD
-) -> Any:
-    """Decode and crop for training (no flip: the normalization step flips).
+    encoded: Any,
+    preset: Preset,
+    draws: dict[str, Any],
+    *,
+    device: str,
+    size: tuple[int, int],
+    hw_load: float = HW_LOAD,
+) -> tuple[Any, Any]:
+    """Decode and crop for training (no flip: the normalization step flips), with the
+    host-fed ``draws`` of :func:`preset_schema`.
 
     Returns:
-        HWC uint8 RGB ``DataNode`` of shape ``(size[0], size[1], 3)``.
+        ``(pixels, window)``: HWC uint8 RGB ``DataNode`` of shape ``(size[0], size[1], 3)``,
+        and the crop window ``(y, x, h, w)`` int32 in source pixels (random-resized crop;
+        None for the pad crop).
     """
-    if preset.crop == "random_resized":
-        return decode_rrc(
-            encoded, device=device, size=size, scale=preset.scale, ratio=preset.ratio,
-            hw_load=hw_load,
-        )  # fmt: skip
     from nvidia.dali import fn
 
-    return pad_crop(
-        decode(encoded, device=device, hw_load=hw_load), fn.peek_image_shape(encoded), preset, size
-    )
+    shape = fn.peek_image_shape(encoded)
+    if preset.crop == "random_resized":
+        window = rrc_window(shape, draws["rrc"], preset.scale, preset.ratio)
+        pixels = decode_window(encoded, window, device=device, size=size, hw_load=hw_load)
+        return pixels, window
+    images = decode(encoded, device=device, hw_load=hw_load)
+    return pad_crop(images, shape, preset, size, draws["pad"]), None
 
 
 def decode_val(
@@ -221,7 +270,7 @@ def decode_val(
     )
 
 
-def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int]) -> Any:
+def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int], u: Any) -> Any:
     """As torchvision ``RandomCrop(size, padding=p)``: offsets ``i ~ U{0 … H + 2p − th}``,
     ``j ~ U{0 … W + 2p − tw}`` into the padded image (sources at least ``size − 2p``).
 
@@ -230,6 +279,7 @@ def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int]) -> 
         shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``).
         preset: gives ``padding`` and ``fill``.
         size: ``(th, tw)`` output size.
+        u: ``(2,)`` float32 uniforms in [0, 1) per sample (host-fed), the offsets' draws.
 
     Returns:
         HWC uint8 ``DataNode`` of shape ``(th, tw, 3)``.
@@ -238,7 +288,6 @@ def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int]) -> 
     from nvidia.dali import math as dmath
 
     p = preset.padding
-    u = fn.random.uniform(range=[0.0, 1.0], shape=[2])
     slots = fn.cast(shape[0:2], dtype=types.FLOAT) + fn.cast(
         fn.constant(fdata=[2.0 * p - size[0] + 1, 2.0 * p - size[1] + 1], shape=[2]),
         dtype=types.FLOAT,
@@ -271,8 +320,9 @@ def _reflect_pad(images: Any, shape: Any, p: int) -> Any:
     return images
 
 
-def color_ops(images: Any, preset: Preset) -> Any:
-    """Apply ``preset.color_jitter`` (see :class:`ColorJitter`) to HWC uint8 images.
+def color_ops(images: Any, preset: Preset, draws: dict[str, Any]) -> Any:
+    """Apply ``preset.color_jitter`` (see :class:`ColorJitter`) to HWC uint8 images with the
+    host-fed factors ``draws["jitter"]`` (``(3,)`` float32 per sample).
 
     Returns:
         HWC uint8 ``DataNode`` (the input itself when the preset has no jitter).
@@ -282,11 +332,11 @@ def color_ops(images: Any, preset: Preset) -> Any:
         return images
     from nvidia.dali import fn, types
 
-    def factor(x: float) -> Any:
-        f = fn.random.uniform(range=[max(0.0, 1.0 - x), 1.0 + x])
+    def factor(i: int) -> Any:
+        f = draws["jitter"][i]
         return f.gpu() if images.device == "gpu" else f
 
-    b, c, s = factor(cj.brightness), factor(cj.contrast), factor(cj.saturation)
+    b, c, s = factor(0), factor(1), factor(2)
     gray = fn.coord_transform(images, M=list(_GRAY))  # HW1 float
     means = fn.reshape(fn.reductions.mean(images, axes=[0, 1]), shape=[1, 3])
     m = fn.reshape(fn.coord_transform(means, M=list(_GRAY)), shape=[1])
@@ -294,16 +344,17 @@ def color_ops(images: Any, preset: Preset) -> Any:
     return fn.cast(out, dtype=types.UINT8)  # rounds to nearest, saturates to [0, 255]
 
 
-def normalize_mean(preset: Preset, mean: Sequence[float]) -> Any:
+def normalize_mean(preset: Preset, mean: Sequence[float], draws: dict[str, Any]) -> Any:
     """The per-channel mean to normalize with: ``mean`` itself, or with ``preset.lighting``
     a per-sample CPU ``DataNode`` ``mean − eigvec·(α·eigval)·255`` (``(x + shift − mean)/std``
-    equals ``(x − (mean − shift))/std``, so lighting costs no pass over the pixels).
+    equals ``(x − (mean − shift))/std``, so lighting costs no pass over the pixels), α the
+    host-fed ``draws["lighting"]``.
     """
     if preset.lighting is None:
         return tuple(mean)
     from nvidia.dali import fn
 
-    alpha = fn.reshape(fn.random.normal(shape=[3]), shape=[1, 3])
+    alpha = fn.reshape(draws["lighting"], shape=[1, 3])
     shift = fn.coord_transform(
         alpha, M=(-preset.lighting.matrix()).ravel().tolist(), T=[float(v) for v in mean]
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from dali_gridaug.constants import IMG_EXTENSIONS, READER_NAME
+from dali_gridaug.constants import IMG_EXTENSIONS
 from dali_gridaug.filelist import class_names, read_list
 
 
@@ -37,6 +37,11 @@ class FileSource:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """Class index of each sample (the same as :attr:`targets`)."""
+        return self.targets
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -320,31 +325,32 @@ def tar_shards(
     return TarSource(paths, num_classes)
 
 
-def read(
-    source: Source,
-    *,
-    shard_id: int,
-    num_shards: int,
-    shuffle: bool,
-    seed: int,
-) -> tuple[object, object]:
-    """Add the reader to the current DALI graph.
+def source_identity(source: Source) -> tuple[int, str]:
+    """What a saved loader state must match: the sample count and the SHA-256 (hex) of the
+    sample list, each sample's name (relative to the source's root, so a moved dataset still
+    matches) and class index, one per line.
+    """
+    import hashlib
 
-    Every shard uses the same ``seed`` so the shuffled order is one permutation split into
-    disjoint shards (each file once per epoch over all ranks); ``pad_last_batch`` repeats the
-    shard's last sample so the pipeline always produces full batches.
+    digest = hashlib.sha256()
+    if isinstance(source, FileSource):
+        prefix = os.path.join(source.root, "") if source.root else "\0"
+        names = (f.removeprefix(prefix) for f in source.files)
+        lines = (f"{n}\t{t}" for n, t in zip(names, source.targets, strict=True))
+    else:
+        lines = (f"{source.member_name(i)}\t{t}" for i, t in enumerate(source.labels))
+    for line in lines:
+        digest.update(os.fsencode(line) + b"\n")
+    return len(source), digest.hexdigest()
 
-    Returns:
-        ``(encoded, key)`` DataNodes: the encoded image bytes and, for a :class:`FileSource`,
-        the file index (int32 scalar per sample); for a :class:`TarSource`, the ``cls`` bytes
-        padded to 16 (decoded by :func:`dali_gridaug.labels.parse_ascii_labels`).
+
+def check_readable(source: Source) -> None:
+    """Refuse file names DALI's file reader cannot open.
 
     Raises:
-        ValueError: a file name is not valid UTF-8 (DALI's file reader takes UTF-8 paths
+        ValueError: a file name is not valid UTF-8 (``fn.io.file.read`` takes UTF-8 paths
             only); the message names the files and the way out (``exclude=`` or renaming).
     """
-    from nvidia.dali import fn
-
     if isinstance(source, FileSource):
         bad = [f for f in source.files if not utf8_name(f)]
         if bad:
@@ -354,21 +360,22 @@ def read(
                 "in `exclude` (`dali-gridaug check-data` lists them as `non-utf8-name`)"
             )
 
-    common = dict(
-        name=READER_NAME,
-        shard_id=shard_id,
-        num_shards=num_shards,
-        pad_last_batch=True,
-        shuffle_after_epoch=shuffle,
-        seed=seed,
-    )
-    if isinstance(source, FileSource):
-        return fn.readers.file(files=list(source.files), labels=list(range(len(source))), **common)
-    encoded, cls = fn.readers.webdataset(
-        paths=list(source.paths),
-        index_paths=list(source.index_paths) if source.index_paths else None,
-        ext=["jpg;jpeg;png", "cls"],
-        missing_component_behavior="error",
-        **common,
-    )
-    return encoded, fn.pad(cls, shape=[16], fill_value=0)
+
+def read(source: Source, data: object) -> object:
+    """The encoded images of the fed ``data`` (a DALI node, see :mod:`dali_gridaug.feed`):
+    a :class:`FileSource` feeds UTF-8 paths that DALI's multithreaded C++ ``fn.io.file.read``
+    reads; a :class:`TarSource` feeds the member bytes themselves.
+
+    Returns:
+        CPU ``DataNode``: 1-D uint8 encoded image per sample.
+    """
+    if isinstance(source, TarSource):
+        return data
+    from nvidia.dali import fn
+
+    return fn.io.file.read(data)
+
+
+def read_tar_members(source: TarSource, indices: Sequence[int]) -> list:
+    """Placeholder until the tar index lands."""
+    raise NotImplementedError

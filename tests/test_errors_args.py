@@ -221,7 +221,6 @@ MATRIX = [
     ("augment-None", {"augment": None}, TypeError, r"`augment` must be a sequence of .*None"),
     ("exclude-5", {"exclude": 5}, TypeError, r"`exclude` must be a sequence of file paths, got 5"),
     ("exclude-item", {"exclude": [5]}, TypeError, r"`exclude` items must be file paths, got 5"),
-    ("checkpointing", {"checkpointing": "yes"}, TypeError, r"`checkpointing` must be bool"),
     ("seed-2**63", {"seed": 2**63}, ValueError, r"`seed` must be in \[0, 9223372036854775807\]"),
     (
         "seed-rank",
@@ -234,6 +233,8 @@ MATRIX = [
     ("seed-float", {"seed": 1.5}, TypeError, r"`seed` must be int, got 1.5"),
     ("batch-1e9", {"batch_size": 10**9}, ValueError, r"`batch_size`=1000000000 is larger"),
     ("batch-None", {"batch_size": None}, TypeError, r"`batch_size` must be int, got None"),
+    ("repeats-neg", {"aug_repeats": -1}, ValueError, r"`aug_repeats` must be in \[0, inf\)"),
+    ("repeats-bool", {"aug_repeats": True}, TypeError, r"`aug_repeats` must be int, got True"),
     ("batch-nan", {"batch_size": NAN}, TypeError, r"`batch_size` must be int, got nan"),
     ("image-size-len", {"image_size": (32,)}, TypeError, r"`image_size` must be an int or"),
     ("image-size-bool", {"image_size": True}, TypeError, r"`image_size` must be an int or"),

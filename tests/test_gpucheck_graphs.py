@@ -54,11 +54,11 @@ def test_cases_cover_the_registries() -> None:
     assert {p.name for c in CASES for p in [c.preset]} == set(presets.PRESETS)
     assert {c.auto_augment for c in CASES} == {None, *AUTO_AUGMENT_POLICIES}
     assert {c.source for c in CASES} == {"files", "tar"}
-    for flag in ("half", "checkpointing", "keep_clean"):
+    for flag in ("half", "resume", "keep_clean"):
         assert {getattr(c, flag) for c in CASES} == {True, False}
     assert any(not c.train for c in CASES) and any(c.preset.color_jitter for c in CASES)
     assert any(c.preset.lighting for c in CASES) and any(c.preset.fill == "reflect" for c in CASES)
-    assert any(c.augments and c.checkpointing for c in CASES)
+    assert any(c.augments and c.resume for c in CASES)
     assert len({c.hw_decoder_load for c in CASES}) >= 3
 
 
@@ -150,20 +150,21 @@ def test_a_run_time_error_planted_in_a_library_graph_is_caught_by_the_cpu_twin(
     assert "defined at dali_gridaug/" in result.message
 
 
-def test_a_checkpoint_that_does_not_restore_is_caught_by_the_cpu_twin(
+def test_a_resume_that_does_not_continue_is_caught_by_the_cpu_twin(
     monkeypatch: pytest.MonkeyPatch, sources: case_mod.Sources
 ) -> None:
     import dali_gridaug.pipeline
 
     original = dali_gridaug.pipeline.build_pipeline
 
-    def planted(spec, params, *, checkpoint=None):  # drops the checkpoint
-        return original(spec, params)
+    def planted(spec, feed):  # ignores the resume position
+        feed.start(0, 0)
+        return original(spec, feed)
 
     monkeypatch.setattr(dali_gridaug.pipeline, "build_pipeline", planted)
-    result = gpucheck.validate(_case("checkpointing"), sources)
+    result = gpucheck.validate(_case("resume"), sources)
     assert not result.ok and result.level == 4
-    assert result.message.startswith("L5 CPU twin: the pipeline restored from its checkpoint")
+    assert result.message.startswith("L5 CPU twin: the pipeline resumed at batch 2 differs")
     assert "'images'" in result.message
 
 

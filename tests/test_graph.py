@@ -16,6 +16,7 @@ from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing, creat
 from dali_gridaug.augment import Mixup, MixupCutMix
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask
 from dali_gridaug.labels import mix_target, one_hot
+from dali_gridaug.presets import IMAGENET, ColorJitter, Lighting
 from tests.helpers import RightHalfMix
 
 
@@ -82,7 +83,15 @@ def test_gridmask_drops_to_exact_zero_where_the_emitted_grid_says(photos: Path) 
         assert np.array_equal(x[x != clean], np.zeros(int((x != clean).sum()), np.float32))
         assert ((x == clean) | (x == 0)).all()
         dropped = (x == 0) & (clean != 0)
-        assert (dropped != (keep == 0) & (clean != 0)).mean() < 1e-3  # square edges only
+        differ = (dropped != (keep == 0) & (clean != 0)).any(1)
+        # DALI's grid_mask and the kernel round rotated square edges apart: a difference may
+        # only sit on a pixel with a neighbour of the other kind
+        k = np.pad(keep[:, 0], ((0, 0), (1, 1), (1, 1)), mode="edge")
+        core = k[:, 1:-1, 1:-1]
+        edge = np.zeros_like(core, bool)
+        for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+            edge |= k[:, dy : dy + 48, dx : dx + 48] != core
+        assert not (differ & ~edge).any() and differ.mean() < 0.01
 
 
 def test_masks_travel_with_the_paste(photos: Path) -> None:
@@ -214,8 +223,7 @@ AUTO_AUGMENTS = {
 
 
 def _op_names(spec_kw: dict, device: str) -> list[str]:
-    from dali_gridaug.augment.graph import is_native
-    from dali_gridaug.params import ParamSource
+    from dali_gridaug.feed import Feed
     from dali_gridaug.pipeline import PipelineSpec, build_pipeline
     from dali_gridaug.reader import resolve_source
 
@@ -225,16 +233,13 @@ def _op_names(spec_kw: dict, device: str) -> list[str]:
         num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3, **{"train": True, "augments": (),
                                                           "half": False, **spec_kw},
     )  # fmt: skip
-    params = (
-        ParamSource(spec.augments, batch_size=4, height=32, width=32, seed=0, rank=0,
-                    steps_per_epoch=1, paste_before_flip=is_native(spec.augments))
-        if spec.train else None
-    )  # fmt: skip
-    pipe, _ = build_pipeline(spec, params)
+    pipe, _ = build_pipeline(spec, Feed.for_spec(spec))
     pipe._build_graph()  # the operator list, without building (no GPU needed)
     return [f"{o._op.schema.Name()}@{o._op.device}" for o in pipe._ops]
 
 
+IMAGENET_COLOUR = dataclasses.replace(IMAGENET, color_jitter=ColorJitter(0.4, 0.4, 0.4),
+                                      lighting=Lighting(std=0.1))  # fmt: skip
 GRAPHS = {
     **{k: {"augments": tuple(v)} for k, v in AUTO_AUGMENTS.items()},
     "fp16_all": {"augments": tuple(AUTO_AUGMENTS["all"]), "half": True},
@@ -245,7 +250,7 @@ GRAPHS = {
         "auto_augment": "rand_augment",
         "augments": (CutMix(),),
     },  # fmt: skip
-    "checkpointing": {"checkpointing": True, "augments": tuple(AUTO_AUGMENTS["all"])},
+    "colour_lighting": {"preset": IMAGENET_COLOUR, "augments": tuple(AUTO_AUGMENTS["all"])},
 }
 
 
@@ -299,7 +304,9 @@ def test_decoders_upsample_alike_and_take_the_hw_load(color_data: Path, device: 
         shard_id=0, num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3, half=False,
         hw_decoder_load=0.25,
     )  # fmt: skip
-    pipe, _ = build_pipeline(spec, None)
+    from dali_gridaug.feed import Feed
+
+    pipe, _ = build_pipeline(spec, Feed.for_spec(spec))
     pipe._build_graph()
     decoder = next(str(o.spec) for o in pipe._ops if "decoders" in o._op.schema.Name())
     assert "jpeg_fancy_upsampling: 1" in decoder.replace("True", "1")

@@ -197,5 +197,6 @@ class RandomErasing(_BoxDrop):
                 [np.zeros((b, 1), np.int32), -box[:, :2].astype(np.int32)], 1
             )
         if self._noise_kernel():
-            params["noise_seed"] = np.full((b, 1), rng.integers(2**31), np.int64)
+            # the kernel seeds the batch's noise field with the first row's seed
+            params["noise_seed"] = rng.integers(2**31, size=(b, 1)).astype(np.int64)
         return params

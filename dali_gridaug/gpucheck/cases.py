@@ -7,7 +7,8 @@ defaults and the variants in :data:`VARIANTS`, on each backend it can run on
 mask augmentation before a mixing one, and the arrangements that mix native and kernel ops;
 every preset (:data:`~dali_gridaug.presets.PRESETS`, and its reflect fill where it pads), with
 colour jitter and PCA lighting; every ``auto_augment`` policy with the Keep clean view; float16
-output, evaluation, checkpointing, the hardware-decoder share and tar-shard sources.
+output, evaluation, resuming from a loader state, the hardware-decoder share and tar-shard
+sources.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class GraphCase:
         half: float16 images.
         keep_clean: also output the un-augmented view.
         auto_augment: a DALI ``auto_aug`` policy name, or None.
-        checkpointing: DALI checkpointing enabled.
+        resume: the CPU twin is also rebuilt from a loader state (its feed restarted at the
+            second batch) and must give the same second batch.
         preset: the input pipeline.
         hw_decoder_load: share of JPEGs for the hardware decoder, in [0, 1].
         source: ``"files"`` (an image folder) or ``"tar"`` (a webdataset shard).
@@ -68,7 +70,7 @@ class GraphCase:
     half: bool = False
     keep_clean: bool = False
     auto_augment: str | None = None
-    checkpointing: bool = False
+    resume: bool = False
     preset: presets.Preset = presets.IMAGENET
     hw_decoder_load: float = HW_DECODER_LOAD
     source: Literal["files", "tar"] = "files"
@@ -149,7 +151,7 @@ def combination_cases() -> Iterator[GraphCase]:
 
 def pipeline_cases() -> Iterator[GraphCase]:
     """Graphs that differ outside the augmentations: fp16, evaluation, presets and colour ops,
-    Keep views with each ``auto_augment`` policy, checkpointing, decoder load, tar sources.
+    Keep views with each ``auto_augment`` policy, resuming, decoder load, tar sources.
     """
     from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES
 
@@ -176,17 +178,16 @@ def pipeline_cases() -> Iterator[GraphCase]:
     yield GraphCase(f"color_jitter+lighting {mask}+{mix} fp16", both, half=True, preset=jl)
     yield GraphCase("keep_clean", keep_clean=True)
     for i, policy in enumerate(AUTO_AUGMENT_POLICIES):
-        if i == 0:  # the first also with a mixing op and checkpointing (conditionals + state)
+        if i == 0:  # the first also with a mixing op (conditionals + a paste)
             yield GraphCase(
-                f"keep_clean {policy} {mix} checkpointing", (both[1],), keep_clean=True,
-                auto_augment=policy, checkpointing=True,
-            )  # fmt: skip
+                f"keep_clean {policy} {mix}", (both[1],), keep_clean=True, auto_augment=policy
+            )
         else:
             yield GraphCase(f"keep_clean {policy}", keep_clean=True, auto_augment=policy)
-    yield GraphCase("checkpointing", checkpointing=True)
-    yield GraphCase(f"checkpointing {mask}+{mix}", both, checkpointing=True)
+    yield GraphCase("resume", resume=True)
+    yield GraphCase(f"resume {mask}+{mix}", both, resume=True)
     kernel = make_augment(mask, backend="kernel")
-    yield GraphCase(f"checkpointing {mask} [kernel]", (kernel,), checkpointing=True)
+    yield GraphCase(f"resume {mask} [kernel]", (kernel,), resume=True)
     yield GraphCase("hw_decoder_load=0", hw_decoder_load=0.0)
     yield GraphCase("hw_decoder_load=1 val", train=False, hw_decoder_load=1.0)
     yield GraphCase(f"tar {mix}", (both[1],), source="tar")
@@ -254,7 +255,7 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
         augment=case.augments, device="cpu", seed=0, num_threads=1, shard_id=0, num_shards=1,
         mean=None, std=None, dtype=torch.float16 if case.half else torch.float32,
         drop_last=None, keep_clean=case.keep_clean, auto_augment=case.auto_augment,
-        exclude=(), checkpointing=case.checkpointing, resume=None, preset=case.preset,
+        exclude=(), preset=case.preset,
         color_jitter=None, lighting=None, hw_decoder_load=case.hw_decoder_load,
         label_smoothing=0.0,
     )  # fmt: skip
@@ -262,13 +263,17 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
 
 
 def builder(case: GraphCase, sources: Sources, device: str) -> Callable[..., Any]:
-    """``build(checkpoint=None) -> (pipeline, output_names)`` for ``case`` on ``device``."""
-    from dali_gridaug.params import ParamSource
+    """``build(position=0) -> (pipeline, output_names)`` for ``case`` on ``device``, its feed
+    starting at ``position`` of epoch 0 (as a loader restored from a state there).
+    """
+    from dali_gridaug.feed import Feed
     from dali_gridaug.pipeline import build_pipeline
 
-    def build(checkpoint: Any = None) -> tuple[Any, list[str]]:
+    def build(position: int = 0) -> tuple[Any, list[str]]:
         spec = make_spec(case, sources.get(case), device)
-        return build_pipeline(spec, ParamSource.for_spec(spec), checkpoint=checkpoint)
+        feed = Feed.for_spec(spec, drop_last=False)
+        feed.start(0, position)
+        return build_pipeline(spec, feed)
 
     return build
 

@@ -30,7 +30,7 @@ def normal_noise(xp: ModuleType, seed: Array, shape: tuple[int, ...], dtype: Any
     Args:
         xp: numpy or cupy.
         seed: integer array of ``xp`` whose first element is the seed (e.g. the ``(B, 1)``
-            per-batch seed parameter, equal in every row); only its low 32 bits are used.
+            per-batch seed parameter, read from its first row); only its low 32 bits are used.
             It is never read on the host.
         shape: output shape; at most ``2**32`` elements.
         dtype: output float dtype (computed in float32).

@@ -133,7 +133,6 @@ def build_loaders(
     train = create_loader(
         cfg.train,
         train=True,
-        checkpointing=True,
         resume=resume.rank["loader"] if resume is not None else None,
         **kwargs(True),
     )

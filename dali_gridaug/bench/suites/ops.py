@@ -121,7 +121,6 @@ class AugmentOp(Benchmark):
             width=size,
             seed=s.seed,
             rank=0,
-            steps_per_epoch=1,
         )
 
         @pipeline_def(
@@ -135,7 +134,7 @@ class AugmentOp(Benchmark):
             images = fn.external_source(
                 source=lambda: data, batch=True, no_copy=True, layout="HWC", device=dev
             )
-            nodes = params.feed()
+            nodes = params.standalone()
             if aug is None:  # every parameter an output, so none is left unused
                 x = normalize(
                     images,

@@ -60,7 +60,7 @@ class CpuStage(Benchmark):
         aug = our_augment(self.aug_name, "auto", s.image_size) if self.aug_name else None
         params = ParamSource(
             [aug] if aug else [], batch_size=s.batch_size, height=size[0], width=size[1],
-            seed=s.seed, rank=0, steps_per_epoch=1, paste_before_flip=True,
+            seed=s.seed, rank=0, paste_before_flip=True,
         )  # fmt: skip
         spec = SimpleNamespace(
             augments=(aug,), size=size, device="cpu", half=False, std=IMAGENET_STD
@@ -79,7 +79,7 @@ class CpuStage(Benchmark):
             pixels = decode_train(jpegs, device="cpu", size=size)
             if depth == 2:
                 return pixels, labels
-            nodes = params.feed()
+            nodes = params.standalone()
             if aug is not None and not self.mask_only:
                 x = augment_graph(pixels, nodes, nodes.flip, IMAGENET_MEAN, spec)
                 return (x, labels, *nodes.all.values())
