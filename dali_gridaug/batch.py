@@ -19,8 +19,8 @@ class Batch:
             augmentation ran or label smoothing ε > 0 (``(1 − ε)·t + ε/K``), else equal to
             ``labels``.
         labels: hard labels of the (un-mixed) images, ``(B,)`` int64.
-        index: position of each sample in the dataset's file list, ``(B,)`` int64
-            (``-1`` where the source has no index, e.g. tar shards).
+        index: each sample's index in the dataset (its file's place in
+            ``loader.source.files``; tar shards: in the shards' member order), ``(B,)`` int64.
         lam: weight of the image's own label in ``target``, ``(B,)`` float32: the fraction of
             the output's pixels that come from the image itself (where ``partner`` is the
             sample itself the paste copies its own pixels and the label is its own either way;
@@ -33,6 +33,9 @@ class Batch:
         clean: the un-augmented view ``(B, 3, H, W)`` when the pipeline was asked for it
             (Keep selective-paste), else ``None``.
         epoch: the epoch this batch belongs to.
+        position: each sample's position in the epoch's global order (the same at any world
+            size, :mod:`dali_gridaug.order`), ``(B,)`` int64; keys per-sample draws of later
+            stages (Keep). Empty when a batch is built by hand.
     """
 
     images: torch.Tensor
@@ -45,6 +48,9 @@ class Batch:
     boxes: torch.Tensor | None = None
     clean: torch.Tensor | None = None
     epoch: int = 0
+    position: torch.Tensor = dataclasses.field(
+        default_factory=lambda: torch.empty(0, dtype=torch.int64)
+    )
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         """Unpack as ``images, target`` like a torchvision DataLoader batch."""

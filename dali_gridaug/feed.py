@@ -2,8 +2,8 @@
 
 Each call takes this rank's next :class:`~dali_gridaug.order.Step` of the epoch's global
 order and feeds, for its samples: what to read (file paths for DALI's C++
-``fn.io.file.read``, or the bytes of tar members read by offset), the sample indices, and
-the batch's parameters (:class:`~dali_gridaug.params.ParamSource`). The epoch ends with
+``fn.io.file.read``, or the bytes of tar members read by offset), the sample indices, their
+positions in the epoch's order, and the batch's parameters (:class:`~dali_gridaug.params.ParamSource`). The epoch ends with
 ``StopIteration``. The feed runs ahead of the loader by DALI's prefetch depth; it keeps the
 steps it fed and not yet handed out (:meth:`Feed.handed_out`), so the loader's position
 counts only what a training loop saw, and a decode failure is traced to its files.
@@ -129,7 +129,7 @@ class Feed:
             data: Any = [np.frombuffer(files[i].encode(), np.uint8) for i in idx]
         else:
             data = read_tar_members(self.source, idx)
-        fed = [data, idx]
+        fed = [data, idx, step.start + step.rows]
         if self.params is not None:
             fed += self.params.flat(step)
         return tuple(fed)

@@ -362,6 +362,7 @@ class DaliLoader:
             target=update.target,
             labels=labels,
             index=index,
+            position=out["position"].to(dev, non_blocking=True).view(-1).long(),
             lam=update.lam,
             partner=update.partner,
             patch_labels=update.patch_labels,

@@ -1,6 +1,7 @@
 """Compose the DALI graph: feed → read → decode/crop → augment → normalize (CHW) → outputs.
 
-Outputs, in order: ``images``, ``key`` (the sample index), ``crop`` (the random-resized crop
+Outputs, in order: ``images``, ``key`` (the sample index), ``position`` (its position in
+the epoch's global order, :mod:`dali_gridaug.order`), ``crop`` (the random-resized crop
 window ``(y, x, h, w)`` in source pixels, training with that crop only), ``clean`` (optional
 un-augmented view), then the emitted parameters of :class:`~dali_gridaug.params.ParamSource`
 (``epoch``, ``flip``, ``"preset.{name}"``, ``"{i}.{name}"``); on the GPU in a GPU pipeline.
@@ -71,11 +72,11 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         enable_conditionals=spec.auto_augment is not None,  # auto_aug policies need them
     )
     def graph() -> tuple[Any, ...]:
-        n = 2 + (len(params.keys) if params is not None else 0)
+        n = 3 + (len(params.keys) if params is not None else 0)
         fed = fn.external_source(source=feed, num_outputs=n, batch=True)
         encoded = read(spec.source, fed[0])
-        nodes = params.nodes(fed[2:]) if params is not None else None
-        outputs: dict[str, Any] = {"key": on_device(fed[1])}
+        nodes = params.nodes(fed[3:]) if params is not None else None
+        outputs: dict[str, Any] = {"key": on_device(fed[1]), "position": on_device(fed[2])}
         pixels, mean, crop, window = _decode(encoded, spec, nodes)
         if window is not None:
             outputs["crop"] = on_device(fn.cast(window, dtype=types.INT32))
@@ -99,7 +100,7 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         return (images, *outputs.values())
 
     pipe = graph()
-    names = ["images", "key"]
+    names = ["images", "key", "position"]
     if spec.train and spec.preset.crop == "random_resized":
         names.append("crop")
     if spec.keep_clean:
