@@ -4,9 +4,10 @@ Each call takes this rank's next :class:`~dali_gridaug.order.Step` of the epoch'
 order and feeds, for its samples: what to read (file paths for DALI's C++
 ``fn.io.file.read``, or the bytes of tar members read by offset), the sample indices, their
 positions in the epoch's order, and the batch's parameters
-(:class:`~dali_gridaug.params.ParamSource`). The epoch ends with ``StopIteration``. The feed runs ahead of the loader by DALI's prefetch depth; it keeps the
-steps it fed and not yet handed out (:meth:`Feed.handed_out`), so the loader's position
-counts only what a training loop saw, and a decode failure is traced to its files.
+(:class:`~dali_gridaug.params.ParamSource`). The epoch ends with ``StopIteration``. The
+feed runs ahead of the loader by DALI's prefetch depth; it keeps the steps it fed and not
+yet handed out (:meth:`Feed.handed_out`), so the loader's position counts only what a
+training loop saw, and a decode failure is traced to its files.
 """
 
 from __future__ import annotations
