@@ -1,7 +1,7 @@
 """What training scripts written for a torchvision ``DataLoader`` read from it:
 ``loader.dataset`` and ``loader.sampler`` views of a :class:`~dali_gridaug.loader.DaliLoader`.
 
-The DALI reader draws the file order itself, so neither view yields samples: they answer the
+The loader draws the file order itself, so neither view yields samples: they answer the
 questions scripts ask (how many images, which classes, this rank's share, ``set_epoch``).
 """
 
@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dali_gridaug.filelist import class_names
 from dali_gridaug.reader import FileSource, TarSource
 
-if TYPE_CHECKING:
-    from dali_gridaug.loader import DaliLoader
+
+class EpochOwner(Protocol):
+    """What a :class:`ShardSampler` reads back and forwards to (the loader)."""
+
+    epoch: int
+    drop_last: bool
+
+    def set_epoch(self, epoch: int) -> None: ...
 
 
 class LoaderDataset:
@@ -70,11 +76,11 @@ class ShardSampler:
     """``loader.sampler``: this rank's share of the dataset, like a ``DistributedSampler``.
 
     ``len(sampler)`` is ``ceil(len(dataset) / num_replicas)``, the size of the largest rank
-    shard (DALI gives rank r the files ``[floor(r·N/S), floor((r+1)·N/S))`` of each epoch's
-    order), so ``len(sampler) * num_replicas >= len(dataset)``: scripts that evaluate the
-    remainder separately when that product is smaller see no remainder, and each image is
-    evaluated exactly once over all ranks. ``set_epoch(e)`` is ``loader.set_epoch(e)``.
-    Iterating it raises ``TypeError``: the DALI reader draws the order.
+    share (rank r reads the positions ``r, r + S, …`` of each epoch's order,
+    :mod:`dali_gridaug.order`), so ``len(sampler) * num_replicas >= len(dataset)``: scripts
+    that evaluate the remainder separately when that product is smaller see no remainder, and
+    each image is evaluated exactly once over all ranks. ``set_epoch(e)`` is
+    ``loader.set_epoch(e)``. Iterating it raises ``TypeError``: the loader draws the order.
 
     Attributes:
         num_replicas: number of ranks S.
@@ -83,12 +89,13 @@ class ShardSampler:
         drop_last: whether the loader drops the last partial batch.
     """
 
-    def __init__(self, loader: DaliLoader) -> None:
+    def __init__(
+        self, loader: EpochOwner, *, num_replicas: int, rank: int, shuffle: bool, length: int
+    ) -> None:
         self._loader = loader
-        self.num_replicas = loader.spec.num_shards
-        self.rank = loader.spec.shard_id
-        self.shuffle = loader.spec.train
+        self.num_replicas, self.rank, self.shuffle = num_replicas, rank, shuffle
         self.drop_last = loader.drop_last
+        self._length = length
 
     @property
     def epoch(self) -> int:
@@ -99,7 +106,7 @@ class ShardSampler:
         self._loader.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return math.ceil(len(self._loader.dataset) / self.num_replicas)
+        return math.ceil(self._length / self.num_replicas)
 
     def __iter__(self) -> None:
         raise TypeError("a DaliLoader's sampler has no indices to iterate: iterate the loader")

@@ -253,7 +253,11 @@ class DaliLoader:
         """This rank's share, like a ``DistributedSampler`` (a fresh view on each access, so
         the loader holds no reference cycle and is freed as soon as it is dropped).
         """
-        return ShardSampler(self)
+        s = self.spec
+        return ShardSampler(
+            self, num_replicas=s.num_shards, rank=s.shard_id, shuffle=s.train,
+            length=len(self.dataset),
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return self.split.num_batches(self.feed.length(self.epoch))
