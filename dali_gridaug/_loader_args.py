@@ -22,6 +22,7 @@ from dali_gridaug._validate import (
     check_type,
 )
 from dali_gridaug.augment.base import Augment
+from dali_gridaug.constants import PREFETCH
 from dali_gridaug.pipeline import PipelineSpec
 from dali_gridaug.presets import resolve_preset
 from dali_gridaug.reader import FileSource, Source, resolve_source
@@ -239,9 +240,9 @@ def pipeline_batch(
             "every batch would be dropped"
         )
     batch_size = min(batch_size, max(math.ceil(n / world), 1))
-    # float32 CHW outputs of the queued batches (prefetch 2 + the one handed out + one being
-    # built): a lower bound of what DALI allocates
-    need = batch_size * size[0] * size[1] * 3 * 4 * 4
+    # float32 CHW outputs of the queued batches (the prefetch depth + the one handed out + one
+    # being built): a lower bound of what DALI allocates
+    need = batch_size * size[0] * size[1] * 3 * 4 * (PREFETCH + 2)
     ram = physical_memory()
     if ram and need > ram:
         raise ValueError(

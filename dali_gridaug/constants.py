@@ -27,3 +27,6 @@ PREALLOCATE_WIDTH_HINT: int = 5980
 PREALLOCATE_HEIGHT_HINT: int = 6430
 #: Share of baseline JPEGs sent to the A100/H100 hardware decoder.
 HW_DECODER_LOAD: float = 0.65
+
+#: DALI prefetch queue depth of the loader's pipelines (batches prepared ahead).
+PREFETCH: int = 3

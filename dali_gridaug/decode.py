@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from dali_gridaug.constants import (
     CROP_PCT,
     HW_DECODER_LOAD,
@@ -66,60 +68,68 @@ def decode_train(
 RRC_ATTEMPTS: int = 10
 
 
-def rrc_window(
-    shape: object, u: object, scale: tuple[float, float], ratio: tuple[float, float]
-) -> object:
-    """Torchvision's ``RandomResizedCrop.get_params`` on DALI arithmetic, from host uniforms.
+def rrc_draws(
+    u: np.ndarray, scale: tuple[float, float], ratio: tuple[float, float]
+) -> dict[str, np.ndarray]:
+    """The host half of torchvision's ``RandomResizedCrop.get_params``: from ``(B, 2A + 2)``
+    uniforms in [0, 1), the per-sample arrays :func:`rrc_window` takes.
 
-    Attempt ``k`` takes area ``A·(s₀ + u_k(s₁ − s₀))`` and aspect ``exp(log r₀ + v_k·log(r₁/r₀))``,
-    ``w = round(√(area·aspect))``, ``h = round(√(area/aspect))``; the first attempt with
-    ``0 < w ≤ W`` and ``0 < h ≤ H`` wins, at offsets ``y = ⌊u_y(H − h + 1)⌋``,
-    ``x = ⌊u_x(W − w + 1)⌋``; with none, the centre crop of the whole image clamped to the
-    aspect range (torchvision's fallback).
-
-    Args:
-        shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``).
-        u: CPU ``DataNode`` ``(2·A + 2,)`` float32 uniforms in [0, 1) per sample: ``A`` area
-            draws, ``A`` aspect draws, then ``u_y``, ``u_x``.
-        scale: area fraction range.
-        ratio: aspect (w/h) range.
+    Attempt ``k`` has area fraction ``f = s₀ + u(s₁ − s₀)`` and aspect (w/h)
+    ``a = exp(log r₀ + v·log(r₁/r₀))``; for an image of area ``A`` it is
+    ``h = round(√A·√(f/a))``, ``w = round(√A·√(f·a))``.
 
     Returns:
-        CPU ``DataNode`` ``(4,)`` float32 per sample: ``(y, x, h, w)`` in source pixels.
+        ``rrc`` ``(B, A, 2)`` float32 ``(√(f/a), √(f·a))``; ``rrc_rank`` ``(B, A)`` float32
+        ``A − k`` (the first attempt ranks highest); ``rrc_u`` ``(B, 2)`` float32 offset
+        uniforms minus 0.5; ``rrc_fallback`` ``(B, 2)`` float32 ``(1/r₀, r₁)``.
     """
-    import math
+    b, a = len(u), RRC_ATTEMPTS
+    f = scale[0] + u[:, :a] * (scale[1] - scale[0])
+    lr0, lr1 = np.log(ratio[0]), np.log(ratio[1])
+    aspect = np.exp(lr0 + u[:, a : 2 * a] * (lr1 - lr0))
+    return {
+        "rrc": np.stack([np.sqrt(f / aspect), np.sqrt(f * aspect)], -1).astype(np.float32),
+        "rrc_rank": np.broadcast_to(np.arange(a, 0, -1, dtype=np.float32), (b, a)).copy(),
+        "rrc_u": (u[:, 2 * a :] - 0.5).astype(np.float32),
+        "rrc_fallback": np.tile(np.array([1 / ratio[0], ratio[1]], np.float32), (b, 1)),
+    }
 
+
+def rrc_window(shape: object, draws: dict[str, object]) -> object:
+    """The graph half of torchvision's ``RandomResizedCrop.get_params`` (see
+    :func:`rrc_draws`), exact: the first attempt with ``0 < w ≤ W`` and ``0 < h ≤ H`` wins,
+    at ``y = ⌊u_y(H − h + 1)⌋``, ``x = ⌊u_x(W − w + 1)⌋``; with none, the whole image clamped
+    to the aspect range, centred. Vectorized over the attempts so the graph holds about 30
+    small CPU operators (a sample of ``h, w ≥ 1`` needs ``H·W ≥ 9``; smaller images may take
+    a zero-size attempt torchvision skips).
+
+    Args:
+        shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``,
+            float64).
+        draws: the CPU nodes of :func:`rrc_draws`' arrays, by name.
+
+    Returns:
+        ``(anchor, size)``: CPU ``DataNode`` s ``(2,)`` float32 per sample, ``(y, x)`` and
+        ``(h, w)`` in source pixels.
+    """
     from nvidia.dali import fn, types
     from nvidia.dali import math as dmath
 
-    a = RRC_ATTEMPTS
-    hw = fn.cast(shape[0:2], dtype=types.FLOAT)
-    height, width = hw[0], hw[1]
-    lr0, lr1 = math.log(ratio[0]), math.log(ratio[1])
-    area = height * width * (scale[0] + u[0:a] * (scale[1] - scale[0]))
-    aspect = dmath.exp(lr0 + u[a : 2 * a] * (lr1 - lr0))
-    w = dmath.floor(dmath.sqrt(area * aspect) + 0.5)
-    h = dmath.floor(dmath.sqrt(area / aspect) + 0.5)
-    fits = (w <= width) & (h <= height) & (w > 0) & (h > 0)
-    order = fn.constant(fdata=[float(k) for k in range(a)], shape=[a])
-    first = fn.reductions.min(order + a * (1 - fn.cast(fits, dtype=types.FLOAT)))
-    pick = fn.cast(order == first, dtype=types.FLOAT)  # one-hot of the first fit (none: 0)
-    found = fn.cast(first < a, dtype=types.FLOAT)
-    # torchvision's fallback: the whole image, clamped to the aspect range, centred
-    in_ratio = width / height
-    narrow = fn.cast(in_ratio < ratio[0], dtype=types.FLOAT)
-    wide = fn.cast(in_ratio > ratio[1], dtype=types.FLOAT)
-    fw = wide * dmath.floor(height * ratio[1] + 0.5) + (1 - wide) * width
-    fh = narrow * dmath.floor(width / ratio[0] + 0.5) + (1 - narrow) * height
-    h_out = found * fn.reductions.sum(h * pick) + (1 - found) * fh
-    w_out = found * fn.reductions.sum(w * pick) + (1 - found) * fw
-    y = found * dmath.floor(u[2 * a] * (height - h_out + 1)) + (1 - found) * dmath.floor(
-        (height - h_out) / 2
-    )
-    x = found * dmath.floor(u[2 * a + 1] * (width - w_out + 1)) + (1 - found) * dmath.floor(
-        (width - w_out) / 2
-    )
-    return fn.stack(y, x, h_out, w_out)
+    hw = shape[0:2]
+    area = shape[0] * shape[1]  # exact in float64
+    root = fn.cast(dmath.sqrt(area), dtype=types.FLOAT)  # (reductions.sum takes no float64)
+    d = dmath.floor(draws["rrc"] * root + 0.5)  # (A, 2): each attempt's (h, w)
+    fits = fn.reductions.min(fn.cast(d <= hw, dtype=types.FLOAT), axes=[1])
+    score = fits * draws["rrc_rank"]
+    best = fn.reductions.max(score)
+    pick = fn.reshape(score == best, shape=[RRC_ATTEMPTS, 1])
+    chosen = fn.reductions.sum(d * pick, axes=[0])
+    found = best > 0
+    # torchvision's fallback: h = min(H, round(W/r₀)), w = min(W, round(H·r₁)), centred
+    fallback = dmath.min(hw, dmath.floor(area / hw * draws["rrc_fallback"] + 0.5))
+    final = fallback + found * (chosen - fallback)
+    offset = dmath.floor((0.5 + found * draws["rrc_u"]) * (hw - final + found))
+    return fn.cast(offset, dtype=types.FLOAT), fn.cast(final, dtype=types.FLOAT)
 
 
 def decode_window(
@@ -130,7 +140,7 @@ def decode_window(
     size: tuple[int, int],
     hw_load: float = HW_DECODER_LOAD,
 ) -> object:
-    """Decode only ``window`` (``(y, x, h, w)`` of :func:`rrc_window`) and resize it to
+    """Decode only ``window`` (``(anchor, size)`` of :func:`rrc_window`) and resize it to
     ``size`` (antialiased bilinear, as torchvision's ``RandomResizedCrop``).
 
     Returns:
@@ -140,8 +150,7 @@ def decode_window(
 
     images = fn.decoders.image_slice(
         encoded,
-        window[0:2],
-        window[2:4],
+        *window,
         axis_names="HW",
         normalized_anchor=False,
         normalized_shape=False,

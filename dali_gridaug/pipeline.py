@@ -15,7 +15,7 @@ from typing import Any
 from dali_gridaug import presets
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.augment.graph import augment_graph, check_kernel_dependencies
-from dali_gridaug.constants import HW_DECODER_LOAD
+from dali_gridaug.constants import HW_DECODER_LOAD, PREFETCH
 from dali_gridaug.decode import normalize
 from dali_gridaug.feed import Feed
 from dali_gridaug.params import ParamNodes
@@ -42,7 +42,9 @@ class PipelineSpec:
     half: bool
     keep_clean: bool = False
     auto_augment: str | None = None
-    prefetch: int = 2
+    #: DALI's prefetch depth: 3 lets the host-fed crop's small CPU operators of one batch
+    #: overlap the decode of the previous ones (measured: 2 left the CPU loader ~5 % behind)
+    prefetch: int = PREFETCH
     hw_decoder_load: float = HW_DECODER_LOAD
     label_smoothing: float = 0.0
     preset: presets.Preset = presets.IMAGENET
@@ -79,7 +81,7 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         outputs: dict[str, Any] = {"key": on_device(fed[1]), "position": on_device(fed[2])}
         pixels, mean, crop, window = _decode(encoded, spec, nodes)
         if window is not None:
-            outputs["crop"] = on_device(fn.cast(window, dtype=types.INT32))
+            outputs["crop"] = on_device(fn.cast(fn.cat(*window), dtype=types.INT32))
         # one coin per sample, drawn on the host: the clean view is flipped like the augmented
         mirror = nodes.flip if nodes is not None else None
         clean_pixels = pixels
@@ -121,7 +123,7 @@ def _decode(
         after the preset's colour ops; val: resized, still to be centre-cropped), the
         normalization mean (a per-sample node under PCA lighting), the centre crop that
         normalization takes (val only, else None) and the random-resized crop window
-        (``(4,)`` float per sample, else None).
+        (``(anchor, size)`` nodes, else None).
     """
     hw = spec.hw_decoder_load
     if not spec.train or nodes is None:

@@ -28,7 +28,7 @@ from dali_gridaug._validate import check_choice, check_pair, check_range, check_
 from dali_gridaug.augment.base import Params, ParamSpec
 from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RATIO, RRC_SCALE
 from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
-from dali_gridaug.decode import RRC_ATTEMPTS, decode, decode_window, rrc_window
+from dali_gridaug.decode import RRC_ATTEMPTS, decode, decode_window, rrc_draws, rrc_window
 from dali_gridaug.decode import decode_val as decode_resize
 
 #: CIFAR statistics in 0–255 pixel units (official Cutout/CutMix CIFAR code).
@@ -190,17 +190,19 @@ def preset_schema(preset: Preset) -> tuple[ParamSpec, ...]:
 
     A file's crop and colour draws then do not depend on its rank:
 
-    - ``rrc`` ``(2·A + 2,)`` float32 uniforms in [0, 1) of the random-resized crop's ``A``
-      attempts (area, log-aspect) and offsets (y, x) (:func:`~dali_gridaug.decode.rrc_window`);
-      or ``pad`` ``(2,)`` float32 uniforms of the pad-crop offsets (y, x);
+    - the random-resized crop's ``A`` attempts and offsets, ``rrc``, ``rrc_rank``, ``rrc_u``,
+      ``rrc_fallback`` (:func:`~dali_gridaug.decode.rrc_draws`); or ``pad`` ``(2,)`` float32
+      uniforms of the pad-crop offsets (y, x);
     - ``jitter`` ``(3,)`` float32 brightness, contrast, saturation factors, with colour jitter;
     - ``lighting`` ``(3,)`` float32 standard-normal PCA coefficients α, with lighting.
     """
-    specs = [
-        ParamSpec("rrc", np.float32, (2 * RRC_ATTEMPTS + 2,), emitted=False)
+    a = RRC_ATTEMPTS
+    rrc = [("rrc", (a, 2)), ("rrc_rank", (a,)), ("rrc_u", (2,)), ("rrc_fallback", (2,))]
+    specs = (
+        [ParamSpec(n, np.float32, shape, emitted=False) for n, shape in rrc]
         if preset.crop == "random_resized"
-        else ParamSpec("pad", np.float32, (2,), emitted=False)
-    ]
+        else [ParamSpec("pad", np.float32, (2,), emitted=False)]
+    )
     if preset.color_jitter is not None:
         specs.append(ParamSpec("jitter", np.float32, (3,)))
     if preset.lighting is not None:
@@ -214,7 +216,7 @@ def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
     """
     b = batch_size
     if preset.crop == "random_resized":
-        out = {"rrc": rng.random((b, 2 * RRC_ATTEMPTS + 2)).astype(np.float32)}
+        out = rrc_draws(rng.random((b, 2 * RRC_ATTEMPTS + 2)), preset.scale, preset.ratio)
     else:
         out = {"pad": rng.random((b, 2)).astype(np.float32)}
     cj = preset.color_jitter
@@ -240,18 +242,17 @@ def decode_train(
 
     Returns:
         ``(pixels, window)``: HWC uint8 RGB ``DataNode`` of shape ``(size[0], size[1], 3)``,
-        and the crop window ``(y, x, h, w)`` int32 in source pixels (random-resized crop;
-        None for the pad crop).
+        and the crop window ``(anchor, size)``, each ``(2,)`` float32 in source pixels
+        (random-resized crop; None for the pad crop).
     """
-    from nvidia.dali import fn
+    from nvidia.dali import fn, types
 
-    shape = fn.peek_image_shape(encoded)
     if preset.crop == "random_resized":
-        window = rrc_window(shape, draws["rrc"], preset.scale, preset.ratio)
+        window = rrc_window(fn.peek_image_shape(encoded, dtype=types.FLOAT64), draws)
         pixels = decode_window(encoded, window, device=device, size=size, hw_load=hw_load)
         return pixels, window
     images = decode(encoded, device=device, hw_load=hw_load)
-    return pad_crop(images, shape, preset, size, draws["pad"]), None
+    return pad_crop(images, fn.peek_image_shape(encoded), preset, size, draws["pad"]), None
 
 
 def decode_val(
