@@ -111,8 +111,8 @@ def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
     except ImportError as e:
         raise ValueError(
             f"{', '.join(kernels)} run as CuPy kernels on the GPU (backend 'kernel'), but "
-            "`cupy` is not installed: install the `gpu` extra, or use backend 'auto' or "
-            "`device`='cpu'"
+            "`cupy` is not installed: install the `cuda12` or `cuda13` extra "
+            "(pip install \"dali-gridaug[cuda12]\"), or use backend 'auto' or `device`='cpu'"
         ) from e
 
 

@@ -7,9 +7,9 @@ and runs DALI's CPU-side checks on each (five levels, :data:`LEVELS`; see
 :mod:`dali_gridaug.gpucheck.paste_sim` replays the GPU ``multi_paste`` kernel on the paste
 arguments the mixing augmentations emit and compares its pixels with the CPU operator's.
 :mod:`dali_gridaug.gpucheck.cupy_rules` runs the CuPy kernels under a NumPy-backed stand-in that
-enforces CuPy's rules (its allowed API and rule errors in ``cupy_api``, ``cupy.random`` in
-``cupy_random``), and :mod:`dali_gridaug.gpucheck.sync` audits per-batch torch code for
-host-device synchronisations on fake CUDA tensors.
+enforces CuPy's rules (its allowed API and rule errors in ``cupy_api``), and
+:mod:`dali_gridaug.gpucheck.sync` audits per-batch torch code for host-device synchronisations
+on fake CUDA tensors.
 """
 
 from dali_gridaug.gpucheck.cases import GraphCase, graph_cases

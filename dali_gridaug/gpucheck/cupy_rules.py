@@ -23,9 +23,10 @@ GPU batch. :class:`StrictCuPy` runs the kernels on NumPy arrays wrapped as devic
   :mod:`dali_gridaug.gpucheck.cupy_api`); it is a subset, so a refusal may name a real but
   unlisted CuPy function (add it to the list).
 
-The allowed names and the error classes live in :mod:`dali_gridaug.gpucheck.cupy_api`, the
-``cupy.random`` stand-in in :mod:`dali_gridaug.gpucheck.cupy_random`; the names of ``__all__``
-are importable from here.
+The allowed names and the error classes live in :mod:`dali_gridaug.gpucheck.cupy_api`; the
+names of ``__all__`` are importable from here. ``cupy.random`` is :class:`RandomModule`:
+``RandomState`` draws NumPy's numbers as device arrays; every other ``cupy.random`` name is known
+but not emulated.
 
 Every violation, sync and host→device upload is appended to :attr:`StrictCuPy.events`.
 Install the stand-in as ``cupy`` (:meth:`StrictCuPy.installed`) so that the project's own
@@ -46,11 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from dali_gridaug.gpucheck import cupy_random
 from dali_gridaug.gpucheck.cupy_api import (
     CUPY_FUNCTIONS,
+    CUPY_RANDOM,
     DATA_DEPENDENT,
     NDARRAY_ATTRIBUTES,
+    RANDOM_STATE_METHODS,
     CuPyRuleError,
     DeviceSynchronized,
     HostArrayInDeviceOp,
@@ -83,13 +85,9 @@ class Event:
     where: str
 
 
-#: The stand-in's own files, skipped when an event names where it happened.
-_STAND_IN_FILES = frozenset({__file__, cupy_random.__file__})
-
-
 def _where() -> str:
     for frame in reversed(traceback.extract_stack()):
-        if frame.filename not in _STAND_IN_FILES:
+        if frame.filename != __file__:
             return f"{frame.filename}:{frame.lineno}"
     return "?"
 
@@ -221,7 +219,7 @@ class StrictCuPy:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.random = cupy_random.RandomModule(self)
+        self.random = RandomModule(self)
         self._sync_allowed = False
 
     # -- the log --------------------------------------------------------------------------
@@ -343,6 +341,47 @@ class StrictCuPy:
         return function
 
 
+# -- cupy.random ----------------------------------------------------------------------------
+
+
+class StandInRandomState:
+    """``cupy.random.RandomState`` with NumPy's numbers; the seed must be a host integer."""
+
+    def __init__(self, xp: StrictCuPy, seed: Any) -> None:
+        self._xp, self._rng = xp, np.random.default_rng(seed)
+
+    def standard_normal(self, size: Any = None, dtype: Any = float) -> DeviceArray:
+        return self._xp._wrap(self._rng.standard_normal(size).astype(dtype))
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None, dtype: Any = float):
+        return self._xp._wrap(self._rng.uniform(low, high, size).astype(dtype))
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in RANDOM_STATE_METHODS:
+            self._xp._fail(MissingCuPyAPI, f"cupy.random.RandomState has no attribute {name!r}")
+        raise NotImplementedError(f"the stand-in does not emulate RandomState.{name}")
+
+
+class RandomModule:
+    """The stand-in's ``cupy.random``: ``RandomState`` is emulated, any other name of
+    :data:`CUPY_RANDOM` raises ``NotImplementedError`` and a name CuPy lacks raises
+    :class:`MissingCuPyAPI`.
+    """
+
+    def __init__(self, xp: StrictCuPy) -> None:
+        self._xp = xp
+
+    def RandomState(self, seed: Any = None) -> StandInRandomState:  # noqa: N802 (CuPy's name)
+        if isinstance(seed, self._xp.ndarray):  # CuPy converts it with int(): a sync
+            seed = int(seed)
+        return StandInRandomState(self._xp, seed)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in CUPY_RANDOM:
+            self._xp._fail(MissingCuPyAPI, f"module 'cupy.random' has no attribute {name!r}")
+        raise NotImplementedError(f"the stand-in does not emulate cupy.random.{name}")
+
+
 __all__ = [
     "CUPY_FUNCTIONS",
     "NDARRAY_ATTRIBUTES",
@@ -353,5 +392,7 @@ __all__ = [
     "HostArrayInDeviceOp",
     "ImplicitHostConversion",
     "MissingCuPyAPI",
+    "RandomModule",
+    "StandInRandomState",
     "StrictCuPy",
 ]

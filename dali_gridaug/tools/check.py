@@ -83,7 +83,8 @@ from dali_gridaug._validate import check_range, check_type
 from dali_gridaug.errors import UsageError
 from dali_gridaug.filelist import quote_path, write_list
 from dali_gridaug.reader import scan_folder
-from dali_gridaug.tools.common import ArgParser, cache_dir
+from dali_gridaug.tools.args import ArgParser
+from dali_gridaug.tools.common import cache_dir
 from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, probe, probe_all, sniff
 
 

@@ -4,25 +4,15 @@ ImageNet augmentation defaults to a small demo image.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from dali_gridaug.errors import UsageError
 
 if TYPE_CHECKING:
     from dali_gridaug.augment import Augment
-
-
-class ArgParser(argparse.ArgumentParser):
-    """``argparse`` that raises :class:`~dali_gridaug.errors.UsageError` on a bad flag
-    instead of printing the usage and exiting, so the dispatcher reports one line, exit 2.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def cache_dir() -> Path:

@@ -17,7 +17,8 @@ from dali_gridaug.augment import AUGMENTATIONS
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 from dali_gridaug.errors import UsageError
 from dali_gridaug.loader import create_loader
-from dali_gridaug.tools.common import ArgParser, cache_dir, ensure_sample_data, fit_to_size
+from dali_gridaug.tools.args import ArgParser
+from dali_gridaug.tools.common import cache_dir, ensure_sample_data, fit_to_size
 from dali_gridaug.tools.viz import save_grid
 
 

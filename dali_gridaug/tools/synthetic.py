@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         UsageError: a bad flag value (the dispatcher exits 2).
     """
     from dali_gridaug.errors import UsageError
-    from dali_gridaug.tools.common import ArgParser
+    from dali_gridaug.tools.args import ArgParser
 
     ap = ArgParser(prog="dali-gridaug sample-data", description=__doc__)
     ap.add_argument("root", help="output folder (train/ and val/ are created inside)")

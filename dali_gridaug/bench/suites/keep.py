@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dali_gridaug.bench.core import Benchmark, Settings, suite
+from dali_gridaug.bench.registry import Benchmark, Settings, suite
 from dali_gridaug.bench.suites.loaders import gpu_skip
 
 #: config → (Keep method or None, saliency, early head, what is timed, paper's ratio)

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from dali_gridaug.bench.core import Benchmark, Settings, proc_cpu_seconds, suite
 from dali_gridaug.bench.reference import REFERENCES, build, gridmask_d
+from dali_gridaug.bench.registry import Benchmark, Settings, proc_cpu_seconds, suite
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
 AUGS: tuple[str, ...] = (

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dali_gridaug.bench.core import Benchmark, Settings, suite
 from dali_gridaug.bench.reference import REFERENCES, build
+from dali_gridaug.bench.registry import Benchmark, Settings, suite
 from dali_gridaug.bench.suites.loaders import gpu_skip, our_augment
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 

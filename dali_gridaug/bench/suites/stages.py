@@ -18,7 +18,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from dali_gridaug.bench.core import Benchmark, Settings, suite
+from dali_gridaug.bench.registry import Benchmark, Settings, suite
 from dali_gridaug.bench.suites.loaders import our_augment
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
