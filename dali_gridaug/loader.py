@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from dali_gridaug import _loader_args as checks
+from dali_gridaug import loader_args as checks
 from dali_gridaug._validate import check_int
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.batch import Batch
@@ -57,7 +57,7 @@ def create_loader(
     """Build a DALI loader over ``source``.
 
     Long only by its 25 documented arguments: the body hands them, by name, to the checks
-    and defaults of ``dali_gridaug._loader_args.loader_spec``.
+    and defaults of ``dali_gridaug.loader_args.loader_spec``.
 
     Args:
         source: ImageFolder root, file list (``.txt``), tar shard path(s), or a

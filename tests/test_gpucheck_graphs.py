@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import gpucheck, presets
-from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES
+from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES
 from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim

@@ -314,7 +314,7 @@ def test_num_threads_zero_is_the_default(sample_data: dict[str, Path]) -> None:
 
 
 def test_auto_device_needs_torch_and_dali_cuda() -> None:
-    from dali_gridaug._loader_args import gpu_unusable, resolve_device
+    from dali_gridaug.loader_args import gpu_unusable, resolve_device
 
     why = gpu_unusable()
     assert resolve_device("auto") == ("cpu" if why else "gpu")

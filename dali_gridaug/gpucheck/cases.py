@@ -153,7 +153,7 @@ def pipeline_cases() -> Iterator[GraphCase]:
     """Graphs that differ outside the augmentations: fp16, evaluation, presets and colour ops,
     Keep views with each ``auto_augment`` policy, resuming, decoder load, tar sources.
     """
-    from dali_gridaug._loader_args import AUTO_AUGMENT_POLICIES
+    from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES
 
     mask = next(n for n, c in AUGMENTATIONS.items() if issubclass(c, MaskAugment))
     mix = next(n for n, c in AUGMENTATIONS.items() if issubclass(c, MixAugment))
@@ -248,7 +248,7 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
     """
     import torch
 
-    from dali_gridaug._loader_args import loader_spec
+    from dali_gridaug.loader_args import loader_spec
 
     spec, _ = loader_spec(
         source, batch_size=BATCH, train=case.train, image_size=case.size,
