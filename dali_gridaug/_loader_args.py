@@ -57,6 +57,7 @@ def loader_spec(
     lighting: Any,
     hw_decoder_load: Any,
     label_smoothing: Any,
+    num_classes: Any,
 ) -> tuple[PipelineSpec, bool]:
     """Check ``create_loader``'s arguments (documented there; none has a default here, so a
     new one cannot be forgotten on the way) and resolve them. Long by its signature, one line
@@ -83,7 +84,7 @@ def loader_spec(
         raise ValueError(f"`std` must be positive, got {std}")
     check_range("hw_decoder_load", hw_decoder_load, 0, 1)
     smoothing = target_smoothing(label_smoothing, augment)
-    src = dataset(source, exclude, world)
+    src = dataset(source, exclude, world, num_classes)
     drop_last = train if drop_last is None else drop_last
     dev = resolve_device(device)
     spec = PipelineSpec(
@@ -131,9 +132,11 @@ def _check_flags(
         check_choice("auto_augment", auto_augment, AUTO_AUGMENT_POLICIES)
 
 
-def dataset(source: Any, exclude: tuple[str, ...], world: int) -> Source:
-    """The resolved ``source`` minus ``exclude``, with at least one file per rank."""
-    src = resolve_source(source)
+def dataset(source: Any, exclude: tuple[str, ...], world: int, num_classes: Any = None) -> Source:
+    """The resolved ``source`` (tar shards: ``num_classes`` classes) minus ``exclude``, with
+    at least one file per rank.
+    """
+    src = resolve_source(source, num_classes)
     if exclude:
         if not isinstance(src, FileSource):
             raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")

@@ -135,6 +135,7 @@ def create_loader(
         lighting=lighting,
         hw_decoder_load=hw_decoder_load,
         label_smoothing=label_smoothing,
+        num_classes=num_classes,
     )
     return DaliLoader(
         spec, drop_last=drop_last, state=resume, num_classes=num_classes, batch_size=batch_size

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from dali_gridaug.constants import IMG_EXTENSIONS, READER_NAME
 from dali_gridaug.filelist import class_names, read_list
+from dali_gridaug.tarindex import TarIndex, index_shards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,11 +110,15 @@ class TarSource:
         paths: shard paths.
         num_classes: number of classes K.
         index_paths: optional DALI index files (``wds2idx``), one per shard.
+        index: the host-side :class:`~dali_gridaug.tarindex.TarIndex` of the samples (stable
+            indices, image byte ranges, labels < ``num_classes``); :func:`tar_shards` builds
+            it, None for a source built by hand.
     """
 
     paths: tuple[str, ...]
     num_classes: int
     index_paths: tuple[str, ...] | None = None
+    index: TarIndex | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 Source = FileSource | TarSource
@@ -275,11 +280,14 @@ def utf8_name(path: str) -> bool:
     return True
 
 
-def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> Source:
+def resolve_source(
+    source: Source | str | os.PathLike[str] | Sequence[str], num_classes: int | None = None
+) -> Source:
     """Turn what a user passes to ``create_loader`` into a :class:`FileSource`/:class:`TarSource`.
 
     A folder is an ImageFolder root, a ``.txt`` file a file list, ``.tar`` path(s) tar shards
-    (their class count is read from a ``classes.txt`` beside the first shard).
+    (their class count is ``num_classes``, else read from a ``classes.txt`` beside the first
+    shard). ``num_classes`` is not used for the other sources.
     """
     if isinstance(source, (FileSource, TarSource)):
         return source
@@ -290,10 +298,10 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
         if p.suffix == ".txt":
             return file_list(p)
         if p.suffix == ".tar":
-            return tar_shards([p])
+            return tar_shards([p], num_classes)
         raise FileNotFoundError(f"`source` {str(p)!r} is not a folder, a .txt list or a .tar shard")
     if isinstance(source, Sequence) and source and all(str(s).endswith(".tar") for s in source):
-        return tar_shards(source)
+        return tar_shards(source, num_classes)
     raise TypeError(
         "`source` must be an ImageFolder root, a file list (.txt), tar shard path(s) or a "
         f"FileSource/TarSource, got {source!r}"
@@ -303,8 +311,16 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
 def tar_shards(
     paths: Sequence[str | os.PathLike[str]], num_classes: int | None = None
 ) -> TarSource:
-    """Tar shards; ``num_classes`` defaults to the number of names in the ``classes.txt``
-    beside them (one per line, :func:`~dali_gridaug.filelist.class_names`).
+    """Tar shards, indexed on the host (:func:`~dali_gridaug.tarindex.index_shards`);
+    ``num_classes`` defaults to the number of names in the ``classes.txt`` beside them (one
+    per line, :func:`~dali_gridaug.filelist.class_names`).
+
+    Raises:
+        FileNotFoundError: a shard is missing.
+        ValueError: neither ``num_classes`` nor a ``classes.txt`` gives the class count, or
+            ``num_classes`` is not an int ≥ 1.
+        TarShardError: a shard cannot be indexed, or a label is ≥ the class count (one line
+            naming the shard and member; a ``ValueError``).
     """
     paths = tuple(os.path.abspath(os.fspath(p)) for p in paths)
     missing = [p for p in paths if not os.path.isfile(p)]
@@ -314,10 +330,13 @@ def tar_shards(
         names = Path(paths[0]).parent / "classes.txt"
         if not names.is_file():
             raise ValueError(
-                "`num_classes` is needed for tar shards without a classes.txt beside them"
+                "`num_classes` is needed for tar shards without a classes.txt beside them "
+                f"(none in {str(names.parent)!r}): pass num_classes=K"
             )
         num_classes = len(class_names(names))
-    return TarSource(paths, num_classes)
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be an int ≥ 1, got {num_classes!r}")
+    return TarSource(paths, num_classes, index=index_shards(paths, num_classes))
 
 
 def read(
