@@ -360,6 +360,8 @@ def shard_paths(args: Sequence[str]) -> list[str] | None:
         return tars if tars and not any(e.is_dir() for e in entries) else None
     if all(a.endswith(".tar") for a in args):
         return list(args)
+    if len(args) == 1:
+        return None  # an ImageFolder root (check_dataset names what is wrong with it)
     raise FileNotFoundError(
         f"check-data takes one ImageFolder root, one folder of .tar shards, or .tar shard "
         f"files; got {', '.join(repr(a) for a in args)}"
