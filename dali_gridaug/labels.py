@@ -64,15 +64,3 @@ def patch_labels(labels: torch.Tensor, partner: torch.Tensor, cells: torch.Tenso
     own = labels.long()[:, None, None]
     other = labels.long()[partner.long()][:, None, None]
     return torch.where(cells.bool(), own, other)
-
-
-def parse_ascii_labels(raw: torch.Tensor) -> torch.Tensor:
-    """Decode WebDataset ``cls`` members: ``(B, L)`` uint8 ASCII digits (zero-padded, maybe a
-    trailing newline) → ``(B,)`` int64.
-    """
-    raw = raw.long()
-    digit = (raw >= 48) & (raw <= 57)
-    count = digit.sum(1, keepdim=True)
-    # position of each digit from the right among the digits: 10**place
-    place = count - digit.long().cumsum(1)
-    return torch.where(digit, (raw - 48) * torch.pow(10, place), 0).sum(1)

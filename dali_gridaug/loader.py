@@ -131,6 +131,7 @@ def create_loader(
         lighting=lighting,
         hw_decoder_load=hw_decoder_load,
         label_smoothing=label_smoothing,
+        num_classes=num_classes,
     )
     repeats = checks.repeats(aug_repeats, train)
     return DaliLoader(

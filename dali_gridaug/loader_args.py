@@ -1,7 +1,8 @@
-"""The loader's argument resolution, public for what builds loaders or checks their options
-(recipes, gpucheck, benchmarks): ``create_loader``'s arguments →
-a :class:`~dali_gridaug.pipeline.PipelineSpec`: the checks and defaults (each raises ``TypeError``/``ValueError`` naming the argument, its range and the
-value, before any pipeline is built), and the check of a ``resume`` state.
+"""The loader's argument resolution, public for what builds loaders or checks their
+options (recipes, gpucheck, benchmarks): ``create_loader``'s arguments → a
+:class:`~dali_gridaug.pipeline.PipelineSpec`, the checks and defaults (each raises
+``TypeError``/``ValueError`` naming the argument, its range and the value, before any
+pipeline is built), and the check of a ``resume`` state.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def loader_spec(
     lighting: Any,
     hw_decoder_load: Any,
     label_smoothing: Any,
+    num_classes: Any,
 ) -> tuple[PipelineSpec, bool]:
     """Check ``create_loader``'s arguments (documented there; none has a default here, so a
     new one cannot be forgotten on the way) and resolve them. Long by its signature, one line
@@ -82,7 +84,7 @@ def loader_spec(
         raise ValueError(f"`std` must be positive, got {std}")
     check_range("hw_decoder_load", hw_decoder_load, 0, 1)
     smoothing = target_smoothing(label_smoothing, augment)
-    src = dataset(source, exclude, world)
+    src = dataset(source, exclude, world, num_classes)
     drop_last = train if drop_last is None else drop_last
     dev = resolve_device(device)
     spec = PipelineSpec(
@@ -127,9 +129,11 @@ def _check_flags(
         check_choice("auto_augment", auto_augment, AUTO_AUGMENT_POLICIES)
 
 
-def dataset(source: Any, exclude: tuple[str, ...], world: int) -> Source:
-    """The resolved ``source`` minus ``exclude``, with at least one file per rank."""
-    src = resolve_source(source)
+def dataset(source: Any, exclude: tuple[str, ...], world: int, num_classes: Any = None) -> Source:
+    """The resolved ``source`` (tar shards: ``num_classes`` classes) minus ``exclude``, with
+    at least one file per rank.
+    """
+    src = resolve_source(source, num_classes)
     if exclude:
         if not isinstance(src, FileSource):
             raise ValueError("`exclude` needs a file-backed source (ImageFolder or file list)")
@@ -194,6 +198,7 @@ def repeats(aug_repeats: Any, train: bool) -> int:
 
 
 def image_size_pair(image_size: Any) -> tuple[int, int]:
+    """``image_size`` (an int or an ``(H, W)`` pair) as a checked ``(H, W)``."""
     if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
         pair = image_size
     elif isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
@@ -204,6 +209,7 @@ def image_size_pair(image_size: Any) -> tuple[int, int]:
 
 
 def augments(augment: Any, size: tuple[int, int], batch_size: int) -> tuple[Augment, ...]:
+    """``augment`` checked: configs that fit ``size`` and ``batch_size``, one mixing op last."""
     if isinstance(augment, Augment):
         raise TypeError(f"`augment` must be a sequence of configs, e.g. [{augment!r}]")
     augment = check_sequence("augment", augment, "augmentation configs (use () for none)")
@@ -218,6 +224,7 @@ def augments(augment: Any, size: tuple[int, int], batch_size: int) -> tuple[Augm
 
 
 def paths(exclude: Any) -> tuple[str, ...]:
+    """``exclude`` checked, as a tuple of path strings."""
     if isinstance(exclude, (str, os.PathLike)):
         raise TypeError(f"`exclude` must be a sequence of file paths, got one path {exclude!r}")
     exclude = check_sequence("exclude", exclude, "file paths")
@@ -255,6 +262,7 @@ def pipeline_batch(
 
 
 def physical_memory() -> int:
+    """This machine's physical memory in bytes (0 when unknown)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -279,6 +287,7 @@ def num_classes(num_classes: Any, source: Source) -> int:
 
 
 def distributed(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
+    """``(rank, world)``: the given shard arguments, else ``torch.distributed``'s, checked."""
     dist = torch.distributed
     initialized = dist.is_available() and dist.is_initialized()
     world = num_shards if num_shards is not None else (dist.get_world_size() if initialized else 1)
@@ -315,5 +324,6 @@ def gpu_unusable() -> str:
 
 
 def device_id() -> int:
+    """The CUDA device of this process: ``LOCAL_RANK``, else torch's current device."""
     local = os.environ.get("LOCAL_RANK")
     return int(local) if local is not None else torch.cuda.current_device()

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from dali_gridaug.constants import IMG_EXTENSIONS
 from dali_gridaug.filelist import class_names, read_list
+from dali_gridaug.tarindex import TarIndex, index_shards, read_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +116,30 @@ class TarSource:
     Attributes:
         paths: shard paths.
         num_classes: number of classes K.
-        index_paths: optional DALI index files (``wds2idx``), one per shard.
+        index: the host-side :class:`~dali_gridaug.tarindex.TarIndex` of the samples (stable
+            indices, image byte ranges, labels < ``num_classes``); built from ``paths`` when
+            not given.
     """
 
     paths: tuple[str, ...]
     num_classes: int
-    index_paths: tuple[str, ...] | None = None
+    index: TarIndex = dataclasses.field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.index is None:
+            object.__setattr__(self, "index", index_shards(self.paths, self.num_classes))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(N,)`` int64 class index of each sample, in stable-index order."""
+        return self.index.label
+
+    def member_name(self, i: int) -> str:
+        """``"<shard path>:<image member name>"`` of sample ``i``."""
+        return self.index.where(i)
 
 
 Source = FileSource | TarSource
@@ -280,11 +301,14 @@ def utf8_name(path: str) -> bool:
     return True
 
 
-def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> Source:
+def resolve_source(
+    source: Source | str | os.PathLike[str] | Sequence[str], num_classes: int | None = None
+) -> Source:
     """Turn what a user passes to ``create_loader`` into a :class:`FileSource`/:class:`TarSource`.
 
     A folder is an ImageFolder root, a ``.txt`` file a file list, ``.tar`` path(s) tar shards
-    (their class count is read from a ``classes.txt`` beside the first shard).
+    (their class count is ``num_classes``, else read from a ``classes.txt`` beside the first
+    shard). ``num_classes`` is not used for the other sources.
     """
     if isinstance(source, (FileSource, TarSource)):
         return source
@@ -295,10 +319,10 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
         if p.suffix == ".txt":
             return file_list(p)
         if p.suffix == ".tar":
-            return tar_shards([p])
+            return tar_shards([p], num_classes)
         raise FileNotFoundError(f"`source` {str(p)!r} is not a folder, a .txt list or a .tar shard")
     if isinstance(source, Sequence) and source and all(str(s).endswith(".tar") for s in source):
-        return tar_shards(source)
+        return tar_shards(source, num_classes)
     raise TypeError(
         "`source` must be an ImageFolder root, a file list (.txt), tar shard path(s) or a "
         f"FileSource/TarSource, got {source!r}"
@@ -308,8 +332,16 @@ def resolve_source(source: Source | str | os.PathLike[str] | Sequence[str]) -> S
 def tar_shards(
     paths: Sequence[str | os.PathLike[str]], num_classes: int | None = None
 ) -> TarSource:
-    """Tar shards; ``num_classes`` defaults to the number of names in the ``classes.txt``
-    beside them (one per line, :func:`~dali_gridaug.filelist.class_names`).
+    """Tar shards, indexed on the host (:func:`~dali_gridaug.tarindex.index_shards`);
+    ``num_classes`` defaults to the number of names in the ``classes.txt`` beside them (one
+    per line, :func:`~dali_gridaug.filelist.class_names`).
+
+    Raises:
+        FileNotFoundError: a shard is missing.
+        ValueError: neither ``num_classes`` nor a ``classes.txt`` gives the class count, or
+            ``num_classes`` is not an int ≥ 1.
+        TarShardError: a shard cannot be indexed, or a label is ≥ the class count (one line
+            naming the shard and member; a ``ValueError``).
     """
     paths = tuple(os.path.abspath(os.fspath(p)) for p in paths)
     missing = [p for p in paths if not os.path.isfile(p)]
@@ -319,26 +351,29 @@ def tar_shards(
         names = Path(paths[0]).parent / "classes.txt"
         if not names.is_file():
             raise ValueError(
-                "`num_classes` is needed for tar shards without a classes.txt beside them"
+                "`num_classes` is needed for tar shards without a classes.txt beside them "
+                f"(none in {str(names.parent)!r}): pass num_classes=K"
             )
         num_classes = len(class_names(names))
-    return TarSource(paths, num_classes)
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be an int ≥ 1, got {num_classes!r}")
+    return TarSource(paths, num_classes, index=index_shards(paths, num_classes))
 
 
 def source_identity(source: Source) -> tuple[int, str]:
     """What a saved loader state must match: the sample count and the SHA-256 (hex) of the
-    sample list, each sample's name (relative to the source's root, so a moved dataset still
-    matches) and class index, one per line.
+    sample list: for files, each sample's name (relative to the source's root, so a moved
+    dataset still matches) and class index, one per line; for tar shards,
+    :meth:`~dali_gridaug.tarindex.TarIndex.digest`.
     """
     import hashlib
 
+    if isinstance(source, TarSource):
+        return len(source), source.index.digest()
     digest = hashlib.sha256()
-    if isinstance(source, FileSource):
-        prefix = os.path.join(source.root, "") if source.root else "\0"
-        names = (f.removeprefix(prefix) for f in source.files)
-        lines = (f"{n}\t{t}" for n, t in zip(names, source.targets, strict=True))
-    else:
-        lines = (f"{source.member_name(i)}\t{t}" for i, t in enumerate(source.labels))
+    prefix = os.path.join(source.root, "") if source.root else "\0"
+    names = (f.removeprefix(prefix) for f in source.files)
+    lines = (f"{n}\t{t}" for n, t in zip(names, source.targets, strict=True))
     for line in lines:
         digest.update(os.fsencode(line) + b"\n")
     return len(source), digest.hexdigest()
@@ -376,6 +411,10 @@ def read(source: Source, data: object) -> object:
     return fn.io.file.read(data)
 
 
-def read_tar_members(source: TarSource, indices: Sequence[int]) -> list:
-    """Placeholder until the tar index lands."""
-    raise NotImplementedError
+def read_tar_members(source: TarSource, indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """The encoded image bytes of samples ``indices`` of tar shards, read by byte range.
+
+    Returns:
+        One ``(size,)`` uint8 array per index.
+    """
+    return read_members(source.index, indices)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from dali_gridaug import gpucheck, presets
-from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES
 from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim
+from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES
 from tests.helpers import RightHalfMix
 
 CASES = case_mod.graph_cases()

@@ -229,20 +229,6 @@ def test_train_step_with_keep_has_no_host_sync(clean_output) -> None:
     audit.assert_no_syncs("Trainer.train_step with KeepStage('cutmix')")
 
 
-def test_tar_shard_labels_have_no_host_sync() -> None:
-    """Tar-shard sources parse the ``cls`` member's ASCII digits on the device."""
-    from dali_gridaug.labels import parse_ascii_labels
-
-    raw = torch.tensor([list(b"007\n"), list(b"0123")], dtype=torch.uint8)
-    with fake_cuda():
-        dev = to_device(raw)
-        with SyncAudit() as audit:
-            labels = parse_ascii_labels(dev)
-    audit.assert_no_syncs("parse_ascii_labels")
-    assert labels.device.type == "cuda" and labels.shape == (2,)
-    assert parse_ascii_labels(raw).tolist() == [7, 123]
-
-
 def test_evaluation_batches_have_no_host_sync(raw_outputs) -> None:
     loader, out = raw_outputs["plain"]
     with fake_cuda():

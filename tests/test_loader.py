@@ -200,8 +200,17 @@ def test_file_list_and_tar_shards_sources(sample_data: dict[str, Path], tmp_path
             tar.add(cls, arcname=f"{i:06d}.cls")
     (tmp_path / "classes.txt").write_text("\n".join(src.classes) + "\n")
     tl = create_loader([str(shard)], batch_size=6, train=False, device="cpu", image_size=32)
-    labels = sorted(y for b in tl for y in b.labels.tolist())
-    assert labels == sorted(src.targets) and tl.num_classes == 10
+    pairs = sorted((i, y) for b in tl for i, y in zip(b.index.tolist(), b.labels.tolist()))
+    # the stable index of a tar sample is its member order: sample i is file i, once
+    assert pairs == list(enumerate(src.targets)) and tl.num_classes == 10
+    assert tl.feed.name(3) == f"{shard}:000003.jpg"
+    # training over the shard on 2 ranks: one global order, each member once per epoch
+    seen = []
+    for rank in range(2):
+        train = create_loader([str(shard)], batch_size=4, device="cpu", image_size=32,
+                              shard_id=rank, num_shards=2, drop_last=False)  # fmt: skip
+        seen += [i for b in train for i in b.index.tolist()]
+    assert sorted(seen) == list(range(len(src))) and seen != sorted(seen)
 
 
 def test_set_epoch_and_len_like_a_dataloader(sample_data: dict[str, Path]) -> None:

@@ -257,7 +257,7 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
         drop_last=None, keep_clean=case.keep_clean, auto_augment=case.auto_augment,
         exclude=(), preset=case.preset,
         color_jitter=None, lighting=None, hw_decoder_load=case.hw_decoder_load,
-        label_smoothing=0.0,
+        label_smoothing=0.0, num_classes=None,
     )  # fmt: skip
     return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
 

@@ -20,8 +20,8 @@ from typing import Any
 import annotated_types
 from pydantic import ValidationError
 
-from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES as AUTO_AUGMENT
 from dali_gridaug.augment import AUGMENTATIONS, Augment
+from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES as AUTO_AUGMENT
 
 
 def _named(label: str, error: Exception) -> str:

@@ -63,6 +63,14 @@ Nothing in the dataset is deleted or modified, and nothing is written beside it:
 and the clean list (with a ``classes.txt`` beside it, when none exists there) go to
 ``--report``/``--list``; by default the list goes beside the report, and the report to the
 user cache dir (``$XDG_CACHE_HOME/dali-gridaug/check-data/<root name>-<hash>/``).
+Tar shards (one ``.tar``, several, or a folder holding only ``.tar`` files) are indexed with
+:func:`~dali_gridaug.tarindex.index_shards` (nothing is extracted) and each sample's image
+member is checked as a file would be; a bad member is reported as ``<shard>:<member>`` (the
+shard relative to ROOT, the shards' common folder), and a sample the index refuses with the
+:class:`~dali_gridaug.tarindex.TarShardError` reason prefixed ``tar-`` (``tar-not-a-file``,
+``tar-missing-cls``, ``tar-bad-cls``, ``tar-truncated``, …). Labels are checked against the
+``classes.txt`` beside the shards when there is one. No clean list is written for shards
+(``--list`` is refused): rebuild the shards without the bad members.
 Exit status: 0 when no file is bad, 1 when some are, 2 when ROOT cannot be scanned or a flag
 is wrong (one line on stderr).
 """
@@ -81,11 +89,20 @@ from typing import Any
 
 from dali_gridaug._validate import check_range, check_type
 from dali_gridaug.errors import UsageError
-from dali_gridaug.filelist import quote_path, write_list
+from dali_gridaug.filelist import class_names, quote_path, write_list
 from dali_gridaug.reader import scan_folder
+from dali_gridaug.tarindex import index_shards
 from dali_gridaug.tools.args import ArgParser
 from dali_gridaug.tools.common import cache_dir
-from dali_gridaug.tools.probe import MAX_PIXELS, MIN_SIDE, Issue, probe, probe_all, sniff
+from dali_gridaug.tools.probe import (
+    MAX_PIXELS,
+    MIN_SIDE,
+    Issue,
+    probe,
+    probe_all,
+    probe_member,
+    sniff,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +272,103 @@ def check_dataset(
     )
 
 
+def check_shards(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    workers: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    progress: bool = True,
+) -> Report:
+    """Index WebDataset tar shards and check every sample's image member.
+
+    Args:
+        paths: shard paths; the report's root is their common folder.
+        workers, max_pixels, min_side, progress: as for :func:`check_dataset`.
+
+    Returns:
+        A :class:`Report` whose paths are ``<shard relative to root>:<member name>``; ``good``
+        holds ``(that name, label)``; a sample the index refuses is bad with reason
+        ``tar-<TarShardError.reason>`` (a shard-wide problem names the shard alone).
+
+    Raises:
+        FileNotFoundError: a shard is missing.
+    """
+    if workers is None:
+        workers = max(1, min(16, os.cpu_count() or 1))
+    check_type("workers", workers, int)
+    check_range("workers", workers, 0)
+    check_type("max_pixels", max_pixels, int)
+    check_range("max_pixels", max_pixels, 1)
+    check_type("min_side", min_side, int)
+    check_range("min_side", min_side, 1)
+    abs_paths = [os.path.abspath(os.fspath(p)) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in abs_paths])
+    names_file = os.path.join(root, "classes.txt")
+    classes = class_names(names_file) if os.path.isfile(names_file) else None
+    index = index_shards(abs_paths, len(classes) if classes else None, strict=False)
+    shard_rel = [_rel(p, root) for p in index.paths]
+    bad = [
+        Issue(
+            shard_rel[index.paths.index(e.shard)] + (f":{e.member}" if e.member else ""),
+            f"tar-{e.reason}",
+            e.detail,
+        )
+        for e in index.problems
+    ]
+    items = [
+        (f"{shard_rel[s]}:{n}", index.paths[s], o, z)
+        for s, n, o, z in zip(
+            index.shard.tolist(), index.names, index.offset.tolist(), index.size.tolist(),
+            strict=True,
+        )
+    ]  # fmt: skip
+    check = functools.partial(probe_member, max_pixels=max_pixels, min_side=min_side)
+    results = probe_all(check, items, workers, progress)
+    good, warned = [], []
+    for r, label in zip(results, index.label.tolist(), strict=True):
+        if r.bad is not None:
+            bad.append(r.bad)
+        else:
+            good.append((r.rel, label))
+            warned += r.warnings
+    if classes is None:
+        classes = [str(k) for k in range(int(index.label.max()) + 1 if len(index) else 0)]
+    return Report(
+        root=root,
+        classes=tuple(classes),
+        good=tuple(good),
+        bad=tuple(bad),
+        warnings=tuple(warned),
+        ignored=(),
+        empty_classes=(),
+        decoder=results[0].decoder if results else "none",
+        max_pixels=max_pixels,
+        min_side=min_side,
+    )
+
+
+def shard_paths(args: Sequence[str]) -> list[str] | None:
+    """The tar shards ``args`` names (``.tar`` files, or one folder holding ``.tar`` files and
+    no class folder, sorted by name), or None when ``args`` is one ImageFolder root.
+
+    Raises:
+        FileNotFoundError: several arguments that are not all ``.tar`` files.
+    """
+    if len(args) == 1 and os.path.isdir(args[0]):
+        entries = list(os.scandir(args[0]))
+        tars = sorted(e.path for e in entries if e.is_file() and e.name.endswith(".tar"))
+        return tars if tars and not any(e.is_dir() for e in entries) else None
+    if all(a.endswith(".tar") for a in args):
+        return list(args)
+    if len(args) == 1:
+        return None  # an ImageFolder root (check_dataset names what is wrong with it)
+    raise FileNotFoundError(
+        f"check-data takes one ImageFolder root, one folder of .tar shards, or .tar shard "
+        f"files; got {', '.join(repr(a) for a in args)}"
+    )
+
+
 def default_report_path(root: str | os.PathLike[str]) -> Path:
     """``<user cache dir>/check-data/<root name>-<8 hex of the absolute root>/report.json``:
     one folder per dataset root, never beside the dataset.
@@ -317,7 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Report the files of an ImageFolder that the DALI pipeline cannot decode "
         "and write a clean file list. Exit status: 0 no bad file, 1 bad files, 2 error.",
     )
-    ap.add_argument("root", help="ImageFolder root: ROOT/<class>/**/<image>")
+    ap.add_argument(
+        "root",
+        nargs="+",
+        help="ImageFolder root (ROOT/<class>/**/<image>), a folder of .tar shards, or .tar "
+        "shard file(s)",
+    )
     ap.add_argument("--report", type=Path, help="JSON report (default: in the user cache dir)")
     ap.add_argument(
         "--list",
@@ -331,8 +450,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     try:
+        shards = shard_paths(a.root)
+        if shards is not None and a.list is not None:
+            raise ValueError(
+                "`--list` is for ImageFolder roots: no clean list is written for tar shards"
+            )
+        if shards is not None:
+            report = check_shards(
+                shards,
+                workers=a.workers,
+                min_side=a.min_side,
+                max_pixels=a.max_pixels,
+                progress=not a.quiet,
+            )
+            return _finish(report, a.report or default_report_path(a.root[0]), None)
         report = check_dataset(
-            a.root,
+            a.root[0],
             workers=a.workers,
             min_side=a.min_side,
             max_pixels=a.max_pixels,
@@ -340,14 +473,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
-    report_path = a.report or default_report_path(a.root)
-    list_path = report.write_list(a.list or default_list_path(report_path))
+    report_path = a.report or default_report_path(a.root[0])
+    return _finish(report, report_path, a.list or default_list_path(report_path))
+
+
+def _finish(report: Report, report_path: Path, list_path: Path | None) -> int:
+    """Write the report (and the clean list unless ``list_path`` is None), print the summary;
+    the exit status.
+    """
     payload = report.to_json()
-    payload["list"] = str(list_path)
+    if list_path is not None:
+        list_path = report.write_list(list_path)
+    payload["list"] = None if list_path is None else str(list_path)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
     _summary(report, payload["counts"])
-    print(f"clean list: {quote_path(str(list_path))}; report: {quote_path(str(report_path))}")
+    listed = "none (tar shards)" if list_path is None else quote_path(str(list_path))
+    print(f"clean list: {listed}; report: {quote_path(str(report_path))}")
     return 0 if report.ok else 1
 
 
@@ -373,8 +515,10 @@ __all__ = [
     "Issue",
     "Report",
     "check_dataset",
+    "check_shards",
     "default_list_path",
     "default_report_path",
     "main",
+    "shard_paths",
     "sniff",
 ]

@@ -110,9 +110,34 @@ def probe(rel: str, *, root: str, max_pixels: int, min_side: int) -> _Result:
         data = Path(path).read_bytes()
     except OSError as exc:
         return _Result(rel, Issue(rel, "unreadable", str(exc)), (), decoder)
+    return probe_data(rel, data, os.path.splitext(rel)[1].lower(), max_pixels, min_side)
+
+
+def probe_member(item: tuple[str, str, int, int], *, max_pixels: int, min_side: int) -> _Result:
+    """Check one tar member (runs in a worker): ``item`` is ``(rel, shard path, byte offset,
+    size in bytes)``, ``rel`` the ``shard:member`` name reported.
+    """
+    rel, shard, offset, size = item
+    try:
+        fd = os.open(shard, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        decoder = "dali-cpu" if _dali_decoder() is not None else "pillow"
+        return _Result(rel, Issue(rel, "unreadable", str(exc)), (), decoder)
+    ext = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
+    return probe_data(rel, data, ext, max_pixels, min_side)
+
+
+def probe_data(rel: str, data: bytes, ext: str, max_pixels: int, min_side: int) -> _Result:
+    """The verdict on one image's bytes; ``ext`` (``".jpg"``) is the extension it is named
+    with, ``rel`` the name reported.
+    """
+    decoder = "dali-cpu" if _dali_decoder() is not None else "pillow"
     if not data:
         return _Result(rel, Issue(rel, "zero-byte", "empty file"), (), decoder)
-    ext = os.path.splitext(rel)[1].lower()
     fmt = sniff(data[:32])
     header = _pil_header(data)
     if fmt is None:
@@ -313,9 +338,10 @@ def _dali_decoder() -> Any:
     return decode
 
 
-def probe_all(check: Any, rels: Sequence[str], workers: int, progress: bool) -> list[_Result]:
-    """``check(rel)`` for every path, in order: inline (``workers == 0``) or in ``workers``
-    spawned processes, with a tqdm bar on stderr unless ``progress`` is false.
+def probe_all(check: Any, rels: Sequence[Any], workers: int, progress: bool) -> list[_Result]:
+    """``check(rel)`` for every path (or tar member item), in order: inline
+    (``workers == 0``) or in ``workers`` spawned processes, with a tqdm bar on stderr unless
+    ``progress`` is false.
     """
     from tqdm import tqdm
 
