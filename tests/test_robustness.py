@@ -105,7 +105,11 @@ def test_rss_is_stable_over_many_epochs(forty: Path) -> None:
 
 
 _CHILD = """
+import signal
 import sys
+# a shell's background job (`pytest &`) starts with SIGINT ignored, and Python then installs
+# no KeyboardInterrupt handler: set up the Ctrl-C behaviour this test checks
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from dali_gridaug.augment import CutMix, GridMask
 from dali_gridaug.loader import create_loader
 
