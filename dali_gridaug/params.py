@@ -29,7 +29,7 @@ import numpy as np
 from dali_gridaug.augment.base import Augment, Params, ParamSpec
 from dali_gridaug.augment.graph import is_native, unused_params
 from dali_gridaug.order import Step
-from dali_gridaug.presets import IMAGENET, Preset, preset_schema, sample_preset
+from dali_gridaug.presets import Preset, preset_schema, sample_preset
 from dali_gridaug.rows import RowGenerator
 
 #: Generator streams of the flip coins and the preset's draws (after any augmentation index).
@@ -66,7 +66,8 @@ class ParamSource:
         width: image width W.
         seed: the run's seed.
         rank: this rank (keys the mixing augmentations' draws only).
-        preset: the input preset whose crop, colour and lighting draws are fed.
+        preset: the input preset whose crop, colour and lighting draws are fed; None for
+            graphs that feed their own cropped images (benchmarks, tests).
         paste_before_flip: the graph pastes on un-flipped pixels and flips afterwards, so
             augmentations get the flip coins to mirror their paste arguments.
     """
@@ -80,7 +81,7 @@ class ParamSource:
         width: int,
         seed: int,
         rank: int,
-        preset: Preset = IMAGENET,
+        preset: Preset | None = None,
         paste_before_flip: bool = False,
     ) -> None:
         self.augments = tuple(augments)
@@ -89,7 +90,7 @@ class ParamSource:
         self.preset = preset
         self.paste_before_flip = paste_before_flip
         self.schemas = tuple(a.schema(height, width) for a in self.augments)
-        self.preset_specs = preset_schema(preset)
+        self.preset_specs = preset_schema(preset) if preset is not None else ()
         unused = unused_params(self.augments)
         specs = [(f"preset.{s.name}", s) for s in self.preset_specs]
         specs += [(f"{i}.{s.name}", s) for i, sch in enumerate(self.schemas) for s in sch]
@@ -129,9 +130,10 @@ class ParamSource:
         b = len(step.rows)
         flip = self.rows(step, FLIP_STREAM).integers(0, 2, b).astype(np.int32)
         out = {"epoch": np.full((b,), step.epoch, np.int32), "flip": flip}
-        own = sample_preset(self.preset, self.rows(step, PRESET_STREAM), b)
-        self._check("preset", self.preset_specs, own, b)
-        out.update({f"preset.{k}": v for k, v in own.items()})
+        if self.preset is not None:
+            own = sample_preset(self.preset, self.rows(step, PRESET_STREAM), b)
+            self._check("preset", self.preset_specs, own, b)
+            out.update({f"preset.{k}": v for k, v in own.items()})
         for i, aug in enumerate(self.augments):
             rng = self._rng(step, i, BATCH_KEY, self.rank) if aug.mixing else self.rows(step, i)
             params = aug.sample(
