@@ -332,7 +332,7 @@ def test_torchrun_restarts_a_killed_worker_and_resumes(
     _, err = agent.communicate(timeout=300)
     message = err.decode(errors="replace")
     assert agent.returncode == 0, message[-5000:]
-    found = re.search(r"torchelastic restart 1: continuing from (ckpt-e0000-s\d+\.pt)", message)
+    found = re.search(r"torchelastic restart \d+: continuing from (ckpt-e0000-s\d+\.pt)", message)
     assert found, message[-5000:]
     steps = _per_step(out, 2)
     assert sorted(steps) == [(0, s) for s in range(STEPS)]
