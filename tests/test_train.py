@@ -114,9 +114,10 @@ def test_demo_recipe_two_ranks_learns(demo_data: dict[str, Path], tmp_path: Path
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == ["ckpt-e0001-s000000.pt", "ckpt-e0002-s000000.pt"]
     state = torch.load(out / "checkpoints" / ckpts[-1], weights_only=True)
-    assert state["world_size"] == 2 and len(state["ranks"]) == 2
-    assert state["ranks"][0]["loader"]["shard_id"] == 0
-    assert state["ranks"][1]["loader"]["shard_id"] == 1
+    assert state["format"] == 2 and state["world_size"] == 2 and len(state["ranks"]) == 2
+    assert state["global_batch"] == 32 and state["loader"]["epoch"] == 2
+    assert state["loader"]["position"] == 0 and state["loader"]["num_samples"] == 400
+    assert all(set(r) == {"rng", "meter"} for r in state["ranks"])  # the loader saved once
 
 
 SMOKE = {

@@ -16,12 +16,22 @@ Modules in the order a run uses them:
 - :mod:`~dali_gridaug.training.metrics`: epoch meter, metrics files, plot and sample log.
 
 Everything a run needs to continue is in its checkpoints (``OUT/checkpoints/``): model,
-optimizer, scheduler, GradScaler, epoch and step within the epoch, every rank's RNG states and
-DALI pipeline checkpoint (reader position and operator random state), and the metrics so far.
-A run stopped mid-epoch (``SIGTERM``/``SIGINT``: checkpoint after the current step; a crash:
-the last checkpoint, every 10 minutes by default) and resumed with ``--resume auto``
-therefore sees the same samples in the same order, with the same augmentation parameters, as
-if it had not stopped.
+optimizer, scheduler, GradScaler, epoch and step within the epoch, the loader's
+world-size-free state (epoch, global position in that epoch's order, seed, the source's
+identity), every rank's RNG states and epoch meter, and the metrics so far. A run stopped
+mid-epoch (``SIGTERM``/``SIGINT``: checkpoint after the current step; a crash: the last
+checkpoint, every 10 minutes by default) and resumed with ``--resume auto`` on the same
+number of ranks therefore sees the same samples in the same order, with the same
+augmentation parameters, as if it had not stopped (bitwise on CPU with ``--deterministic``).
+
+Resumed on another number of ranks (any that divides the global batch ``data.batch_size``;
+each rank then takes global / W images per step), the rest of the epoch's order is split over
+the new ranks: every file is still read exactly once per epoch, the schedule, optimizer and
+GradScaler continue by global step, and each rank's torch/NumPy/Python/Keep random streams
+are reseeded from (seed, global step, rank). Under ``torchrun --max-restarts`` a restarted
+worker (``TORCHELASTIC_RESTART_COUNT`` > 0) continues from the newest checkpoint by itself.
+``--init-from CKPT`` starts a new run (any recipe, any world size) from a checkpoint's model
+weights alone.
 
 Outputs in ``OUT``: ``metrics.csv`` and ``metrics.json`` (one row per epoch, 0-based: loss,
 lr, top-1, top-5, images/s, epoch time), ``curves.png``, ``recipe.json`` (the resolved

@@ -6,6 +6,15 @@ checkpoint written when epoch 0 ends is ``ckpt-e0001-s000000.pt``). Names sort i
 order. Files are written atomically (a temporary ``.NAME.tmp<pid>`` in the same folder,
 fsync, ``os.replace``, fsync of the folder): a reader sees the old file or the whole new one.
 
+Format 2 (the one written now) holds what every rank shares once: ``epoch``, ``step``,
+``steps_per_epoch``, ``global_batch`` (images per global step), ``seed``, ``world_size``
+(the writer's, for information and for :func:`same_world`), ``recipe``, ``model``,
+``optimizer``, ``scheduler``, ``scaler``, ``metrics`` and ``loader`` (the loader's
+world-size-free :meth:`~dali_gridaug.loader.DaliLoader.state_dict`); and ``ranks``, one
+``{"rng", "meter"}`` per writing rank, used as saved only at the same world size (see
+:func:`seed_rank_streams` for the other case). It resumes at any world size that divides
+``global_batch``.
+
 Resuming never trusts a file blindly: :func:`find_checkpoint` loads the newest, reports and
 moves aside a torn one (``NAME.torn``, so pruning never mistakes it for the newest) and falls
 back to older ones; :func:`clean_stale_temp` removes the temporary files a killed or
@@ -32,6 +41,8 @@ from dali_gridaug.errors import UsageError
 from dali_gridaug.training.dist import DistEnv
 
 CHECKPOINT_DIR = "checkpoints"
+#: The checkpoint layout written now (see the module docstring); resume needs it.
+FORMAT = 2
 _CKPT_RE = re.compile(r"^ckpt-e(\d{4,})-s(\d{6,})\.pt$")
 _TEMP_RE = re.compile(r"^\..+\.tmp\d+$")
 
@@ -253,3 +264,46 @@ def set_rng_state(
     random.setstate((version, tuple(internal), gauss_next))
     if state["keep"] is not None and keep_generator is not None:
         keep_generator.set_state(tensor(state["keep"]))
+
+
+def same_world(state: Mapping[str, Any], world_size: int) -> bool:
+    """True when ``state`` was written by ``world_size`` ranks: each rank then restores its
+    own saved RNG states and meter (a bitwise continuation on CPU with ``--deterministic``).
+    """
+    return int(state["world_size"]) == world_size and len(state["ranks"]) == world_size
+
+
+def seed_rank_streams(
+    seed: int, global_step: int, rank: int, keep_generator: torch.Generator | None
+) -> None:
+    """Seed this rank's torch (CPU and CUDA), NumPy and Python streams and the Keep stage's
+    generator from ``(seed, global_step, rank)``: the RNG policy of a resume at another world
+    size, where the saved per-rank states have no owner. ``global_step`` counts optimizer
+    steps since the run began (``epoch · steps_per_epoch + step``), so the streams continue
+    by global step and do not depend on the world size that wrote the checkpoint. The
+    loader's draws need none of this: they are keyed by the seed and the global step.
+    """
+    entropy = np.random.SeedSequence([seed, global_step, rank]).generate_state(1)[0]
+    value = int(entropy)
+    torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
+    if keep_generator is not None:
+        keep_generator.manual_seed(value + 1)
+
+
+def merged_meter(ranks: list[Mapping[str, Any]], rank: int) -> dict[str, Any]:
+    """This rank's share of the epoch meters of a checkpoint written at another world size:
+    rank 0 takes the whole loss sum and image count, every rank the writers' mean
+    ``seconds`` (the epoch's row sums them over ranks and divides time by the world size,
+    so its loss, count and time cover the whole epoch).
+    """
+    meters = [r["meter"] for r in ranks]
+    seconds = sum(float(m["seconds"]) for m in meters) / max(1, len(meters))
+    if rank != 0:
+        return {"loss_sum": 0.0, "count": 0, "seconds": seconds}
+    return {
+        "loss_sum": sum(float(m["loss_sum"]) for m in meters),
+        "count": sum(int(m["count"]) for m in meters),
+        "seconds": seconds,
+    }

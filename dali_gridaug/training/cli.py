@@ -102,7 +102,14 @@ def _checkpoint_flags(ckpt: Any) -> None:
         "--resume",
         metavar="auto|PATH",
         help="'auto': continue from the newest valid checkpoint in OUT (start fresh if none); "
-        "or a checkpoint file",
+        "or a checkpoint file. Any world size dividing the global batch; implied on a "
+        "torchelastic restart (TORCHELASTIC_RESTART_COUNT > 0)",
+    )
+    ckpt.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="start a new run from this checkpoint's model weights alone (fine-tuning, a new "
+        "schedule): any world size and recipe; optimizer, schedule and loader start fresh",
     )
     ckpt.add_argument(
         "--ckpt-every-minutes",
@@ -179,9 +186,11 @@ def check_model(recipe: Recipe) -> None:
         raise UsageError(str(e)) from None
 
 
-def check_paths(cfg: RunConfig) -> None:
+def check_paths(cfg: RunConfig, restart: int = 0) -> None:
     """Data and output paths: each source exists and is not a root of ``train/`` and ``val/``;
-    ``OUT`` holds no checkpoints unless ``--resume`` is given.
+    ``OUT`` holds no checkpoints unless ``--resume`` is given or this is a torchelastic
+    restart (``restart`` > 0, :func:`~dali_gridaug.training.dist.restart_count`), which
+    continues from them; ``--init-from`` names a file.
 
     Raises:
         UsageError: naming the flag, the path and what to pass instead.
@@ -202,13 +211,15 @@ def check_paths(cfg: RunConfig) -> None:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"`--out` {cfg.out!r} is a file, not a folder")
-    if cfg.resume is None and list_checkpoints(out / CHECKPOINT_DIR):
+    if cfg.resume is None and restart == 0 and list_checkpoints(out / CHECKPOINT_DIR):
         raise UsageError(
             f"{out / CHECKPOINT_DIR} already holds checkpoints: pass --resume auto to continue "
             "that run, or choose another --out"
         )
     if cfg.resume not in (None, "auto") and not Path(cfg.resume).is_file():
         raise UsageError(f"`--resume`: checkpoint {cfg.resume!r} does not exist")
+    if cfg.init_from is not None and not Path(cfg.init_from).is_file():
+        raise UsageError(f"`--init-from`: checkpoint {cfg.init_from!r} does not exist")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,13 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (see the module docstring).
     """
     from dali_gridaug.training.checkpoint import CheckpointSpaceError
-    from dali_gridaug.training.dist import setup_distributed, teardown
+    from dali_gridaug.training.dist import restart_count, setup_distributed, teardown
     from dali_gridaug.training.loop import Trainer
 
     cfg = parse_config(argv)
     recipe = resolve_recipe(cfg)
     check_model(recipe)
-    check_paths(cfg)
+    check_paths(cfg, restart_count())
     env = setup_distributed(cfg.device)
     try:
         trainer = Trainer(cfg, recipe, env)

@@ -33,7 +33,12 @@ class RunConfig:
         warmup_epochs: overrides ``schedule.warmup_epochs``.
         out: output folder; nothing is written outside it.
         resume: ``"auto"`` (newest valid checkpoint in ``OUT``, fresh start if none) or a
-            checkpoint path; None: start fresh (refused if ``OUT`` holds checkpoints).
+            checkpoint path; None: start fresh (refused if ``OUT`` holds checkpoints). A
+            checkpoint resumes at any world size that divides its global batch. On a
+            torchelastic restart (``TORCHELASTIC_RESTART_COUNT`` > 0) None acts as ``"auto"``.
+        init_from: a checkpoint whose model weights alone start a new run (fine-tuning, a
+            new schedule): any world size, any recipe; optimizer, schedule and loader start
+            fresh. Not with ``resume``.
         device: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         amp: autocast dtype, ``"bf16"``, ``"fp16"`` (with a GradScaler) or ``"none"``.
         channels_last: NHWC memory format for model and images.
@@ -69,6 +74,7 @@ class RunConfig:
     warmup_epochs: float | None = None
     out: str = "runs/train"
     resume: str | None = None
+    init_from: str | None = None
     device: Literal["auto", "cpu", "gpu"] = "auto"
     amp: Literal["bf16", "fp16", "none"] = "none"
     channels_last: bool = False
@@ -87,6 +93,11 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.init_from is not None and self.resume is not None:
+            raise UsageError(
+                f"`--init-from` {self.init_from!r} starts a new run from a checkpoint's "
+                f"weights; it cannot be combined with `--resume` {self.resume!r} (pass one)"
+            )
         minimum = {
             "eval_every": 1, "keep_last": 1, "log_every": 1, "seed": 0, "ckpt_every_steps": 0,
             "workers": 1, "torch_threads": 1, "image_size": 1, "batch_size": 1, "epochs": 1,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,6 +28,8 @@ class DistEnv:
         device: the torch device this rank computes on.
         control: a gloo process group for small host-side agreements (stop flags), so that
             agreeing costs no device synchronisation on NCCL jobs; None on one process.
+        restart: how many times torchelastic restarted this job's workers
+            (:func:`restart_count`); 0 on the first start and without torchrun.
     """
 
     rank: int
@@ -36,6 +38,7 @@ class DistEnv:
     local_world_size: int
     device: torch.device
     control: Any = None
+    restart: int = 0
 
     @property
     def main(self) -> bool:
@@ -46,6 +49,15 @@ class DistEnv:
     def distributed(self) -> bool:
         """True with more than one process."""
         return self.world_size > 1
+
+
+def restart_count(environ: Mapping[str, str] | None = None) -> int:
+    """``TORCHELASTIC_RESTART_COUNT``: how many times torchelastic (``torchrun
+    --max-restarts``) restarted the workers after a failure; 0 when unset (first start,
+    or no torchrun). A restarted run continues from its newest checkpoint.
+    """
+    value = (os.environ if environ is None else environ).get("TORCHELASTIC_RESTART_COUNT", "")
+    return int(value) if value.strip().isdigit() else 0
 
 
 def setup_distributed(device: str) -> DistEnv:
@@ -79,7 +91,7 @@ def setup_distributed(device: str) -> DistEnv:
                 **({"device_id": dev} if use_gpu else {}),
             )
         control = torch.distributed.new_group(backend="gloo") if use_gpu else None
-    return DistEnv(rank, world, local_rank, local_world, dev, control)
+    return DistEnv(rank, world, local_rank, local_world, dev, control, restart_count(env))
 
 
 def teardown(env: DistEnv) -> None:

@@ -27,11 +27,14 @@ from dali_gridaug.recipes import Recipe
 from dali_gridaug.training import parts as build
 from dali_gridaug.training.checkpoint import (
     CHECKPOINT_DIR,
+    FORMAT,
     CheckpointSpaceError,
     atomic_write_bytes,
     checkpoint_name,
+    merged_meter,
     rng_state,
     save_checkpoint,
+    seed_rank_streams,
     set_rng_state,
 )
 from dali_gridaug.training.config import RunConfig
@@ -67,6 +70,8 @@ class Trainer:
         self._saved: dict[str, Any] | None = None
         if resume is not None:
             self._restore(resume)
+        elif cfg.init_from is not None:
+            build.init_weights(self.parts.model, Path(cfg.init_from), self.log)
         self.samples = SampleLog(self.out, env.rank) if cfg.log_samples else None
         self.autocast = build.autocast_factory(cfg.amp, env.device)
         self.stop, self.timer = Preemption(), CheckpointTimer(cfg.ckpt_every_minutes)
@@ -84,20 +89,40 @@ class Trainer:
 
     def _restore(self, resume: build.Resume) -> None:
         """Load a checkpoint into the fresh model, optimizer, schedule and scaler (the loader
-        was built from it already).
+        was restored already); the step within the epoch is the loader's position // the
+        global batch.
+
+        RNG policy: at the writer's world size each rank restores its own saved states (a
+        bitwise continuation); at another world size they are reseeded from (seed, global
+        step, rank) and the writers' epoch meters are merged.
         """
-        ckpt, p = resume.state, self.parts
+        ckpt, p, env = resume.state, self.parts, self.env
         p.model.load_state_dict(ckpt["model"])
         p.optimizer.load_state_dict(ckpt["optimizer"])
         restore_scheduler(p.scheduler, ckpt["scheduler"])
         p.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        loader = self.train_loader
+        self.epoch, self.step = loader.epoch, loader.position // ckpt["global_batch"]
+        if (self.epoch, self.step) != (ckpt["epoch"], ckpt["step"]):
+            raise RuntimeError(
+                f"{resume.path}: its loader state (epoch {loader.epoch}, position "
+                f"{loader.position}) is not epoch {ckpt['epoch']} step {ckpt['step']}"
+            )
         self.history = list(ckpt["metrics"])
-        self.meter = EpochMeter(self.env.device, resume.rank["meter"])
-        set_rng_state(resume.rank["rng"], self.env, p.keep_generator)
-        self._saved = resume.state if self.env.main else None
-        if self.train_loader.epoch != self.epoch:
-            raise RuntimeError(f"{resume.path}: loader state and checkpoint epoch disagree")
+        if resume.same_world:
+            mine = ckpt["ranks"][env.rank]
+            self.meter = EpochMeter(env.device, mine["meter"])
+            set_rng_state(mine["rng"], env, p.keep_generator)
+        else:
+            self.meter = EpochMeter(env.device, merged_meter(ckpt["ranks"], env.rank))
+            global_step = self.epoch * self.steps_per_epoch + self.step
+            seed_rank_streams(self.cfg.seed, global_step, env.rank, p.keep_generator)
+            self.log(
+                f"{resume.path.name} was written by {ckpt['world_size']} rank(s), resumed on "
+                f"{env.world_size}: batch {ckpt['global_batch'] // env.world_size} per rank, "
+                f"random streams reseeded at global step {global_step}"
+            )
+        self._saved = resume.state if env.main else None
 
     def log(self, message: str) -> None:
         """Print ``message`` on rank 0 (stderr)."""
@@ -286,7 +311,8 @@ class Trainer:
 
     def save(self, epoch: int, step: int) -> None:
         """Checkpoint after ``step`` batches of ``epoch`` (a collective: every rank sends its
-        loader position, RNG states and meter to rank 0, which writes the file).
+        RNG states and meter to rank 0, which writes the file with the loader state, the same
+        on every rank and saved once; see :mod:`~dali_gridaug.training.checkpoint`).
 
         Raises:
             CheckpointSpaceError: on every rank, when rank 0 lacks the disk space.
@@ -294,21 +320,28 @@ class Trainer:
         self.meter.pause()
         if self.samples is not None:
             self.samples.flush()
+        loader = self.train_loader.state_dict()
         mine = {
-            "loader": self.train_loader.state_dict(),
+            "loader": loader,
             "rng": rng_state(self.env, self.parts.keep_generator),
             "meter": self.meter.state(),
         }
         ranks = gather(self.env, mine)
         error = None
         if self.env.main:
+            states = [r.pop("loader") for r in ranks]
+            if any(s != loader for s in states):
+                raise RuntimeError(f"ranks disagree on the loader state at epoch {epoch} "
+                                   f"step {step}: {states}")  # fmt: skip
             p = self.parts
             self._saved = {
-                "format": 1, "epoch": epoch, "step": step,
-                "steps_per_epoch": self.steps_per_epoch, "world_size": self.env.world_size,
-                "recipe": self.recipe.to_dict(), "model": p.model.state_dict(),
-                "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
-                "scaler": p.scaler.state_dict(), "metrics": self.history, "ranks": ranks,
+                "format": FORMAT, "epoch": epoch, "step": step,
+                "steps_per_epoch": self.steps_per_epoch,
+                "global_batch": self.recipe.data.batch_size, "seed": self.cfg.seed,
+                "world_size": self.env.world_size, "recipe": self.recipe.to_dict(),
+                "model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(),
+                "scheduler": p.scheduler.state_dict(), "scaler": p.scaler.state_dict(),
+                "metrics": self.history, "loader": loader, "ranks": ranks,
             }  # fmt: skip
             error = self._write(self._saved)
         error = broadcast(self.env, error)
