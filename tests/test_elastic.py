@@ -25,7 +25,7 @@ import torch
 from dali_gridaug.errors import UsageError
 from dali_gridaug.training.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint
 from dali_gridaug.training.cli import main, parse_config, resolve_recipe
-from dali_gridaug.training.dist import setup_distributed, teardown
+from dali_gridaug.training.dist import check_restartable, setup_distributed, teardown
 from dali_gridaug.training.loop import Trainer
 from dali_gridaug.training.metrics import read_sample_log
 from dali_gridaug.training.parts import check_resumable
@@ -323,6 +323,7 @@ def test_torchrun_restarts_a_killed_worker_and_resumes(
     env = rank_env()
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(name)
+    env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"  # a store per rendezvous round
     agent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     marker = out / "checkpoints" / checkpoint_name(0, 4)
     _wait([agent], marker.exists, "the checkpoint after step 4")
@@ -332,9 +333,20 @@ def test_torchrun_restarts_a_killed_worker_and_resumes(
     _, err = agent.communicate(timeout=300)
     message = err.decode(errors="replace")
     assert agent.returncode == 0, message[-5000:]
-    found = re.search(r"torchelastic restart \d+: continuing from (ckpt-e0000-s\d+\.pt)", message)
+    found = re.search(r"torchelastic restart 1: continuing from (ckpt-e0000-s\d+\.pt)", message)
     assert found, message[-5000:]
     steps = _per_step(out, 2)
     assert sorted(steps) == [(0, s) for s in range(STEPS)]
     _exactly_once(steps, 0)
     assert (out / "checkpoints" / checkpoint_name(1, 0)).exists()
+
+
+def test_restarts_on_the_shared_rendezvous_store_are_refused() -> None:
+    """A restarted round on the shared store would hang in init_process_group: refused at
+    start with the fix named; restarts off, or a store per round, start as before."""
+    shared = {"TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_MAX_RESTARTS": "3"}
+    with pytest.raises(UsageError, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
+        check_restartable(shared)
+    check_restartable({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"})
+    check_restartable({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"})
+    check_restartable({})

@@ -60,6 +60,28 @@ def restart_count(environ: Mapping[str, str] | None = None) -> int:
     return int(value) if value.strip().isdigit() else 0
 
 
+def check_restartable(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse ``torchrun --max-restarts N`` (N > 0) on the shared rendezvous store.
+
+    By default (torch 2.14) the c10d rendezvous hands every round the same TCP store, so the
+    workers of a restarted round read the process-group addresses of the round that failed
+    and hang in ``init_process_group``; with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` set for
+    ``torchrun`` each round gets a store of its own and the restart resumes.
+
+    Raises:
+        UsageError: restarts are allowed and the agent shares its store.
+    """
+    env = os.environ if environ is None else environ
+    restarts = env.get("TORCHELASTIC_MAX_RESTARTS", "0")
+    shared = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if shared and restarts.strip().isdigit() and int(restarts) > 0:
+        raise UsageError(
+            f"torchrun --max-restarts {restarts} with the shared rendezvous store: a restarted "
+            "worker would hang joining the old round's process group; launch torchrun with "
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment"
+        )
+
+
 def setup_distributed(device: str) -> DistEnv:
     """Read torchrun's environment, pick the device and join the process group (NCCL on GPU,
     gloo on CPU) when there is more than one process.
@@ -68,9 +90,11 @@ def setup_distributed(device: str) -> DistEnv:
         device: ``"auto"`` (CUDA when usable), ``"gpu"`` or ``"cpu"``.
 
     Raises:
-        UsageError: ``device="gpu"`` without a usable CUDA device.
+        UsageError: ``device="gpu"`` without a usable CUDA device, or torchelastic restarts
+            that could not rejoin (:func:`check_restartable`).
     """
     env = os.environ
+    check_restartable(env)
     world = int(env.get("WORLD_SIZE", "1"))
     rank = int(env.get("RANK", "0"))
     local_rank = int(env.get("LOCAL_RANK", str(rank)))
