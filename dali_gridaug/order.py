@@ -46,17 +46,22 @@ def epoch_order(seed: int, epoch: int, num_samples: int, *, shuffle: bool) -> np
 def repeat_order(perm: np.ndarray, repeats: int, world: int) -> np.ndarray:
     """``RepeatAugSampler``'s global order for ``world`` ranks: ``perm`` with each index
     ``repeats`` times in a row, padded by wrapping to ``ceil(N·k / W)·W`` and cut to
-    ``floor(N // 256 · 256 / W)·W`` positions (at least ``W``).
+    ``S·W`` positions, ``S = floor(N // 256 · 256 / W)`` (``ceil(N / W)`` when ``N < 256``),
+    at most ``ceil(N·k / W)``: that sampler's ``num_selected_samples`` per rank.
 
     Returns:
-        ``(P,)`` int64 sample indices; rank ``r`` reads positions ``r, r + W, …``.
+        ``(S·W,)`` int64 sample indices; rank ``r`` reads positions ``r, r + W, …``.
     """
     n = len(perm)
     order = np.repeat(perm, repeats)
-    total = math.ceil(n * repeats / world) * world
-    order = np.concatenate([order, order[: total - len(order)]])
-    per_rank = max(1, n // REPEAT_ROUND * REPEAT_ROUND // world)
-    return order[: per_rank * world]
+    per_rank_all = math.ceil(n * repeats / world)
+    pad = per_rank_all * world - len(order)
+    order = np.concatenate([order, np.resize(order, pad)]) if pad else order
+    if n >= REPEAT_ROUND:
+        selected = n // REPEAT_ROUND * REPEAT_ROUND // world
+    else:
+        selected = math.ceil(n / world)
+    return order[: min(selected, per_rank_all) * world]
 
 
 @dataclasses.dataclass(frozen=True)
