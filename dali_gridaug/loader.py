@@ -15,7 +15,7 @@ from dali_gridaug import loader_args as checks
 from dali_gridaug._validate import check_int
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.batch import Batch
-from dali_gridaug.compat import LoaderDataset, ShardSampler
+from dali_gridaug.compat import LoaderDataset, ShardBatchSampler, ShardSampler
 from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.feed import Feed
@@ -157,9 +157,24 @@ class DaliLoader:
     runs one iteration at a time: a second ``for`` over it while the first is open (nested
     loops) raises ``RuntimeError``.
 
-    Like a ``DataLoader``, it has ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`),
-    ``sampler`` (:class:`~dali_gridaug.compat.ShardSampler`, whose ``set_epoch`` forwards
-    here) and ``batch_size``.
+    Like a ``DataLoader``, it has every public attribute of ``torch.utils.data.DataLoader``
+    that scripts read, each with a truthful value:
+
+    - ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`), ``sampler``
+      (:class:`~dali_gridaug.compat.ShardSampler`) and ``batch_sampler``
+      (:class:`~dali_gridaug.compat.ShardBatchSampler`, ``.sampler`` the sampler): views
+      whose ``set_epoch`` forwards here; iterating them raises ``TypeError``;
+    - ``batch_size``, ``drop_last``: this loader's; ``len(loader)``: batches this epoch;
+    - ``num_workers``: the DALI CPU threads of this process (``num_threads`` resolved, the
+      same number a script's ``--workers`` maps onto). No worker process is ever started, so
+      ``persistent_workers`` is False and ``worker_init_fn``, ``multiprocessing_context`` are
+      None;
+    - ``prefetch_factor``: batches DALI prepares ahead, in all (a ``DataLoader``'s is per
+      worker): the pipeline's prefetch queue depth;
+    - ``pin_memory`` False (batches are never copied to pinned host memory: a GPU pipeline
+      returns them on the GPU, a CPU one in pageable memory), ``pin_memory_device`` ``""``;
+    - ``collate_fn`` None (DALI forms the batches), ``generator`` None (the order is drawn
+      from ``seed``), ``timeout`` 0 (no timeout), ``in_order`` True (batches come in order).
     """
 
     def __init__(
@@ -209,6 +224,16 @@ class DaliLoader:
         )
         self._fresh = True  # DALI's iterator has not run an epoch yet (no reset needed)
         self.dataset = LoaderDataset(spec.source, len(spec.source))
+        # the rest of a DataLoader's public attributes (see the class docstring)
+        self.num_workers = spec.num_threads
+        self.prefetch_factor = spec.prefetch
+        self.pin_memory, self.pin_memory_device = False, ""
+        self.persistent_workers, self.in_order = False, True
+        self.timeout = 0
+        self.collate_fn: Callable[..., Any] | None = None
+        self.worker_init_fn: Callable[[int], None] | None = None
+        self.generator: torch.Generator | None = None
+        self.multiprocessing_context: Any = None
 
     def identity(self) -> dict[str, Any]:
         """What a saved state must match: the seed and the source (its sample count and the
@@ -259,6 +284,18 @@ class DaliLoader:
             self, num_replicas=s.num_shards, rank=s.shard_id, shuffle=s.train,
             length=len(self.dataset),
         )  # fmt: skip
+
+    @property
+    def batch_sampler(self) -> ShardBatchSampler:
+        """This rank's batches, like a ``BatchSampler`` over :attr:`sampler` (a fresh view on
+        each access, as :attr:`sampler`).
+        """
+        return ShardBatchSampler(self, self.sampler, batch_size=self.batch_size)
+
+    def check_worker_number_rationality(self) -> None:
+        """A ``DataLoader`` warns here about more worker processes than CPUs; this loader
+        starts no worker process, so there is nothing to check (a no-op).
+        """
 
     def __len__(self) -> int:
         return self.split.num_batches(self.feed.length(self.epoch))
