@@ -101,12 +101,18 @@ def test_state_dict_carries_the_switch(sample_data: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize(
     "aug",
-    [Mixup(alpha=1.0), MixupCutMix(mode="elem", label_smoothing=0.1), GridMix(n=4, p=0.5)],
-    ids=["mixup", "mixup_cutmix_elem", "gridmix"],
+    [
+        Mixup(alpha=1.0),
+        MixupCutMix(mode="elem", label_smoothing=0.1),
+        GridMix(n=4, p=0.5),
+        CutMix(backend="kernel"),
+    ],
+    ids=["mixup", "mixup_cutmix_elem", "gridmix", "cutmix_kernel"],
 )
 def test_every_mixing_op_turns_off(sample_data: dict[str, Path], aug) -> None:
     """Switched off before the first batch: the images of a loader without the mixing op at
-    the same seed, λ 1, the smoothed one-hot target (GridMix: every cell the own label)."""
+    the same seed, λ 1, the smoothed one-hot target (GridMix: every cell the own label); the
+    default graphs hold no ``python_function`` (the ``"kernel"`` backend is one, on purpose)."""
     root = sample_data["val"]
     eps = aug.target_smoothing()
     loader = _loader(root, [aug])
@@ -118,7 +124,7 @@ def test_every_mixing_op_turns_off(sample_data: dict[str, Path], aug) -> None:
         assert torch.equal(b.images, ref.images)
         if isinstance(aug, GridMix):
             assert torch.equal(b.patch_labels, b.labels[:, None, None].expand(-1, 4, 4))
-    assert not _has_python_function(loader.pipe)
+    assert _has_python_function(loader.pipe) == (aug.backend == "kernel")
     loader.mixup_enabled = True
     assert any((b.lam < 1).any() for b in loader)
 
