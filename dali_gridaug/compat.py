@@ -1,8 +1,10 @@
 """What training scripts written for a torchvision ``DataLoader`` read from it:
-``loader.dataset`` and ``loader.sampler`` views of a :class:`~dali_gridaug.loader.DaliLoader`.
+``loader.dataset``, ``loader.sampler`` and ``loader.batch_sampler`` views of a
+:class:`~dali_gridaug.loader.DaliLoader`.
 
-The loader draws the file order itself, so neither view yields samples: they answer the
-questions scripts ask (how many images, which classes, this rank's share, ``set_epoch``).
+The loader draws the file order itself, so no view yields samples or indices: they answer
+the questions scripts ask (how many images, which classes, this rank's share, how many
+batches, ``set_epoch``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ class EpochOwner(Protocol):
     drop_last: bool
 
     def set_epoch(self, epoch: int) -> None: ...
+
+
+class BatchOwner(EpochOwner, Protocol):
+    """What a :class:`ShardBatchSampler` reads back (the loader: ``len`` is its batch count)."""
+
+    def __len__(self) -> int: ...
 
 
 class LoaderDataset:
@@ -110,6 +118,43 @@ class ShardSampler:
 
     def __iter__(self) -> None:
         raise TypeError("a DaliLoader's sampler has no indices to iterate: iterate the loader")
+
+
+class ShardBatchSampler:
+    """``loader.batch_sampler``: this rank's batches, like a ``BatchSampler`` over
+    ``loader.sampler``.
+
+    ``len(batch_sampler)`` is ``len(loader)``, the batches of this rank in the current epoch;
+    ``set_epoch(e)`` is ``loader.set_epoch(e)`` (timm's ``set_epoch`` helpers and
+    ``_RepeatSampler`` reach the sampler through it). Iterating it raises ``TypeError``: the
+    loader draws the order and forms the batches.
+
+    Attributes:
+        sampler: the :class:`ShardSampler` it batches (``loader.sampler``).
+        batch_size: images per batch on this rank.
+        drop_last: whether the loader drops the last partial batch.
+    """
+
+    def __init__(self, loader: BatchOwner, sampler: ShardSampler, *, batch_size: int) -> None:
+        self._loader = loader
+        self.sampler, self.batch_size = sampler, batch_size
+        self.drop_last = loader.drop_last
+
+    @property
+    def epoch(self) -> int:
+        return self._loader.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forwarded to :meth:`DaliLoader.set_epoch`."""
+        self._loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self) -> None:
+        raise TypeError(
+            "a DaliLoader's batch_sampler has no indices to iterate: iterate the loader"
+        )
 
 
 def _tar_class_names(folder: str, num_classes: int) -> list[str]:

@@ -94,6 +94,10 @@ class Feed:
         """End the epoch at what is already fed (the next call raises ``StopIteration``)."""
         self._steps = iter(())
 
+    def in_flight(self) -> int:
+        """Batches fed and not yet handed out (DALI's prefetched ones)."""
+        return len(self._fed)
+
     def handed_out(self) -> Step:
         """The oldest fed step, now handed to the loop (DALI returns batches in order)."""
         return self._fed.popleft()

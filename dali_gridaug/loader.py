@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from dali_gridaug import loader_args as checks
-from dali_gridaug._validate import check_int
+from dali_gridaug._validate import check_int, check_type
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.batch import Batch
-from dali_gridaug.compat import LoaderDataset, ShardSampler
+from dali_gridaug.compat import LoaderDataset, ShardBatchSampler, ShardSampler
 from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.feed import Feed
@@ -157,9 +157,24 @@ class DaliLoader:
     runs one iteration at a time: a second ``for`` over it while the first is open (nested
     loops) raises ``RuntimeError``.
 
-    Like a ``DataLoader``, it has ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`),
-    ``sampler`` (:class:`~dali_gridaug.compat.ShardSampler`, whose ``set_epoch`` forwards
-    here) and ``batch_size``.
+    Like a ``DataLoader``, it has every public attribute of ``torch.utils.data.DataLoader``
+    that scripts read, each with a truthful value:
+
+    - ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`), ``sampler``
+      (:class:`~dali_gridaug.compat.ShardSampler`) and ``batch_sampler``
+      (:class:`~dali_gridaug.compat.ShardBatchSampler`, ``.sampler`` the sampler): views
+      whose ``set_epoch`` forwards here; iterating them raises ``TypeError``;
+    - ``batch_size``, ``drop_last``: this loader's; ``len(loader)``: batches this epoch;
+    - ``num_workers``: the DALI CPU threads of this process (``num_threads`` resolved, the
+      same number a script's ``--workers`` maps onto). No worker process is ever started, so
+      ``persistent_workers`` is False and ``worker_init_fn``, ``multiprocessing_context`` are
+      None;
+    - ``prefetch_factor``: batches DALI prepares ahead, in all (a ``DataLoader``'s is per
+      worker): the pipeline's prefetch queue depth;
+    - ``pin_memory`` False (batches are never copied to pinned host memory: a GPU pipeline
+      returns them on the GPU, a CPU one in pageable memory), ``pin_memory_device`` ``""``;
+    - ``collate_fn`` None (DALI forms the batches), ``generator`` None (the order is drawn
+      from ``seed``), ``timeout`` 0 (no timeout), ``in_order`` True (batches come in order).
     """
 
     def __init__(
@@ -194,6 +209,8 @@ class DaliLoader:
         self._active: weakref.ref[Iterator[Any]] | None = None  # the open iteration
         self._in_epoch = False  # DALI holds batches of an epoch this object started
         self._identity: dict[str, Any] | None = None
+        self._mixup = True  # the mixup_enabled switch (see the property)
+        self._refeed = False  # the switch moved while DALI held prefetched batches
         if state is not None:
             self._restore(state)
         self.pipe, self.output_names = build_pipeline(spec, self.feed)
@@ -209,6 +226,16 @@ class DaliLoader:
         )
         self._fresh = True  # DALI's iterator has not run an epoch yet (no reset needed)
         self.dataset = LoaderDataset(spec.source, len(spec.source))
+        # the rest of a DataLoader's public attributes (see the class docstring)
+        self.num_workers = spec.num_threads
+        self.prefetch_factor = spec.prefetch
+        self.pin_memory, self.pin_memory_device = False, ""
+        self.persistent_workers, self.in_order = False, True
+        self.timeout = 0
+        self.collate_fn: Callable[..., Any] | None = None
+        self.worker_init_fn: Callable[[int], None] | None = None
+        self.generator: torch.Generator | None = None
+        self.multiprocessing_context: Any = None
 
     def identity(self) -> dict[str, Any]:
         """What a saved state must match: the seed and the source (its sample count and the
@@ -221,15 +248,19 @@ class DaliLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """The loader's position, free of the world size: ``epoch``, ``position`` (samples
-        of that epoch's global order consumed over all ranks), ``seed`` and the source's
-        identity (``num_samples``, ``source``). Restore with ``create_loader(resume=...)``
-        or :meth:`load_state_dict`, at any world size.
+        of that epoch's global order consumed over all ranks), ``mixup_enabled`` (the
+        switch as set, see :attr:`mixup_enabled`), ``seed`` and the source's identity
+        (``num_samples``, ``source``). Restore with ``create_loader(resume=...)`` or
+        :meth:`load_state_dict`, at any world size.
 
         Taken between two batches of an epoch (inside the loop, or after leaving it early),
         the restored loader yields the rest of that epoch (``set_epoch`` with the same epoch
         is a no-op); taken after an epoch ended, it starts the next one.
         """
-        return {"epoch": self.epoch, "position": self.position, **self.identity()}
+        return {
+            "epoch": self.epoch, "position": self.position, "mixup_enabled": self._mixup,
+            **self.identity(),
+        }  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a :meth:`state_dict` (of this or another world size), without a
@@ -240,7 +271,7 @@ class DaliLoader:
         self._restore(state)
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        epoch, position = checks.check_state(state, self.identity())
+        epoch, position, mixup = checks.check_state(state, self.identity())
         length = self.feed.length(epoch)
         if position > length:
             raise ValueError(
@@ -248,6 +279,44 @@ class DaliLoader:
                 f"{length} positions"
             )
         self.epoch, self.position = epoch, position
+        self._set_mixup(mixup)
+
+    @property
+    def mixup_enabled(self) -> bool:
+        """Whether mixing augmentations mix, like timm's ``PrefetchLoader.mixup_enabled``
+        (timm's ``train.py`` sets it False at ``--mixup-off-epoch``).
+
+        Set False, every mixing augmentation (CutMix, Mixup, MixupCutMix, GridMix) is off
+        from the next batch on, without a rebuild: its host draw becomes the no-mix one
+        (:meth:`~dali_gridaug.augment.base.MixAugment.unmixed`: λ 1, partner itself, nothing
+        pasted or blended), so images are unmixed, ``lam`` is 1, ``partner`` the own position
+        and ``target`` the (label-smoothed) one-hot labels; every other draw is unchanged.
+        Switched inside an epoch, the batches DALI had already prepared with the old setting
+        are discarded and the rest of the epoch is fed again from the current position (at
+        most the prefetch depth is decoded twice); between epochs nothing is in flight. True
+        turns mixing back on the same way. Part of :meth:`state_dict`.
+
+        Reads False on a loader without a mixing augmentation (as timm's does without a
+        mixing collate); setting it there is accepted, kept in :meth:`state_dict`, and
+        changes no batch.
+
+        Raises:
+            TypeError: the value set is not a bool.
+        """
+        return self._mixup and any(a.mixing for a in self.spec.augments)
+
+    @mixup_enabled.setter
+    def mixup_enabled(self, enabled: bool) -> None:
+        check_type("mixup_enabled", enabled, bool)
+        if bool(enabled) != self._mixup:
+            self._set_mixup(bool(enabled))
+            # batches DALI prepared under the old setting: re-fed at the next batch
+            self._refeed = self._in_epoch
+
+    def _set_mixup(self, enabled: bool) -> None:
+        self._mixup = enabled
+        if self.params is not None:
+            self.params.mixing_enabled = enabled
 
     @property
     def sampler(self) -> ShardSampler:
@@ -259,6 +328,18 @@ class DaliLoader:
             self, num_replicas=s.num_shards, rank=s.shard_id, shuffle=s.train,
             length=len(self.dataset),
         )  # fmt: skip
+
+    @property
+    def batch_sampler(self) -> ShardBatchSampler:
+        """This rank's batches, like a ``BatchSampler`` over :attr:`sampler` (a fresh view on
+        each access, as :attr:`sampler`).
+        """
+        return ShardBatchSampler(self, self.sampler, batch_size=self.batch_size)
+
+    def check_worker_number_rationality(self) -> None:
+        """A ``DataLoader`` warns here about more worker processes than CPUs; this loader
+        starts no worker process, so there is nothing to check (a no-op).
+        """
 
     def __len__(self) -> int:
         return self.split.num_batches(self.feed.length(self.epoch))
@@ -299,7 +380,7 @@ class DaliLoader:
         self.feed.start(self.epoch, self.position)
         if not self._fresh:
             self._iter.reset()
-        self._fresh, self._in_epoch = False, True
+        self._fresh, self._in_epoch, self._refeed = False, True, False
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         named = name_bad_files(self._iter, self.source, self.feed.pending)
@@ -312,8 +393,19 @@ class DaliLoader:
             step = self.feed.handed_out()
             self.position = step.start + step.size
             yield convert(out)
+            if self._refeed:
+                self._feed_again()
         self._in_epoch = False
         self.epoch, self.position = self.epoch + 1, 0
+
+    def _feed_again(self) -> None:
+        """After :attr:`mixup_enabled` moved mid-epoch: discard the batches DALI prepared
+        with the old setting and feed the rest of the epoch again from :attr:`position`.
+        """
+        self._refeed = False
+        if self.feed.in_flight():
+            self._flush()
+            self._start()
 
     def _check_idle(self, what: str) -> None:
         run = self._active() if self._active is not None else None
@@ -333,7 +425,7 @@ class DaliLoader:
         self.feed.stop()
         for _ in self._batches():
             self.feed.handed_out()
-        self._in_epoch = False
+        self._in_epoch = self._refeed = False
 
     def _finish_abandoned_epoch(self) -> None:
         """End the epoch a loop left early, and count it."""

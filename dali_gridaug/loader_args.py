@@ -156,16 +156,19 @@ def target_smoothing(smoothing: Any, augment: Sequence[Augment]) -> float:
 
 
 #: The fields of a loader ``state_dict``.
-STATE_FIELDS = ("epoch", "position", "seed", "num_samples", "source")
+STATE_FIELDS = ("epoch", "position", "mixup_enabled", "seed", "num_samples", "source")
+#: Fields a state may lack (saved by an earlier dali-gridaug), with the value they then take.
+STATE_DEFAULTS: dict[str, Any] = {"mixup_enabled": True}
 
 
-def check_state(state: Any, identity: Mapping[str, Any]) -> tuple[int, int]:
+def check_state(state: Any, identity: Mapping[str, Any]) -> tuple[int, int, bool]:
     """Check a ``resume`` state (a :meth:`~dali_gridaug.loader.DaliLoader.state_dict`) against
     the loader it is restored into, whose ``identity`` (seed, sample count, source hash) it
     must match.
 
     Returns:
-        ``(epoch, position)``.
+        ``(epoch, position, mixup_enabled)`` (``mixup_enabled`` True for a state saved
+        before it was a field).
 
     Raises:
         TypeError, ValueError: the state is not a mapping, misses a field, or was saved with
@@ -173,7 +176,7 @@ def check_state(state: Any, identity: Mapping[str, Any]) -> tuple[int, int]:
     """
     if not isinstance(state, Mapping):
         raise TypeError(f"`resume` must be a loader state_dict(), got {type(state).__name__}")
-    missing = set(STATE_FIELDS) - set(state)
+    missing = set(STATE_FIELDS) - set(state) - set(STATE_DEFAULTS)
     if missing:
         old = " (a checkpoint of an older dali-gridaug)" if "dali" in state else ""
         raise ValueError(f"loader state is missing {', '.join(sorted(missing))}{old}")
@@ -184,8 +187,12 @@ def check_state(state: Any, identity: Mapping[str, Any]) -> tuple[int, int]:
                 f"loader state was saved with {what}{state[key]}, this loader has {value}; "
                 "resume with the same dataset and seed"
             )
-    return check_int("resume['epoch']", state["epoch"], 0), check_int(
-        "resume['position']", state["position"], 0
+    mixup = state.get("mixup_enabled", STATE_DEFAULTS["mixup_enabled"])
+    check_type("resume['mixup_enabled']", mixup, bool)
+    return (
+        check_int("resume['epoch']", state["epoch"], 0),
+        check_int("resume['position']", state["position"], 0),
+        bool(mixup),
     )
 
 

@@ -10,7 +10,9 @@ rebuilding the pipeline. Two kinds of draw (see :mod:`dali_gridaug.rows`):
   augmentation) draw the whole global batch from ``(seed, epoch, step start, stream)`` and
   keep this rank's rows: a file gets the same draw at any world size;
 - a mixing augmentation pairs samples inside this rank's batch, so its draws (λ, partners,
-  boxes) come from ``(seed, epoch, step start, stream, rank)``.
+  boxes) come from ``(seed, epoch, step start, stream, rank)``; with
+  :attr:`ParamSource.mixing_enabled` False it feeds its no-mix draw instead (λ 1, partner
+  itself, nothing pasted), which leaves every other draw as it was.
 
 Flattened names: ``"epoch"`` and ``"flip"`` (both ``(B,)`` int32, emitted), the preset's
 ``"preset.{name}"``, then ``"{i}.{name}"`` for each
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dali_gridaug.augment.base import Augment, Params, ParamSpec
+from dali_gridaug.augment.base import Augment, MixAugment, Params, ParamSpec
 from dali_gridaug.augment.graph import is_native, unused_params
 from dali_gridaug.order import Step
 from dali_gridaug.presets import Preset, preset_schema, sample_preset
@@ -89,6 +91,9 @@ class ParamSource:
         self.seed, self.rank = seed, rank
         self.preset = preset
         self.paste_before_flip = paste_before_flip
+        #: False: every mixing augmentation feeds its :meth:`~dali_gridaug.augment.base.
+        #: MixAugment.unmixed` draw (``loader.mixup_enabled``); read at each :meth:`draw`
+        self.mixing_enabled = True
         self.schemas = tuple(a.schema(height, width) for a in self.augments)
         self.preset_specs = preset_schema(preset) if preset is not None else ()
         unused = unused_params(self.augments)
@@ -135,11 +140,14 @@ class ParamSource:
             self._check("preset", self.preset_specs, own, b)
             out.update({f"preset.{k}": v for k, v in own.items()})
         for i, aug in enumerate(self.augments):
-            rng = self._rng(step, i, BATCH_KEY, self.rank) if aug.mixing else self.rows(step, i)
-            params = aug.sample(
-                rng, b, self.height, self.width, step.epoch,
-                flip=flip if self.paste_before_flip else None,
-            )  # fmt: skip
+            if isinstance(aug, MixAugment) and not self.mixing_enabled:
+                params = aug.unmixed(b, self.height, self.width)
+            else:
+                rng = self._rng(step, i, BATCH_KEY, self.rank) if aug.mixing else self.rows(step, i)
+                params = aug.sample(
+                    rng, b, self.height, self.width, step.epoch,
+                    flip=flip if self.paste_before_flip else None,
+                )  # fmt: skip
             self._check(type(aug).__name__, self.schemas[i], params, b)
             out.update({f"{i}.{k}": v for k, v in params.items()})
         return out

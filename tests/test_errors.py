@@ -214,7 +214,7 @@ def test_bad_resume_state_is_a_clear_error(small: Path, tmp_path: Path) -> None:
     loader = small_loader(small, train=True)
     next(iter(loader))
     state = loader.state_dict()
-    assert set(state) == {"epoch", "position", "seed", "num_samples", "source"}
+    assert set(state) == {"epoch", "position", "mixup_enabled", "seed", "num_samples", "source"}
     with pytest.raises(ValueError, match=r"saved with `seed`=0, this loader has 5"):
         small_loader(small, train=True, seed=5, resume=state)
     jpeg = next(small.rglob("*.jpg")).read_bytes()

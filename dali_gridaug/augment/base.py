@@ -219,6 +219,24 @@ class MixAugment(Augment):
         """True when :meth:`blend_dali` needs the partner's images without the paste."""
         return False
 
+    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+        """The draw of a batch this augmentation leaves alone (``loader.mixup_enabled =
+        False``): its :meth:`schema`'s arrays with ``lam`` 1, ``partner`` the sample itself,
+        and (when :meth:`pastes`) empty paste boxes. The graph then returns every image
+        unchanged and :meth:`labels` the (smoothed) one-hot target. A subclass with more
+        parameters adds its own "not applied" values (the schema check names what is missing).
+        """
+        from dali_gridaug.geometry import identity_partner
+
+        b = batch_size
+        own = identity_partner(b).astype(np.int32)
+        out: Params = {"lam": np.ones(b, np.float32), "partner": own}
+        if self.pastes():
+            ids = next(s for s in self.schema(height, width) if s.name == "paste_ids")
+            boxes = np.zeros((b, ids.shape[0] - 1, 4), np.int64)
+            out.update(paste_args(own, boxes, height, width, None))
+        return out
+
     def labels(
         self, params: Mapping[str, Any], y: Any, num_classes: int, smoothing: float = 0.0
     ) -> LabelUpdate:

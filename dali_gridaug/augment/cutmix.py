@@ -115,6 +115,12 @@ class CutMix(MixAugment):
             **paste_args(partner, box[:, None, :], height, width, flip),
         }
 
+    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+        return {
+            **super().unmixed(batch_size, height, width),
+            "box": np.zeros((batch_size, 4), np.int32),
+        }
+
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
         return mix_by_mask(xp, images, box_keep_mask(xp, h, w, params["box"]), params["partner"])

@@ -97,6 +97,11 @@ class GridMix(MixAugment):
             **paste_args(partner, boxes, height, width, flip),
         }
 
+    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+        # every cell the sample's own: patch labels all its label
+        cells = np.ones((batch_size, self.n, self.n), np.uint8)
+        return {**super().unmixed(batch_size, height, width), "cells": cells}
+
     def labels(
         self, params: Mapping[str, Any], y: Any, num_classes: int, smoothing: float = 0.0
     ) -> LabelUpdate:

@@ -199,6 +199,14 @@ class _Mixing(MixAugment):
             out.update(paste_args(p["partner"], p["box"][:, None, :], height, width, flip))
         return out
 
+    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+        b = batch_size
+        none = {"box": np.zeros((b, 4), np.int32), "use_cutmix": np.zeros(b, np.uint8)}
+        out = super().unmixed(batch_size, height, width)
+        out.update({k: none[k] for k in self.extra_keys})
+        # the blend keeps the own image whole: w·x + 0·x[partner] = x
+        return {**out, "weight": np.ones(b, np.float32)}
+
     def blend_plain(self) -> bool:
         # per-sample draws: a Mixup sample's partner may itself have been pasted
         return self.pastes() and self._mix_kwargs()["mode"] == "elem"
