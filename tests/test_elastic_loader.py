@@ -102,7 +102,7 @@ def test_state_at_two_ranks_continues_at_three_exactly_once(
     states = [loader.state_dict() for loader in first]
     assert states[0] == states[1]
     assert states[0]["position"] == stop * GLOBAL and states[0]["epoch"] == 0
-    assert set(states[0]) == {"epoch", "position", "seed", "num_samples", "source"}
+    assert set(states[0]) == {"epoch", "position", "seed", "num_samples", "source", "mixup_enabled"}
     rest = _ranks(root, 3, resume=states[0])
     for loader in rest:
         for batch in loader:
