@@ -129,3 +129,18 @@ def test_cutmix_partners_stay_in_the_rank_batch(sample_data: dict[str, Path]) ->
         for batch in loader:
             partner = keep.sample_params(batch).partner
             assert sorted(partner.tolist()) == list(range(len(batch)))
+
+
+def test_the_trainer_keys_its_keep_stage_by_the_run_seed() -> None:
+    """A resume (at any world size) rebuilds the same stage: its only random input is the run
+    seed, so no generator state is saved or reseeded."""
+    from dali_gridaug.recipes import load_recipe
+    from dali_gridaug.training.config import RunConfig
+    from dali_gridaug.training.dist import DistEnv
+    from dali_gridaug.training.parts import build_parts
+
+    recipe = load_recipe("imagenet_keepcutmix").override({"model.name": "resnet18"})
+    env = DistEnv(0, 1, 0, 1, torch.device("cpu"))  # one process: no DDP wrapper
+    parts = build_parts(RunConfig(train="unused", seed=7), recipe, env, K, steps_per_epoch=5)
+    assert isinstance(parts.keep, KeepStage) and parts.keep.seed == 7
+    assert parts.keep.method == recipe.keep.method
