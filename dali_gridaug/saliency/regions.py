@@ -1,4 +1,4 @@
-"""Window scores, rank-based eligibility and masked-multinomial choice, batched in torch.
+"""Window scores, rank-based eligibility and the masked choice (inverse CDF), batched in torch.
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778), Algorithm 1 and the
 "Remark" of §3:
