@@ -22,7 +22,7 @@ import torch
 
 from dali_gridaug.loader import create_loader
 from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
-from tests.helpers import tiny_model
+from tests.helpers import make_batch, random_images, tiny_model
 
 K = 10  # classes of the sample_data fixture
 SIZE = 32
@@ -144,3 +144,15 @@ def test_the_trainer_keys_its_keep_stage_by_the_run_seed() -> None:
     parts = build_parts(RunConfig(train="unused", seed=7), recipe, env, K, steps_per_epoch=5)
     assert isinstance(parts.keep, KeepStage) and parts.keep.seed == 7
     assert parts.keep.method == recipe.keep.method
+
+
+def test_a_hand_built_batch_uses_positions_arange_b() -> None:
+    batch = make_batch(random_images(3, 8))
+    keep = stage("cutout", 5)
+    assert batch.position.numel() == 0
+    same = keep.sample_params(batch.replace(position=torch.arange(8)))
+    assert torch.equal(keep.sample_params(batch).boxes, same.boxes)
+    shifted = keep.sample_params(batch.replace(position=torch.arange(8) + 8))
+    assert not torch.equal(shifted.boxes, same.boxes)
+    with pytest.raises(ValueError, match=r"`batch.position` must be empty or of shape \(8,\)"):
+        keep.sample_params(batch.replace(position=torch.arange(3)))

@@ -99,8 +99,7 @@ class KeepStage:
         - ``"cutout"``: a cut-eligible ``length×length`` box is zeroed.
         - ``"cutmix"``: per sample ``λ ~ Beta(α, α)``, box side ``s = int(S·sqrt(1 − λ))`` per
           axis (S = H, W), placed at a cut-eligible location on the sample's own image; the
-          partner's (a random permutation of the batch) patch is pasted there; λ from the
-          area pasted.
+          partner (random permutation) patch is pasted there; λ from the area pasted.
         - ``"gridmask"``: ``draws`` GridMask masks per image; one is kept uniformly among
           those whose dropped saliency is cut-eligible (rank rule over the draws).
         - ``"paste"``: ``batch.images`` is the augmented view x' and ``batch.clean`` the clean
@@ -151,20 +150,16 @@ class KeepStage:
 
     Note:
         No generator state: every draw is a pure function of ``(seed, batch.epoch, position,
-        stream, j)`` (:mod:`dali_gridaug.saliency.keyed`), where ``position`` is the sample's
-        place in the epoch's global order (``batch.position``; a hand-built batch with an
-        empty ``position`` uses ``arange(B)``), ``stream`` names the quantity and ``j``
-        counts its values. Per sample: the box or window choice (stream ``BOX``), the
-        low-resolution row and column offsets (``OFFSET_Y``, ``OFFSET_X``), the gridmask
-        candidates' periods, degrees and shifts (``GRID_TILE``, ``GRID_DEGREES``,
-        ``GRID_SHIFT_X``, ``GRID_SHIFT_Y``, value ``j`` for candidate ``j``) and the kept
-        candidate (``GRID_CHOICE``), and cutmix's ``λ`` (``CUTMIX_LAMBDA``). Given the same
-        image (the loader's crop and flip are world-size invariant) and model, a file
-        therefore gets the same boxes, gridmask draw and λ at any world size and batch
-        size. The only batch-level draw, cutmix's partner permutation (partners are in the
-        rank's own batch), is derived from the per-sample keys: the argsort of each
-        sample's ``CUTMIX_PARTNER`` uniform, so it depends on which samples share the batch
-        and is not world-size invariant. A resume needs no saved state.
+        stream, j)`` (:mod:`dali_gridaug.saliency.keyed`); ``position`` is the sample's place
+        in the epoch's global order (``batch.position``; ``arange(B)`` when it is empty, in a
+        hand-built batch), ``stream`` names the quantity, ``j`` counts its values. Per
+        sample: the box choice (stream ``BOX``), low-resolution offsets (``OFFSET_Y``,
+        ``OFFSET_X``), gridmask candidate ``j``'s period, degrees and shifts (``GRID_TILE``,
+        ``GRID_DEGREES``, ``GRID_SHIFT_X``, ``GRID_SHIFT_Y``), the kept one (``GRID_CHOICE``)
+        and cutmix's λ (``CUTMIX_LAMBDA``): with the same image and model a file gets the
+        same boxes, gridmask draw and λ at any world size. Cutmix's partner permutation, the
+        one batch-level draw (partners are in the rank's own batch), is the argsort of the
+        samples' ``CUTMIX_PARTNER`` uniforms: not world-size invariant. Resumes need no state.
     """
 
     def __init__(
