@@ -141,3 +141,15 @@ def test_beta_with_a_tiny_alpha_matches_numpy() -> None:
     ref = np.random.default_rng(0).beta(0.05, 0.05, 20_000)
     assert np.isfinite(lam).all()
     assert stats.ks_2samp(lam, ref).pvalue > 1e-3
+
+
+def test_gamma_falls_back_to_a_finite_value_when_every_candidate_is_rejected() -> None:
+    m = keyed.GAMMA_CANDIDATES
+    u = torch.zeros(2, 3 * m + 1, dtype=torch.float64)
+    u[:, :m] = 1 - 1e-10  # radius sqrt(-2 log 1e-10) ≈ 6.8
+    u[:, m : 2 * m] = 0.5  # cos(π) = −1: z ≈ −6.8, v = (1 + c·z)^3 < 0, rejected
+    # sample 1: its last candidate has z = 0 (v = 1) and log(1 − 0.5) < 0: accepted
+    u[1, m - 1], u[1, 2 * m - 1], u[1, 3 * m - 1] = 0.0, 0.0, 0.5
+    log_x = keyed._log_gamma_draw(u, 1.0).tolist()  # the boost U^(1/α) is 1 (u = 0)
+    d = 1.0 + 2.0 / 3.0
+    assert log_x == pytest.approx([np.log(d) + np.log(2.0**-53), np.log(d)], rel=1e-12)

@@ -198,7 +198,8 @@ def _log_gamma_draw(u: torch.Tensor, alpha: float) -> torch.Tensor:
     v = (1.0 + c * z) ** 3
     safe_v = v.clamp_min(2.0**-53)
     ok = (v > 0) & (torch.log1p(-accept_u) < 0.5 * z * z + d - d * safe_v + d * torch.log(safe_v))
-    first = torch.where(ok.any(dim=1), ok.to(torch.int8).argmax(dim=1), 0)
+    index = torch.arange(m, device=u.device)
+    first = torch.where(ok, index, m).amin(dim=1) % m  # the first accepted, else 0
     log_y = math.log(d) + torch.log(safe_v.gather(1, first[:, None])[:, 0])
     return log_y + torch.log1p(-u[:, 3 * m]) / alpha
 
