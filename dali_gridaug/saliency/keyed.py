@@ -157,7 +157,8 @@ def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     ``cumsum`` in float64, then ``searchsorted`` of ``u · total``; an index of zero weight is
     never returned (the result is clamped to the last positive entry, which a rounding of
-    ``u · total`` up to the total would otherwise overshoot).
+    ``u · total`` up to the total would otherwise overshoot). Rows are independent: a row's
+    index does not depend on the other rows of the batch.
 
     Args:
         weights: ``(B, N)`` non-negative float, every row with a positive entry.
