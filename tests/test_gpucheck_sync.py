@@ -108,7 +108,7 @@ def _trainer(recipe, device: str, amp: str, *, keep: KeepStage | None = None) ->
     optimizer = build_optimizer(model, recipe)
     scaler = torch.amp.GradScaler(device, enabled=amp == "fp16")
     parts = Parts(model, model, optimizer, build_scheduler(optimizer, recipe, 10), scaler,
-                  build_criterion(recipe), keep, None)  # fmt: skip
+                  build_criterion(recipe), keep)  # fmt: skip
     trainer = Trainer.__new__(Trainer)
     trainer.parts, trainer.cfg = parts, types.SimpleNamespace(channels_last=True)
     trainer.autocast = autocast_factory(amp, torch.device(device))
@@ -204,7 +204,7 @@ def _keep_trainer(clean_output, method: str, saliency: str, amp: str = "none"):
     trainer = _trainer(recipe, "cpu", amp)
     trainer.parts.keep = KeepStage(trainer.parts.model, method, length=8, saliency=saliency,
                                    box="clip", gridmask=KeepGridMaskConfig(d=(8, 24)), draws=4,
-                                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+                                   seed=0)  # fmt: skip
     return trainer, DaliLoader._to_batch(loader, out)
 
 

@@ -23,7 +23,7 @@ from dali_gridaug.saliency import (
     lowres_images,
     saliency_map,
 )
-from tests.helpers import box_mask, gen, make_batch, random_images, tiny_model
+from tests.helpers import box_mask, make_batch, random_images, tiny_model
 
 K = 16
 B = 16
@@ -62,7 +62,7 @@ def test_cutout_zeroes_a_cut_eligible_box_and_leaves_the_rest(length: int) -> No
     model = tiny_model(K).train()
     images = random_images(1)
     batch = make_batch(images)
-    out = KeepStage(model, "cutout", length=length, generator=gen(2))(batch)
+    out = KeepStage(model, "cutout", length=length, seed=2)(batch)
     boxes = out.boxes
     assert boxes.dtype == torch.int64 and boxes.shape == (B, 4)
     assert bool(((boxes[:, 2:] - boxes[:, :2]) == length).all())
@@ -92,7 +92,7 @@ def test_cutout_avoids_the_salient_region() -> None:
         model[1].weight.view(K, 3, S, S)[..., 12:, :] = 0
         model[1].weight.view(K, 3, S, S)[..., :, 12:] = 0
     batch = make_batch(random_images(4))
-    out = KeepStage(model, "cutout", length=8, generator=gen(5))(batch)
+    out = KeepStage(model, "cutout", length=8, seed=5)(batch)
     hits = box_mask(out.boxes, S, S)[:, :12, :12].flatten(1).any(1)
     assert not bool(hits.any())
 
@@ -105,7 +105,7 @@ def test_paste_copies_one_paste_eligible_clean_window_exactly() -> None:
     clean = random_images(6)
     augmented = random_images(7)
     batch = make_batch(augmented, clean=clean)
-    stage = KeepStage(model, "paste", length=8, generator=gen(8))
+    stage = KeepStage(model, "paste", length=8, seed=8)
     params = stage.sample_params(batch)
     out = stage.apply(batch, params)
     inside = box_mask(out.boxes, S, S)[:, None].expand_as(clean)
@@ -137,7 +137,7 @@ def test_cutmix_lam_is_the_measured_pixel_fraction(alpha: float) -> None:
     ident = colours[:, None, None, None].expand(B, 3, S, S)
     labels = torch.arange(B)
     batch = make_batch(images, labels)
-    out = KeepStage(model, "cutmix", alpha=alpha, generator=gen(11))(batch)
+    out = KeepStage(model, "cutmix", alpha=alpha, seed=11)(batch)
     partner = out.partner
     assert sorted(partner.tolist()) == list(range(B))
     inside = box_mask(out.boxes, S, S)
@@ -169,14 +169,15 @@ def test_cutmix_lam_is_the_measured_pixel_fraction(alpha: float) -> None:
 
 
 def test_cutmix_box_sides_follow_int_S_sqrt_one_minus_lambda() -> None:
-    """With a fixed generator the λ draws can be replayed: sides are int(S·sqrt(1 − λ))."""
-    from dali_gridaug.saliency.torch_geometry import sample_beta
+    """The keyed λ draws can be replayed: sides are int(S·sqrt(1 − λ))."""
+    from dali_gridaug.saliency import keyed
 
     model = tiny_model(K)
     height, width = 24, 40
     batch = make_batch(random_images(12, height=height, width=width))
-    out = KeepStage(model, "cutmix", generator=gen(13))(batch)
-    lam = sample_beta(1.0, B, gen(13), torch.device("cpu"))
+    out = KeepStage(model, "cutmix", seed=13)(batch)
+    keys = keyed.sample_keys(13, 0, torch.arange(B))  # a hand-built batch: positions arange(B)
+    lam = keyed.beta(keys, keyed.Stream.CUTMIX_LAMBDA, 1.0)
     sides = out.boxes[:, 2:] - out.boxes[:, :2]
     expected = [[int(height * math.sqrt(1 - v)), int(width * math.sqrt(1 - v))] for v in lam]
     assert sides.tolist() == expected
@@ -190,7 +191,7 @@ def test_gridmask_keeps_a_draw_within_the_saliency_quantile() -> None:
     images = random_images(14)
     batch = make_batch(images)
     cfg = KeepGridMaskConfig(r=0.5, d=(6, 12), rotate=30, mode=1)
-    stage = KeepStage(model, "gridmask", gridmask=cfg, draws=10, tau=0.6, generator=gen(15))
+    stage = KeepStage(model, "gridmask", gridmask=cfg, draws=10, tau=0.6, seed=15)
     params = stage.sample_params(batch)
     out = stage.apply(batch, params)
     grid = params.grid
@@ -230,7 +231,7 @@ def test_gridmask_keeps_a_draw_within_the_saliency_quantile() -> None:
 
 
 def test_gridmask_default_periods_scale_with_the_image() -> None:
-    stage = KeepStage(tiny_model(K), "gridmask", generator=gen(16))
+    stage = KeepStage(tiny_model(K), "gridmask", seed=16)
     params = stage.sample_params(make_batch(random_images(17)))
     tile = params.grid.tile
     assert bool(((tile >= S // 3) & (tile < S)).all())
@@ -245,7 +246,7 @@ def test_lowres_windows_are_mapped_back_inside_the_image(method: str) -> None:
     height, width, length = 33, 31, 7
     images = random_images(18, height=height, width=width)
     batch = make_batch(images, clean=images + 1)
-    stage = KeepStage(model, method, length=length, saliency="lowres", generator=gen(19))
+    stage = KeepStage(model, method, length=length, saliency="lowres", seed=19)
     params = stage.sample_params(batch)
     boxes = params.boxes
     assert params.saliency.shape == (B, height // 2, width // 2)
@@ -270,7 +271,7 @@ def test_early_saliency_runs_the_early_head_only() -> None:
     model.resnet.layer2.register_forward_hook(lambda *_: calls.append("layer2"))
     images = random_images(21)
     batch = make_batch(images)
-    stage = KeepStage(model, "cutout", length=8, saliency="early", generator=gen(22))
+    stage = KeepStage(model, "cutout", length=8, saliency="early", seed=22)
     params = stage.sample_params(batch)
     assert calls == []
     assert model.training and all(p.grad is None for p in model.parameters())
@@ -287,13 +288,13 @@ def test_early_saliency_runs_the_early_head_only() -> None:
 def test_same_seed_same_batch_and_params_replay(method: str) -> None:
     model = tiny_model(K)
     batch = make_batch(random_images(23), clean=random_images(24))
-    a = KeepStage(model, method, length=8, generator=gen(25))
-    b = KeepStage(model, method, length=8, generator=gen(25))
+    a = KeepStage(model, method, length=8, seed=25)
+    b = KeepStage(model, method, length=8, seed=25)
     params = a.sample_params(batch)
     out_a = a.apply(batch, params)
     out_b = b(batch)
     for field in ("images", "target", "lam", "boxes", "partner"):
         assert torch.equal(getattr(out_a, field), getattr(out_b, field)), field
     assert torch.equal(a.apply(batch, params).images, out_a.images)
-    other = KeepStage(model, method, length=8, generator=gen(26))(batch)
+    other = KeepStage(model, method, length=8, seed=26)(batch)
     assert not torch.equal(other.images, out_a.images)

@@ -42,7 +42,10 @@ K = 16
             r"`max_mask_elements` must be in \[1, inf\), got 0",
         ),
         ({"draws": True}, TypeError, r"`draws` must be int, got True \(bool\)"),
-        ({"generator": 0}, TypeError, r"`generator` must be a torch.Generator or None, got int"),
+        ({"seed": -1}, ValueError, r"`seed` must be in \[0, 9223372036854775807\], got -1"),
+        ({"seed": 2**63}, ValueError, r"`seed` must be in \[0, 9223372036854775807\], got 9223"),
+        ({"seed": 1.0}, TypeError, r"`seed` must be int, got 1.0 \(float\)"),
+        ({"seed": True}, TypeError, r"`seed` must be int, got True \(bool\)"),
         ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or an object with"),
     ],
 )

@@ -21,6 +21,7 @@ from dali_gridaug.saliency import (
     KeepStage,
     clipped_box_scores,
     integral_image,
+    keyed,
     quantize_saliency,
     saliency_map,
     sample_grid_draws,
@@ -30,10 +31,8 @@ from dali_gridaug.saliency.torch_geometry import (
     cut_sides,
     degrees_to_radians,
     grid_ratio,
-    sample_beta,
-    uniform_below,
 )
-from tests.helpers import chi_square_p_ok, gen, make_batch, random_images, tiny_model
+from tests.helpers import chi_square_p_ok, make_batch, random_images, tiny_model
 
 K = 16
 
@@ -69,9 +68,10 @@ def test_torch_mirrors_equal_the_geometry_module() -> None:
     assert np.array_equal(degrees_to_radians(torch.from_numpy(degrees)).numpy(), params.angle)
 
 
-def test_uniform_below_is_numpy_integers_distribution() -> None:
-    high = torch.tensor([1, 2, 7] * 20_000)
-    draws = uniform_below(high, gen(1))
+def test_integers_below_is_numpy_integers_distribution() -> None:
+    high = torch.tensor([1, 2, 7] * 20_000).reshape(-1, 3)
+    keys = keyed.sample_keys(1, 0, torch.arange(high.shape[0]))
+    draws = keyed.integers_below(keys, keyed.Stream.BOX, high)
     assert bool(((draws >= 0) & (draws < high)).all())
     sevens = draws[high == 7].numpy()
     assert chi_square_p_ok(np.bincount(sevens, minlength=7), np.full(7, sevens.size / 7))
@@ -79,7 +79,7 @@ def test_uniform_below_is_numpy_integers_distribution() -> None:
 
 def test_grid_draws_have_gridmask_discrete_semantics() -> None:
     cfg = KeepGridMaskConfig(r=0.6, d=(7, 8), rotate=30)
-    grid = sample_grid_draws(cfg, 600, 10, 32, gen(2), torch.device("cpu"))
+    grid = sample_grid_draws(cfg, keyed.sample_keys(2, 0, torch.arange(600)), 10, 32)
     assert bool((grid.tile == 7).all())
     assert torch.equal(grid.ratio, torch.full_like(grid.ratio, (7 - math.ceil(7 * 0.6)) / 7))
     for shift in (grid.shift_x, grid.shift_y):
@@ -91,7 +91,9 @@ def test_grid_draws_have_gridmask_discrete_semantics() -> None:
     counts = np.bincount(degrees.round().long().flatten().numpy(), minlength=30)
     assert counts.size == 30 and chi_square_p_ok(counts, np.full(30, degrees.numel() / 30))
     # the default period range scales with the image: d in [max(2, H // 3), H)
-    default = sample_grid_draws(KeepGridMaskConfig(), 50, 8, 96, gen(3), torch.device("cpu"))
+    default = sample_grid_draws(
+        KeepGridMaskConfig(), keyed.sample_keys(3, 0, torch.arange(50)), 8, 96
+    )
     assert int(default.tile.min()) == 32 and int(default.tile.max()) == 95
 
 
@@ -108,7 +110,7 @@ def test_gridmask_chunking_does_not_change_the_result(saliency: str) -> None:
             gridmask=cfg,
             draws=8,
             saliency=saliency,
-            generator=gen(5),
+            seed=5,
             max_mask_elements=budget,
         )
         params = stage.sample_params(batch)
@@ -125,7 +127,7 @@ def test_gridmask_chunking_does_not_change_the_result(saliency: str) -> None:
 
 
 def test_clipped_boxes_are_the_baselines_boxes_with_brute_force_scores() -> None:
-    g = torch.rand(3, 9, 11, generator=gen(6))
+    g = torch.rand(3, 9, 11, generator=torch.Generator().manual_seed(6))
     sides = torch.tensor([4, 5, 0])
     scores, boxes = clipped_box_scores(integral_image(g), sides, sides + 2)
     q = quantize_saliency(g).numpy()
@@ -160,7 +162,8 @@ def test_clipped_choice_is_cut_eligible_and_uniform() -> None:
     eligible = np.sort(np.argsort(sums, kind="stable")[:k])
     assert np.diff(np.sort(sums)).min() > side * side * 2.0**-24 * g.max()  # no ties
     maps = torch.from_numpy(g).float().expand(draws, height, width).contiguous()
-    boxes, centres = select_clipped_boxes(maps, side, side, tau=tau, which="cut", generator=gen(8))
+    keys = keyed.sample_keys(8, 0, torch.arange(draws))
+    boxes, centres = select_clipped_boxes(maps, side, side, tau=tau, which="cut", keys=keys)
     chosen = (centres[:, 0] * width + centres[:, 1]).numpy()
     assert set(chosen.tolist()) <= set(eligible.tolist())
     counts = np.bincount(chosen, minlength=n)[eligible]
@@ -174,12 +177,11 @@ def test_clipped_choice_is_cut_eligible_and_uniform() -> None:
 def test_clip_with_zero_saliency_is_exactly_the_cutout_baseline(saliency: str) -> None:
     size, length, batch, rounds = 12, 6, 1000, 12
     model = blind_model()
-    stage = KeepStage(
-        model, "cutout", length=length, box="clip", saliency=saliency, generator=gen(9)
-    )
+    stage = KeepStage(model, "cutout", length=length, box="clip", saliency=saliency, seed=9)
     boxes = torch.cat(
         [
-            stage.sample_params(make_batch(random_images(r, batch, size))).boxes
+            # a new epoch per round: new keyed draws (the same epoch would repeat them)
+            stage.sample_params(make_batch(random_images(r, batch, size)).replace(epoch=r)).boxes
             for r in range(rounds)
         ]
     )
@@ -222,10 +224,14 @@ def test_clip_mean_cut_area_follows_the_baseline_not_the_inside_rule(method: str
         baseline = float(geometry.box_area(boxes).mean()) / size**2  # ≈ 0.19
     means = {}
     for box in ("clip", "inside"):
-        stage = KeepStage(model, method, box=box, generator=gen(11))
+        stage = KeepStage(model, method, box=box, seed=11)
         cut = torch.cat(
             [
-                areas(stage.sample_params(make_batch(random_images(12 + r, batch, size))).boxes)
+                areas(
+                    stage.sample_params(
+                        make_batch(random_images(12 + r, batch, size)).replace(epoch=r)
+                    ).boxes
+                )
                 for r in range(rounds)
             ]
         )
@@ -240,8 +246,8 @@ def test_keep_cutmix_clip_boxes_are_cut_eligible_with_lam_from_the_clipped_area(
     size, batch, tau = 24, 16, 0.6
     model = tiny_model(K)
     images = random_images(13, batch, size)
-    out = KeepStage(model, "cutmix", box="clip", generator=gen(14))(make_batch(images))
-    lam = sample_beta(1.0, batch, gen(14), torch.device("cpu"))
+    out = KeepStage(model, "cutmix", box="clip", seed=14)(make_batch(images))
+    lam = keyed.beta(keyed.sample_keys(14, 0, torch.arange(batch)), keyed.Stream.CUTMIX_LAMBDA, 1.0)
     sides_h, sides_w = geometry.cut_sides(lam.numpy(), size, size)
     torch.testing.assert_close(out.lam, (1 - areas(out.boxes) / size**2).float())
     own = (out.images == images).all(dim=1).float().mean(dim=(1, 2))
@@ -269,13 +275,11 @@ def test_keep_cutmix_clip_boxes_are_cut_eligible_with_lam_from_the_clipped_area(
 def test_lowres_reaches_odd_offsets_and_keeps_the_box_rules() -> None:
     size, length = 20, 6
     model = tiny_model(K)
-    inside = KeepStage(model, "cutout", length=length, saliency="lowres", generator=gen(15))
-    clip = KeepStage(
-        model, "cutout", length=length, box="clip", saliency="lowres", generator=gen(16)
-    )
+    inside = KeepStage(model, "cutout", length=length, saliency="lowres", seed=15)
+    clip = KeepStage(model, "cutout", length=length, box="clip", saliency="lowres", seed=16)
     tops, centres = set(), set()
     for r in range(6):
-        batch = make_batch(random_images(20 + r, 64, size))
+        batch = make_batch(random_images(20 + r, 64, size)).replace(epoch=r)
         boxes = inside.sample_params(batch).boxes
         assert bool(((boxes[:, 2:] - boxes[:, :2]) == length).all())
         tops |= set(boxes[:, 0].tolist()) | set(boxes[:, 1].tolist())

@@ -36,7 +36,7 @@ def test_cuda_stage_stays_on_device_without_host_syncs(
         length=8,
         saliency=saliency,
         box=box,
-        generator=torch.Generator(dev).manual_seed(0),
+        seed=0,
         max_mask_elements=3 * 8 * S * S,  # gridmask masks in chunks of 3 samples
     )
     stage(batch)  # warm-up: lazy CUDA/cuBLAS/CuPy initialisation may synchronise once
@@ -76,7 +76,9 @@ def _host_value(node: ast.expr) -> bool:
     )
 
 
-@pytest.mark.parametrize("module", ["keep", "grid", "regions", "maps", "torch_geometry"])
+@pytest.mark.parametrize(
+    "module", ["keep", "grid", "regions", "boxes", "keyed", "maps", "torch_geometry"]
+)
 def test_stage_code_has_no_host_sync_calls(module: str) -> None:
     """By construction (the CUDA test above needs a GPU): no ``.item()``, ``.tolist()``,
     ``.cpu()``, ``bool(tensor)``, data-dependent ``nonzero``, or ``int()``/``float()`` of a

@@ -23,7 +23,14 @@ from dali_gridaug.saliency import (
     upscale_positions,
     window_scores,
 )
+from dali_gridaug.saliency.keyed import sample_keys
 from tests.helpers import chi_square_p_ok
+
+
+def keys(n: int, seed: int = 0, epoch: int = 0) -> torch.Tensor:
+    """``(n,)`` sample keys of positions ``0 … n − 1``."""
+    return sample_keys(seed, epoch, torch.arange(n))
+
 
 # -- window scores -----------------------------------------------------------------------------
 
@@ -79,7 +86,7 @@ def test_cut_and_paste_weights_partition_the_candidates() -> None:
 def test_single_candidate_is_both_cut_and_paste_eligible() -> None:
     g = torch.rand(3, 6, 6)
     for which in ("cut", "paste"):
-        boxes = select_windows(g, 6, 6, tau=0.6, which=which, generator=torch.Generator())
+        boxes = select_windows(g, 6, 6, tau=0.6, which=which, keys=keys(3))
         assert boxes.tolist() == [[0, 0, 6, 6]] * 3
 
 
@@ -103,8 +110,7 @@ def brute_eligible(g: np.ndarray, tau: float, which: str) -> tuple[np.ndarray, n
 def draw_many(g: np.ndarray, which: str, seed: int) -> np.ndarray:
     """Flat window index (on the ``(H − L + 1)²`` grid) of DRAWS batched draws on one map."""
     maps = torch.from_numpy(g).float().expand(DRAWS, H, W).contiguous()
-    gen = torch.Generator().manual_seed(seed)
-    boxes = select_windows(maps, L, L, tau=0.6, which=which, generator=gen)
+    boxes = select_windows(maps, L, L, tau=0.6, which=which, keys=keys(DRAWS, seed))
     assert bool(
         ((boxes[:, 2] - boxes[:, 0]) == L).all() and ((boxes[:, 3] - boxes[:, 1]) == L).all()
     )
@@ -158,11 +164,13 @@ def test_ties_straddling_the_threshold_follow_the_random_rank_rule(which: str) -
     assert chi_square_p_ok(counts[support], DRAWS * probs[support])
 
 
-def test_same_generator_seed_gives_same_windows() -> None:
+def test_same_keys_give_same_windows() -> None:
     g = torch.rand(16, 12, 12)
-    a = select_windows(g, 4, 4, tau=0.6, which="cut", generator=torch.Generator().manual_seed(9))
-    b = select_windows(g, 4, 4, tau=0.6, which="cut", generator=torch.Generator().manual_seed(9))
+    a = select_windows(g, 4, 4, tau=0.6, which="cut", keys=keys(16, 9))
+    b = select_windows(g, 4, 4, tau=0.6, which="cut", keys=keys(16, 9))
     assert torch.equal(a, b)
+    c = select_windows(g, 4, 4, tau=0.6, which="cut", keys=keys(16, 10))
+    assert not torch.equal(a, c)
 
 
 @pytest.mark.parametrize(("size", "length"), [((33, 31), 7), ((32, 32), 8), ((9, 20), 1)])
@@ -176,9 +184,7 @@ def test_lowres_boxes_map_back_inside_the_image(size: tuple[int, int], length: i
     low = torch.stack((ys, xs, ys + low_len, xs + low_len), dim=-1).reshape(-1, 4)
     draws = 64  # every low box many times: the random offsets reach every full position
     low = low.repeat(draws, 1)
-    full = upscale_boxes(
-        low, length, length, height, width, generator=torch.Generator().manual_seed(3)
-    )
+    full = upscale_boxes(low, length, length, height, width, keys(low.shape[0], 3))
     assert bool((full[:, :2] >= 0).all() and (full[:, 2] <= height).all())
     assert bool((full[:, 3] <= width).all())
     assert bool(((full[:, 2:] - full[:, :2]) == length).all())
@@ -193,17 +199,16 @@ def test_lowres_boxes_map_back_inside_the_image(size: tuple[int, int], length: i
 
 
 def test_upscale_positions_is_uniform_over_the_positions_a_low_position_stands_for() -> None:
-    gen = torch.Generator().manual_seed(4)
     n = 40_000
     # low positions 0..4 (last = 4) for full positions 0..12: the last stands for 8..12
     low = torch.full((n,), 4, dtype=torch.int64)
-    full = upscale_positions(low, 4, 12, gen)
+    full = upscale_positions(low, 4, 12, keys(n, 4, 0))
     counts = np.bincount(full.numpy(), minlength=13)
     assert counts[:8].sum() == 0
     assert chi_square_p_ok(counts[8:], np.full(5, n / 5))
     low = torch.full((n,), 2, dtype=torch.int64)
-    counts = np.bincount(upscale_positions(low, 4, 12, gen).numpy(), minlength=13)
+    counts = np.bincount(upscale_positions(low, 4, 12, keys(n, 4, 1)).numpy(), minlength=13)
     assert counts[4] + counts[5] == n and abs(counts[4] / n - 0.5) < 0.02
     # a last position whose pair overhangs the border is clamped to it
-    full = upscale_positions(torch.full((n,), 3, dtype=torch.int64), 3, 6, gen)
+    full = upscale_positions(torch.full((n,), 3, dtype=torch.int64), 3, 6, keys(n, 4, 2))
     assert set(full.tolist()) == {6}

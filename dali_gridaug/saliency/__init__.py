@@ -2,12 +2,13 @@
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778). Data flow:
 ``maps`` (saliency of the current model) → ``regions`` (window scores, rank eligibility,
-masked-multinomial choice) → ``boxes`` (clip/inside candidates, low-resolution mapping) →
-``grid`` (KeepGridMask candidates) → ``keep``
-(:class:`KeepStage`, masks from :mod:`dali_gridaug.kernels`); ``early`` adds the early head
-for cheap saliency.
+masked choice) → ``boxes`` (clip/inside candidates, low-resolution mapping) → ``grid``
+(KeepGridMask candidates) → ``keep`` (:class:`KeepStage`, masks from
+:mod:`dali_gridaug.kernels`); ``keyed`` draws every random value from
+``(seed, epoch, position, stream)``; ``early`` adds the early head for cheap saliency.
 """
 
+from dali_gridaug.saliency import keyed
 from dali_gridaug.saliency.boxes import (
     BOX_RULES,
     clip_boxes,
@@ -62,6 +63,7 @@ __all__ = [
     "eligibility_weights",
     "eval_mode",
     "integral_image",
+    "keyed",
     "lowres_images",
     "masked_choice",
     "quantize_saliency",

@@ -11,7 +11,9 @@ baselines' geometry from :mod:`dali_gridaug.geometry`):
 For low-resolution saliency (a ×0.5 map) the box is chosen on the small map with half the
 side and its position mapped back with a random offset, so every full-resolution position is
 reachable (:func:`upscale_positions`). Everything is batched torch on the saliency's device,
-without host synchronisation.
+without host synchronisation; every draw is keyed by the sample's key
+(:mod:`dali_gridaug.saliency.keyed`): the choice by its ``BOX`` stream, the offsets by its
+``OFFSET_Y`` and ``OFFSET_X`` streams.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Literal
 import torch
 
 from dali_gridaug.geometry import centred_box
+from dali_gridaug.saliency.keyed import Stream, integers_below
 from dali_gridaug.saliency.regions import (
     Which,
     eligibility_weights,
@@ -105,7 +108,7 @@ def select_clipped_boxes(
     *,
     tau: float,
     which: Which,
-    generator: torch.Generator | None,
+    keys: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one cut- or paste-eligible clipped box per image (centre among all pixels).
 
@@ -123,7 +126,7 @@ def select_clipped_boxes(
         widths: box side along x in pixels, an int or ``(B,)`` int64.
         tau: quantile in ``(0, 1)``.
         which: ``"cut"`` or ``"paste"``.
-        generator: torch generator on the device of ``saliency``.
+        keys: ``(B,)`` int64 sample keys on the device of ``saliency``.
 
     Returns:
         ``boxes``: ``(B, 4)`` int64 clipped boxes ``(y0, x0, y1, x1)``, half-open (possibly
@@ -131,7 +134,7 @@ def select_clipped_boxes(
     """
     b, height, width = saliency.shape
     scores, boxes = clipped_box_scores(integral_image(saliency), heights, widths)
-    index = masked_choice(eligibility_weights(scores.reshape(b, -1), tau, which), generator)
+    index = masked_choice(eligibility_weights(scores.reshape(b, -1), tau, which), keys)
     chosen = boxes.reshape(b, -1, 4).gather(1, index[:, None, None].expand(b, 1, 4))[:, 0]
     cy = torch.div(index, width, rounding_mode="floor")
     return chosen, torch.stack((cy, index - cy * width), dim=1)
@@ -141,7 +144,8 @@ def upscale_positions(
     low: torch.Tensor,
     low_last: int | torch.Tensor,
     full_last: int | torch.Tensor,
-    generator: torch.Generator | None,
+    keys: torch.Tensor,
+    stream: int = Stream.OFFSET_Y,
 ) -> torch.Tensor:
     """Map positions on a ×0.5 map to full resolution, reaching every full position.
 
@@ -157,7 +161,9 @@ def upscale_positions(
         low: ``(B,)`` int64 positions on the low-resolution axis, in ``[0, low_last]``.
         low_last: largest low position (``(B,)`` int64 or int).
         full_last: largest full-resolution position (``(B,)`` int64 or int), ``≥ 0``.
-        generator: torch generator on the device of ``low``.
+        keys: ``(B,)`` int64 sample keys on the device of ``low``.
+        stream: the keyed stream of the offset (``OFFSET_Y`` for rows, ``OFFSET_X`` for
+            columns).
 
     Returns:
         ``(B,)`` int64 full-resolution positions in ``[0, full_last]``.
@@ -166,8 +172,7 @@ def upscale_positions(
     low_last = per_sample(low_last, b, dev)
     full_last = per_sample(full_last, b, dev)
     span = torch.where(low >= low_last, (full_last - 2 * low).clamp_min(1), 1)
-    u = torch.rand(b, generator=generator, device=dev, dtype=torch.float64)
-    offset = torch.floor(u * (span + 1).to(torch.float64)).to(torch.int64).clamp(max=span)
+    offset = integers_below(keys, stream, (span + 1)[:, None])[:, 0].clamp(max=span)
     return torch.minimum(2 * low + offset, full_last)
 
 
@@ -177,7 +182,7 @@ def upscale_boxes(
     widths: int | torch.Tensor,
     height: int,
     width: int,
-    generator: torch.Generator | None = None,
+    keys: torch.Tensor,
 ) -> torch.Tensor:
     """Map fully-inside windows chosen on a ×0.5 map back to full resolution.
 
@@ -192,7 +197,8 @@ def upscale_boxes(
         widths: full-resolution box width (≤ ``width``), an int or ``(B,)`` int64.
         height: full image height H.
         width: full image width W.
-        generator: torch generator on the device of ``boxes`` for the offsets (rows first).
+        keys: ``(B,)`` int64 sample keys on the device of ``boxes`` (the offsets use their
+            ``OFFSET_Y`` and ``OFFSET_X`` streams).
 
     Returns:
         ``(B, 4)`` int64 boxes fully inside the ``H×W`` image.
@@ -201,8 +207,8 @@ def upscale_boxes(
     hs = per_sample(heights, b, boxes.device)
     ws = per_sample(widths, b, boxes.device)
     low_h, low_w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    y0 = upscale_positions(boxes[:, 0], height // 2 - low_h, height - hs, generator)
-    x0 = upscale_positions(boxes[:, 1], width // 2 - low_w, width - ws, generator)
+    y0 = upscale_positions(boxes[:, 0], height // 2 - low_h, height - hs, keys, Stream.OFFSET_Y)
+    x0 = upscale_positions(boxes[:, 1], width // 2 - low_w, width - ws, keys, Stream.OFFSET_X)
     return torch.stack((y0, x0, y0 + hs, x0 + ws), dim=1)
 
 
@@ -220,37 +226,36 @@ def select_boxes(
     rule: BoxRule,
     which: Which,
     tau: float,
-    generator: torch.Generator | None,
+    keys: torch.Tensor,
 ) -> torch.Tensor:
     """Draw one eligible box per image of ``size`` from a full- or half-resolution map.
 
     Args:
         saliency: ``(B, H, W)`` map of the image, or ``(B, H // 2, W // 2)`` (low resolution:
-            boxes of :func:`half_side` chosen there, mapped back with random offsets drawn
-            after the choice, rows first).
+            boxes of :func:`half_side` chosen there, mapped back with keyed random offsets).
         heights: ``(B,)`` int64 full-resolution box sides along y.
         widths: ``(B,)`` int64 full-resolution box sides along x.
         size: the image ``(H, W)``.
         rule: ``"inside"`` or ``"clip"``.
         which: ``"cut"`` or ``"paste"``.
         tau: quantile in ``(0, 1)``.
-        generator: torch generator on the device of ``saliency``.
+        keys: ``(B,)`` int64 sample keys on the device of ``saliency``.
 
     Returns:
         ``(B, 4)`` int64 boxes ``(y0, x0, y1, x1)`` on the ``H×W`` image, half-open.
     """
     height, width = size
-    kw = {"tau": tau, "which": which, "generator": generator}
+    kw = {"tau": tau, "which": which, "keys": keys}
     full = saliency.shape[-2:] == (height, width)
     if rule == "inside":
         if full:
             return select_windows(saliency, heights, widths, **kw)
         low = select_windows(saliency, half_side(heights), half_side(widths), **kw)
-        return upscale_boxes(low, heights, widths, height, width, generator=generator)
+        return upscale_boxes(low, heights, widths, height, width, keys)
     if full:
         return select_clipped_boxes(saliency, heights, widths, **kw)[0]
     _, centre = select_clipped_boxes(saliency, half_side(heights), half_side(widths), **kw)
     low_height, low_width = saliency.shape[-2:]
-    cy = upscale_positions(centre[:, 0], low_height - 1, height - 1, generator)
-    cx = upscale_positions(centre[:, 1], low_width - 1, width - 1, generator)
+    cy = upscale_positions(centre[:, 0], low_height - 1, height - 1, keys, Stream.OFFSET_Y)
+    cx = upscale_positions(centre[:, 1], low_width - 1, width - 1, keys, Stream.OFFSET_X)
     return clip_boxes(cy, cx, heights, widths, height, width)

@@ -7,7 +7,10 @@ github.com/dvlab-research/GridMask): period ``d ~ U{d_min … d_max − 1}``, ke
 draws ``k`` such masks per image and keeps one, uniformly among those whose dropped saliency
 is cut-eligible by the rank rule over the ``k`` draws.
 
-The parameters are drawn with torch on the batch's device (no host synchronisation); the
+The parameters are drawn with torch on the batch's device (no host synchronisation), keyed
+by each sample's key (:mod:`dali_gridaug.saliency.keyed`: streams ``GRID_TILE``,
+``GRID_DEGREES``, ``GRID_SHIFT_X``, ``GRID_SHIFT_Y`` for the candidates, ``GRID_CHOICE`` for the
+one kept), so a sample's candidates do not depend on its batch; the
 masks come from :func:`dali_gridaug.kernels.grid_keep_mask`, the kernel the GridMask
 augmentation uses. Masks are built in chunks of samples so that at most ``max_elements``
 candidate-mask values exist at a time; the choice is made once for the whole batch, so the
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
 from dali_gridaug.kernels import grid_keep_mask
+from dali_gridaug.saliency.keyed import Stream, integers_below
 from dali_gridaug.saliency.regions import (
     SCORE_BITS,
     eligibility_weights,
@@ -31,7 +35,7 @@ from dali_gridaug.saliency.regions import (
     quantize_saliency,
     saliency_peak,
 )
-from dali_gridaug.saliency.torch_geometry import degrees_to_radians, grid_ratio, uniform_below
+from dali_gridaug.saliency.torch_geometry import degrees_to_radians, grid_ratio
 
 MAX_MASK_ELEMENTS = 1 << 23
 """Default bound on candidate-mask values alive at once (8 Mi: 32 MiB of float32 masks plus
@@ -136,25 +140,28 @@ class GridDraws:
 
 
 def sample_grid_draws(
-    cfg: KeepGridMaskConfig,
-    batch: int,
-    draws: int,
-    height: int,
-    generator: torch.Generator,
-    device: torch.device,
+    cfg: KeepGridMaskConfig, keys: torch.Tensor, draws: int, height: int
 ) -> GridDraws:
-    """GridMask parameters as the GridMask augmentation draws them, for ``(batch, draws)``.
+    """GridMask parameters as the GridMask augmentation draws them, ``(B, draws)`` per field.
 
     The rule of :func:`dali_gridaug.geometry.sample_grid` (``d ~ U{d_min … d_max − 1}``,
-    ``l = ceil(d·r)``, degrees ``U{0 … rotate − 1}``, offsets ``U{0 … d − 1}``, drawn in that
-    order), with torch on ``device`` through :mod:`~dali_gridaug.saliency.torch_geometry`.
+    ``l = ceil(d·r)``, degrees ``U{0 … rotate − 1}``, offsets ``U{0 … d − 1}``), with torch on
+    the device of ``keys`` through :mod:`~dali_gridaug.saliency.torch_geometry`. Candidate
+    ``j`` of a sample is the ``j``-th value of each of its keyed streams ``GRID_TILE``,
+    ``GRID_DEGREES``, ``GRID_SHIFT_X``, ``GRID_SHIFT_Y``.
+
+    Args:
+        cfg: the GridMask parameters.
+        keys: ``(B,)`` int64 sample keys (:func:`~dali_gridaug.saliency.keyed.sample_keys`).
+        draws: candidates ``k`` per sample.
+        height: image height (resolves the default period range).
     """
     d_min, d_max = cfg.period_range(height)
-    shape = (batch, draws)
-    tile = torch.randint(d_min, d_max, shape, generator=generator, device=device)
-    degrees = torch.randint(0, cfg.rotate, shape, generator=generator, device=device)
-    shift_x = uniform_below(tile, generator)
-    shift_y = uniform_below(tile, generator)
+    ones = torch.ones((keys.shape[0], draws), dtype=torch.int64, device=keys.device)
+    tile = d_min + integers_below(keys, Stream.GRID_TILE, ones * (d_max - d_min))
+    degrees = integers_below(keys, Stream.GRID_DEGREES, ones * cfg.rotate)
+    shift_x = integers_below(keys, Stream.GRID_SHIFT_X, tile)
+    shift_y = integers_below(keys, Stream.GRID_SHIFT_Y, tile)
     return GridDraws(
         tile=tile.float(),
         ratio=grid_ratio(tile, cfg.r),
@@ -172,7 +179,7 @@ def choose_grid_draw(
     width: int,
     mode: int,
     tau: float,
-    generator: torch.Generator,
+    keys: torch.Tensor,
     max_elements: int = MAX_MASK_ELEMENTS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Score every candidate by the saliency it drops and keep a cut-eligible one per sample.
@@ -185,7 +192,8 @@ def choose_grid_draw(
         width: image width W.
         mode: GridMask mode (1 drops the squares, 0 keeps only them).
         tau: quantile in ``(0, 1)`` of the rank rule over the ``k`` draws.
-        generator: torch generator on the device of ``saliency``.
+        keys: ``(B,)`` int64 sample keys on the device of ``saliency`` (the choice uses their
+            ``GRID_CHOICE`` stream).
         max_elements: at most this many candidate-mask values (``n·k·H·W``) exist at a time;
             at least one sample per chunk. The result does not depend on it.
 
@@ -211,7 +219,7 @@ def choose_grid_draw(
             for start in range(0, b, rows)
         ]
     )
-    draw = masked_choice(eligibility_weights(scores, tau, "cut"), generator)
+    draw = masked_choice(eligibility_weights(scores, tau, "cut"), keys, Stream.GRID_CHOICE)
     chosen = grid.pick(draw)
     keep = torch.cat(
         [

@@ -7,12 +7,14 @@ AutoAugment/RandAugment).
 
 The stage runs on the loader's batch, on its device, with torch ops only: one forward and one
 backward for the saliency of the whole batch, integral images for the box scores, one
-``torch.multinomial`` for the choice. Masks come from :mod:`dali_gridaug.kernels` (NumPy on
+inverse-CDF draw for the choice. Masks come from :mod:`dali_gridaug.kernels` (NumPy on
 CPU, CuPy on CUDA, zero-copy). No host synchronisation is needed anywhere in the stage: every
-shape depends only on the batch shape and the configuration, never on tensor values.
+shape depends only on the batch shape and the configuration, never on tensor values. Every
+random draw is keyed (:mod:`dali_gridaug.saliency.keyed`) by ``(seed, batch.epoch,
+batch.position)``, so a file gets the same Keep draws at any world size.
 
 Example:
-    >>> stage = KeepStage(model, "cutout", tau=0.6, length=16, box="clip", generator=gen)
+    >>> stage = KeepStage(model, "cutout", tau=0.6, length=16, box="clip", seed=run_seed)
     >>> for batch in loader:
     ...     batch = stage(batch)
 """
@@ -30,6 +32,7 @@ from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import box_area
 from dali_gridaug.kernels import box_keep_mask
 from dali_gridaug.labels import mix_target
+from dali_gridaug.saliency import keyed
 from dali_gridaug.saliency.boxes import BOX_RULES, BoxRule, select_boxes
 from dali_gridaug.saliency.grid import (
     MAX_MASK_ELEMENTS,
@@ -40,7 +43,7 @@ from dali_gridaug.saliency.grid import (
     sample_grid_draws,
 )
 from dali_gridaug.saliency.maps import lowres_images, saliency_and_logits
-from dali_gridaug.saliency.torch_geometry import cut_sides, sample_beta
+from dali_gridaug.saliency.torch_geometry import cut_sides
 
 Method = Literal["cutout", "cutmix", "gridmask", "paste"]
 SaliencyKind = Literal["full", "lowres", "early"]
@@ -133,22 +136,30 @@ class KeepStage:
             ``r, d, rotate, mode``, e.g. a :class:`~dali_gridaug.augment.GridMask`); ``None`` =
             ``r=0.6, d=(max(2, H//3), H), rotate=360, mode=1``. Used by gridmask only.
         draws: number ``k ≥ 1`` of GridMask candidates per image.
-        generator: torch generator on the batch's device; ``None`` creates one per device
-            with a nondeterministic seed (pass one for reproducible runs).
+        seed: the run seed, an int in ``[0, 2^63 − 1]``; with ``batch.epoch`` and
+            ``batch.position`` it keys every draw (see the Note).
         max_mask_elements: gridmask builds its ``B·k`` candidate masks in chunks of samples
             holding at most this many mask values (at least one sample); the result does not
             depend on it. ≥ 1.
 
     Raises:
-        TypeError: ``model`` is not a module, ``generator`` not a generator, ``gridmask`` has
-            the wrong attributes, or an argument has the wrong type.
+        TypeError: ``model`` is not a module, ``gridmask`` has the wrong attributes, or an
+            argument has the wrong type.
         ValueError: an argument is out of range (the message names it, the valid range and
             the value received).
 
     Note:
-        Every choice is per sample. The random draws happen in this order on ``generator``:
-        cutmix λ then partner permutation; gridmask period, degrees, shifts; then the box or
-        draw choice; for low-resolution saliency then the row and column offsets.
+        No generator state: every draw is a pure function of ``(seed, batch.epoch, position,
+        stream, j)`` (:mod:`dali_gridaug.saliency.keyed`); ``position`` is the sample's place
+        in the epoch's global order (``batch.position``; ``arange(B)`` when it is empty, in a
+        hand-built batch), ``stream`` names the quantity, ``j`` counts its values. Per
+        sample: the box choice (stream ``BOX``), low-resolution offsets (``OFFSET_Y``,
+        ``OFFSET_X``), gridmask candidate ``j``'s period, degrees and shifts (``GRID_TILE``,
+        ``GRID_DEGREES``, ``GRID_SHIFT_X``, ``GRID_SHIFT_Y``), the kept one (``GRID_CHOICE``)
+        and cutmix's λ (``CUTMIX_LAMBDA``): with the same image and model a file gets the
+        same boxes, gridmask draw and λ at any world size. Cutmix's partner permutation, the
+        one batch-level draw (partners are in the rank's own batch), is the argsort of the
+        samples' ``CUTMIX_PARTNER`` uniforms: not world-size invariant. Resumes need no state.
     """
 
     def __init__(
@@ -163,7 +174,7 @@ class KeepStage:
         box: BoxRule = "inside",
         gridmask: KeepGridMaskConfig | Any | None = None,
         draws: int = 8,
-        generator: torch.Generator | None = None,
+        seed: int = 0,
         max_mask_elements: int = MAX_MASK_ELEMENTS,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -184,10 +195,8 @@ class KeepStage:
         check_range("draws", draws, 1)
         check_type("max_mask_elements", max_mask_elements, int)
         check_range("max_mask_elements", max_mask_elements, 1)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"`generator` must be a torch.Generator or None, got {type(generator).__name__}"
-            )
+        check_type("seed", seed, int)
+        check_range("seed", seed, 0, 2**63 - 1)
         self.model = model
         self.method: str = method
         self.tau = float(tau)
@@ -197,15 +206,14 @@ class KeepStage:
         self.box: str = box
         self.gridmask = as_gridmask_config(gridmask)
         self.draws = int(draws)
-        self.generator = generator
+        self.seed = int(seed)
         self.max_mask_elements = int(max_mask_elements)
-        self._default_generators: dict[str, torch.Generator] = {}
 
     def __repr__(self) -> str:
         return (
             f"KeepStage(method={self.method!r}, tau={self.tau}, length={self.length}, "
             f"saliency={self.saliency!r}, alpha={self.alpha}, box={self.box!r}, "
-            f"gridmask={self.gridmask}, draws={self.draws})"
+            f"gridmask={self.gridmask}, draws={self.draws}, seed={self.seed})"
         )
 
     def __call__(self, batch: Batch) -> Batch:
@@ -218,8 +226,9 @@ class KeepStage:
         """Compute the saliency and draw every region for ``batch`` (no image is changed).
 
         Args:
-            batch: loader batch; ``images`` ``(B, 3, H, W)``, ``labels`` ``(B,)`` int64, and
-                ``clean`` ``(B, 3, H, W)`` for ``"paste"``.
+            batch: loader batch; ``images`` ``(B, 3, H, W)``, ``labels`` ``(B,)`` int64,
+                ``clean`` ``(B, 3, H, W)`` for ``"paste"``; ``epoch`` and ``position`` key the
+                draws.
 
         Returns:
             The :class:`KeepParams` of this step.
@@ -227,15 +236,15 @@ class KeepStage:
         images = self._check_batch(batch)
         b, _, height, width = images.shape
         device = images.device
-        gen = self._generator_for(device)
+        keys = self.sample_keys(batch)
         source = batch.clean if self.method == "paste" else images
         g, num_classes = self._saliency_map(source, batch.labels)
         if self.method == "gridmask":
-            return self._sample_gridmask(g, num_classes, height, width, gen)
+            return self._sample_gridmask(g, num_classes, height, width, keys)
         partner = torch.arange(b, device=device)
         if self.method == "cutmix":
-            lam = sample_beta(self.alpha, b, gen, device)
-            partner = torch.randperm(b, generator=gen, device=device)
+            lam = keyed.beta(keys, keyed.Stream.CUTMIX_LAMBDA, self.alpha)
+            partner = keyed.permutation(keys, keyed.Stream.CUTMIX_PARTNER)
             hs, ws = cut_sides(lam, height, width)
         else:
             hs = ws = torch.full((b,), self.length, dtype=torch.int64, device=device)
@@ -248,7 +257,7 @@ class KeepStage:
             rule="inside" if paste else self.box,
             which="paste" if paste else "cut",
             tau=self.tau,
-            generator=gen,
+            keys=keys,
         )
         lam = torch.ones(b, dtype=torch.float32, device=device)
         if self.method == "cutmix":  # λ from the area actually pasted
@@ -263,11 +272,27 @@ class KeepStage:
             saliency=g,
         )
 
+    def sample_keys(self, batch: Batch) -> torch.Tensor:
+        """``(B,)`` int64 keys of ``(seed, batch.epoch, position)`` on the batch's device;
+        ``position`` is ``batch.position``, or ``arange(B)`` when it is empty (a hand-built
+        batch).
+        """
+        images = batch.images
+        position = batch.position
+        if position.numel() == 0:
+            position = torch.arange(images.shape[0], device=images.device)
+        elif position.shape != (images.shape[0],):
+            raise ValueError(
+                f"`batch.position` must be empty or of shape ({images.shape[0]},), got "
+                f"{tuple(position.shape)}"
+            )
+        return keyed.sample_keys(self.seed, batch.epoch, position.to(images.device))
+
     def _sample_gridmask(
-        self, g: torch.Tensor, num_classes: int, height: int, width: int, gen: torch.Generator
+        self, g: torch.Tensor, num_classes: int, height: int, width: int, keys: torch.Tensor
     ) -> KeepParams:
         b, device = g.shape[0], g.device
-        grid = sample_grid_draws(self.gridmask, b, self.draws, height, gen, device)
+        grid = sample_grid_draws(self.gridmask, keys, self.draws, height)
         keep, dropped, draw = choose_grid_draw(
             g,
             grid,
@@ -275,7 +300,7 @@ class KeepStage:
             width=width,
             mode=self.gridmask.mode,
             tau=self.tau,
-            generator=gen,
+            keys=keys,
             max_elements=self.max_mask_elements,
         )
         boxes = torch.zeros(b, 4, dtype=torch.int64, device=device)  # no host→device copy
@@ -366,22 +391,6 @@ class KeepStage:
         if self.method == "gridmask":
             self.gridmask.period_range(height)
         return images
-
-    def _generator_for(self, device: torch.device) -> torch.Generator:
-        if self.generator is not None:
-            if self.generator.device.type != device.type:
-                raise ValueError(
-                    f"`generator` must be on the batch's device type {device.type!r}, got a "
-                    f"generator on {str(self.generator.device)!r}; create it with "
-                    "torch.Generator(device=...)"
-                )
-            return self.generator
-        key = str(device)
-        if key not in self._default_generators:
-            gen = torch.Generator(device=device)
-            gen.seed()
-            self._default_generators[key] = gen
-        return self._default_generators[key]
 
 
 _NO_CLEAN = (

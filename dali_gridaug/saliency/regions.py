@@ -1,4 +1,4 @@
-"""Window scores, rank-based eligibility and masked-multinomial choice, batched in torch.
+"""Window scores, rank-based eligibility and the masked choice (inverse CDF), batched in torch.
 
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778), Algorithm 1 and the
 "Remark" of §3:
@@ -10,8 +10,9 @@ KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778), Algorithm 1 a
 2. Per image, with ``n`` candidates and ``k = ceil(τ·n)`` (clamped to ``[1, n − 1]`` so that
    both sets are non-empty; a single candidate belongs to both), the candidates are ranked by
    score: cut-eligible = the ``k`` lowest-ranked, paste-eligible = the other ``n − k``.
-3. The window is drawn uniformly from the eligible set with one ``torch.multinomial`` over a
-   ``(B, N)`` weight matrix: no rejection loop, no per-sample Python loop.
+3. The window is drawn uniformly from the eligible set by inverse CDF over a ``(B, N)``
+   weight matrix (``cumsum`` + ``searchsorted`` of one keyed uniform per sample,
+   :mod:`dali_gridaug.saliency.keyed`): no rejection loop, no per-sample Python loop.
 
 Exact ties. Scores are computed in integer arithmetic on a saliency quantized to
 ``2^-24`` of each image's maximum, so equal windows tie exactly and CPU and CUDA agree bit for
@@ -29,6 +30,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+
+from dali_gridaug.saliency.keyed import Stream, inverse_cdf, uniform
 
 Which = Literal["cut", "paste"]
 WHICH = ("cut", "paste")
@@ -186,20 +189,25 @@ def eligibility_weights(
     return torch.where(valid, weights, torch.zeros_like(weights))
 
 
-def masked_choice(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One index per row, with probability proportional to ``weights`` (masked multinomial).
+def masked_choice(
+    weights: torch.Tensor, keys: torch.Tensor, stream: int = Stream.BOX
+) -> torch.Tensor:
+    """One index per row, with probability proportional to ``weights`` (masked choice).
 
-    ``torch.multinomial`` with one sample uses the exponential race and checks its input with
-    ``_assert_async``, so this does not synchronise the host with the device.
+    Inverse CDF (:func:`~dali_gridaug.saliency.keyed.inverse_cdf`) of the sample's keyed
+    uniform of ``stream``: the index is a function of the row's weights and its key only, and
+    nothing is read back to the host.
 
     Args:
         weights: ``(B, N)`` non-negative float, every row with a positive entry.
-        generator: torch generator on the device of ``weights``.
+        keys: ``(B,)`` int64 sample keys (:func:`~dali_gridaug.saliency.keyed.sample_keys`)
+            on the device of ``weights``.
+        stream: the keyed stream of the uniform.
 
     Returns:
         ``(B,)`` int64 column indices.
     """
-    return torch.multinomial(weights, 1, generator=generator)[:, 0]
+    return inverse_cdf(weights, uniform(keys, stream, 1)[:, 0])
 
 
 def select_windows(
@@ -209,7 +217,7 @@ def select_windows(
     *,
     tau: float,
     which: Which,
-    generator: torch.Generator | None,
+    keys: torch.Tensor,
 ) -> torch.Tensor:
     """Draw one cut- or paste-eligible window per image.
 
@@ -219,7 +227,8 @@ def select_windows(
         widths: window width in pixels (``0 ≤ w ≤ W``), an int or ``(B,)`` int64.
         tau: quantile in ``(0, 1)``.
         which: ``"cut"`` or ``"paste"``.
-        generator: torch generator on the device of ``saliency``.
+        keys: ``(B,)`` int64 sample keys on the device of ``saliency`` (the choice uses
+            their :attr:`~dali_gridaug.saliency.keyed.Stream.BOX` uniform).
 
     Returns:
         ``(B, 4)`` int64 boxes ``(y0, x0, y1, x1)``, half-open, fully inside the image.
@@ -229,7 +238,7 @@ def select_windows(
     ws = per_sample(widths, b, saliency.device)
     scores, valid = window_scores(integral_image(saliency), hs, ws)
     weights = eligibility_weights(scores.reshape(b, -1), tau, which, valid.reshape(b, -1))
-    index = masked_choice(weights, generator)
+    index = masked_choice(weights, keys)
     y0 = torch.div(index, width, rounding_mode="floor")
     x0 = index - y0 * width
     return torch.stack((y0, x0, y0 + hs, x0 + ws), dim=1)

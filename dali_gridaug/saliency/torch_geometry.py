@@ -47,30 +47,3 @@ def grid_ratio(tile: torch.Tensor, r: float) -> torch.Tensor:
 def degrees_to_radians(degrees: torch.Tensor) -> torch.Tensor:
     """Whole degrees → float32 radians (float64 product), as ``geometry.GridParams.angle``."""
     return (degrees.to(torch.float64) * (math.pi / 180)).to(torch.float32)
-
-
-def uniform_below(high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """``U{0 … high − 1}`` per element for an integer tensor ``high ≥ 1``, like NumPy's
-    ``rng.integers(0, high)`` (``torch.randint`` takes no tensor bound): ``floor(u·high)``
-    with ``u ~ U[0, 1)`` in float64, exact for ``high < 2^52``.
-
-    Returns:
-        int64 tensor of the shape and device of ``high``.
-    """
-    u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
-    return torch.floor(u * high.to(torch.float64)).to(torch.int64).minimum(high - 1)
-
-
-def sample_beta(
-    alpha: float, n: int, generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    """``(n,)`` float64 draws of Beta(α, α) as ``X / (X + Y)`` with X, Y ~ Gamma(α) (the CutMix
-    λ of ``rng.beta(α, α)``; an all-zero pair, possible for tiny α, gives 0.5).
-
-    ``torch.distributions.Beta`` takes no generator, hence the (long-stable, private)
-    ``torch._standard_gamma``, which is what it uses underneath.
-    """
-    concentration = torch.full((2, n), alpha, dtype=torch.float64, device=device)
-    gamma = torch._standard_gamma(concentration, generator=generator)
-    total = gamma.sum(dim=0)
-    return torch.where(total > 0, gamma[0] / total.clamp_min(1e-300), 0.5)

@@ -229,9 +229,10 @@ def pipeline_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[s
     return changed
 
 
-def rng_state(env: DistEnv, keep_generator: torch.Generator | None) -> dict[str, Any]:
-    """This rank's random states (torch CPU/CUDA, NumPy, Python, Keep's generator), as plain
-    bytes and numbers (they travel through ``all_gather_object``).
+def rng_state(env: DistEnv) -> dict[str, Any]:
+    """This rank's random states (torch CPU/CUDA, NumPy, Python), as plain bytes and numbers
+    (they travel through ``all_gather_object``). The Keep stage has none: its draws are keyed
+    by the run seed, the epoch and each sample's position.
     """
 
     def raw(t: torch.Tensor | None) -> bytes | None:
@@ -243,14 +244,13 @@ def rng_state(env: DistEnv, keep_generator: torch.Generator | None) -> dict[str,
         "cuda": raw(torch.cuda.get_rng_state(env.device)) if env.device.type == "cuda" else None,
         "numpy": [kind, keys.tobytes(), int(pos), int(has_gauss), float(gauss)],
         "python": random.getstate(),
-        "keep": raw(keep_generator.get_state()) if keep_generator is not None else None,
     }
 
 
-def set_rng_state(
-    state: Mapping[str, Any], env: DistEnv, keep_generator: torch.Generator | None
-) -> None:
-    """Restore what :func:`rng_state` saved."""
+def set_rng_state(state: Mapping[str, Any], env: DistEnv) -> None:
+    """Restore what :func:`rng_state` saved (a ``"keep"`` generator state of an older
+    checkpoint is ignored: the Keep stage's draws are keyed, not stateful).
+    """
 
     def tensor(b: bytes) -> torch.Tensor:
         return torch.frombuffer(bytearray(b), dtype=torch.uint8)
@@ -262,8 +262,6 @@ def set_rng_state(
     np.random.set_state((kind, np.frombuffer(keys, np.uint32).copy(), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
-    if state["keep"] is not None and keep_generator is not None:
-        keep_generator.set_state(tensor(state["keep"]))
 
 
 def same_world(state: Mapping[str, Any], world_size: int) -> bool:
@@ -273,23 +271,20 @@ def same_world(state: Mapping[str, Any], world_size: int) -> bool:
     return int(state["world_size"]) == world_size and len(state["ranks"]) == world_size
 
 
-def seed_rank_streams(
-    seed: int, global_step: int, rank: int, keep_generator: torch.Generator | None
-) -> None:
-    """Seed this rank's torch (CPU and CUDA), NumPy and Python streams and the Keep stage's
-    generator from ``(seed, global_step, rank)``: the RNG policy of a resume at another world
+def seed_rank_streams(seed: int, global_step: int, rank: int) -> None:
+    """Seed this rank's torch (CPU and CUDA), NumPy and Python streams from
+    ``(seed, global_step, rank)``: the RNG policy of a resume at another world
     size, where the saved per-rank states have no owner. ``global_step`` counts optimizer
     steps since the run began (``epoch · steps_per_epoch + step``), so the streams continue
     by global step and do not depend on the world size that wrote the checkpoint. The
-    loader's draws need none of this: they are keyed by the seed and the global step.
+    loader's and the Keep stage's draws need none of this: they are keyed by the seed and the
+    global step (Keep: the seed, the epoch and each sample's position).
     """
     entropy = np.random.SeedSequence([seed, global_step, rank]).generate_state(1)[0]
     value = int(entropy)
     torch.manual_seed(value)
     np.random.seed(value)
     random.seed(value)
-    if keep_generator is not None:
-        keep_generator.manual_seed(value + 1)
 
 
 def merged_meter(ranks: list[Mapping[str, Any]], rank: int) -> dict[str, Any]:

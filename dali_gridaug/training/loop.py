@@ -112,11 +112,11 @@ class Trainer:
         if resume.same_world:
             mine = ckpt["ranks"][env.rank]
             self.meter = EpochMeter(env.device, mine["meter"])
-            set_rng_state(mine["rng"], env, p.keep_generator)
+            set_rng_state(mine["rng"], env)
         else:
             self.meter = EpochMeter(env.device, merged_meter(ckpt["ranks"], env.rank))
             global_step = self.epoch * self.steps_per_epoch + self.step
-            seed_rank_streams(self.cfg.seed, global_step, env.rank, p.keep_generator)
+            seed_rank_streams(self.cfg.seed, global_step, env.rank)
             self.log(
                 f"{resume.path.name} was written by {ckpt['world_size']} rank(s), resumed on "
                 f"{env.world_size}: batch {ckpt['global_batch'] // env.world_size} per rank, "
@@ -323,7 +323,7 @@ class Trainer:
         loader = self.train_loader.state_dict()
         mine = {
             "loader": loader,
-            "rng": rng_state(self.env, self.parts.keep_generator),
+            "rng": rng_state(self.env),
             "meter": self.meter.state(),
         }
         ranks = gather(self.env, mine)

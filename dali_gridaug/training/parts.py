@@ -258,8 +258,8 @@ class Parts:
         scheduler: the per-step learning-rate schedule.
         scaler: ``GradScaler`` (enabled with ``--amp fp16``).
         criterion: the recipe's loss on ``(output, batch)``.
-        keep: the Keep stage, or None.
-        keep_generator: the Keep stage's random generator, or None.
+        keep: the Keep stage (keyed by the run seed, the epoch and each sample's position:
+            no random state of its own), or None.
     """
 
     model: nn.Module
@@ -269,7 +269,6 @@ class Parts:
     scaler: torch.amp.GradScaler
     criterion: Criterion
     keep: Any
-    keep_generator: torch.Generator | None
 
 
 def build_parts(
@@ -297,17 +296,15 @@ def build_parts(
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    generator = None
-    if recipe.keep is not None:
-        generator = torch.Generator(device=dev).manual_seed(seed + 1)
     keep = None
-    if generator is not None and recipe.keep is not None:
+    if recipe.keep is not None:
         from dali_gridaug.saliency import KeepStage
 
-        # the bare model: saliency needs no gradient synchronisation
-        keep = KeepStage(model, generator=generator, **recipe.keep_kwargs())
+        # the bare model: saliency needs no gradient synchronisation; the run seed keys the
+        # draws with the batch's epoch and positions, so a resume (at any world size) is exact
+        keep = KeepStage(model, seed=cfg.seed, **recipe.keep_kwargs())
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
-    return Parts(model, ddp, optimizer, scheduler, scaler, build_criterion(recipe), keep, generator)
+    return Parts(model, ddp, optimizer, scheduler, scaler, build_criterion(recipe), keep)
 
 
 def autocast_factory(amp: str, device: torch.device) -> Callable[[], Any]:

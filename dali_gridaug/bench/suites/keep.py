@@ -77,9 +77,10 @@ class KeepStep(Benchmark):
         self.stage = None
         if self.method is not None:
             self.stage = KeepStage(
-                self.model, self.method, length=self.length, saliency=self.saliency, generator=gen
+                self.model, self.method, length=self.length, saliency=self.saliency, seed=s.seed
             )
         self.saliency_map = torch.rand(b, size, size, generator=gen, device=dev)
+        self.keys = torch.arange(b, device=dev)
 
     def run(self) -> None:
         from dali_gridaug.saliency import early_head_loss, select_windows
@@ -91,7 +92,7 @@ class KeepStep(Benchmark):
                 self.length,
                 tau=0.6,
                 which="cut",
-                generator=self.gen,
+                keys=self.keys,
             )
             return
         batch = self.stage(self.batch) if self.stage is not None else self.batch

@@ -1,0 +1,155 @@
+"""The Keep stage's keyed random draws (dali_gridaug/saliency/keyed.py).
+
+Oracles are independent of the implementation: SplitMix64's published output sequence, the
+exact uniform / Beta distributions (chi-square and Kolmogorov–Smirnov tests against NumPy and
+SciPy), and the joint histogram of draws with different keys for their independence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from dali_gridaug.saliency import keyed
+from tests.helpers import chi_square_p_ok
+
+N = 40_000
+
+
+def keys(n: int = N, seed: int = 0, epoch: int = 0, start: int = 0) -> torch.Tensor:
+    return keyed.sample_keys(seed, epoch, torch.arange(start, start + n))
+
+
+def test_mix64_is_splitmix64_with_int64_wrapping_and_logical_shifts() -> None:
+    # SplitMix64 seeded with 1234567: state += golden, output = mix64(state) (Vigna's
+    # reference splitmix64.c; these are its first outputs)
+    want = [6457827717110365317, 3203168211198807973, 9817491932198370423]
+    states = torch.tensor([keyed._signed(1234567 + j * keyed._GOLDEN) for j in (1, 2, 3)])
+    assert [v & ((1 << 64) - 1) for v in keyed.mix64(states).tolist()] == want
+    # uniform() runs the same sequence from its stream key, in int64 (wrapping) arithmetic
+    start = keyed.stream_keys(torch.tensor([7]), keyed.Stream.BOX)
+    states = torch.tensor([keyed._signed(start.item() + j * keyed._GOLDEN) for j in (1, 2, 3)])
+    bits = [(v & ((1 << 64) - 1)) >> 11 for v in keyed.mix64(states).tolist()]
+    assert keyed.uniform(torch.tensor([7]), keyed.Stream.BOX, 3)[0].tolist() == [
+        v * 2.0**-53 for v in bits
+    ]
+    x = torch.tensor([0, 1, -1, -(1 << 63), (1 << 63) - 1, 0x123456789ABCDEF])
+    assert keyed.mix64(x).tolist() == [keyed._signed(keyed.mix64_int(v)) for v in x.tolist()]
+
+
+def test_uniforms_are_in_unit_interval_and_uniform() -> None:
+    u = keyed.uniform(keys(), keyed.Stream.BOX, 4)
+    assert u.shape == (N, 4) and u.dtype == torch.float64
+    assert bool(((u >= 0) & (u < 1)).all())
+    for column in u.T.numpy():
+        counts = np.bincount((column * 64).astype(np.int64), minlength=64)
+        assert chi_square_p_ok(counts, np.full(64, N / 64))
+    # 53-bit resolution: the low bits are not stuck
+    low_bits = (u[:, 0].numpy() * 2.0**53).astype(np.int64) & 0xFF
+    assert chi_square_p_ok(np.bincount(low_bits, minlength=256), np.full(256, N / 256))
+
+
+def joint_ok(a: torch.Tensor, b: torch.Tensor, bins: int = 10) -> bool:
+    """Chi-square test of independence on the ``bins × bins`` joint histogram."""
+    cell = (a.numpy() * bins).astype(np.int64) * bins + (b.numpy() * bins).astype(np.int64)
+    counts = np.bincount(cell, minlength=bins * bins)
+    return chi_square_p_ok(counts, np.full(bins * bins, a.numel() / bins**2))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "next position",
+        "next epoch",
+        "next seed",
+        "other stream",
+        "next value",
+    ],
+)
+def test_draws_of_neighbouring_keys_are_independent(other: str) -> None:
+    base = keyed.uniform(keys(), keyed.Stream.BOX, 2)
+    if other == "next position":
+        b = keyed.uniform(keys(start=1), keyed.Stream.BOX, 1)[:, 0]
+    elif other == "next epoch":
+        b = keyed.uniform(keys(epoch=1), keyed.Stream.BOX, 1)[:, 0]
+    elif other == "next seed":
+        b = keyed.uniform(keys(seed=1), keyed.Stream.BOX, 1)[:, 0]
+    elif other == "other stream":
+        b = keyed.uniform(keys(), keyed.Stream.OFFSET_Y, 1)[:, 0]
+    else:
+        b = base[:, 1]
+    a = base[:, 0]
+    assert not torch.equal(a, b)
+    assert joint_ok(a, b)
+    assert abs(float(np.corrcoef(a.numpy(), b.numpy())[0, 1])) < 0.02
+
+
+def test_keys_are_a_bijection_of_position_and_depend_on_seed_and_epoch() -> None:
+    k = keys()
+    assert torch.unique(k).numel() == N
+    assert not torch.equal(k, keys(seed=1)) and not torch.equal(k, keys(epoch=1))
+    # a position's key does not depend on the batch it comes in
+    assert torch.equal(keys(start=100, n=8), k[100:108])
+    # the n-th value of a stream does not depend on how many are drawn
+    u = keyed.uniform(k[:50], keyed.Stream.GRID_TILE, 8)
+    assert torch.equal(keyed.uniform(k[:50], keyed.Stream.GRID_TILE, 3), u[:, :3])
+
+
+def test_integers_below_and_permutation() -> None:
+    high = torch.tensor([1, 5, 12]).expand(N, 3)
+    got = keyed.integers_below(keys(), keyed.Stream.GRID_DEGREES, high)
+    assert bool(((got >= 0) & (got < high)).all()) and bool((got[:, 0] == 0).all())
+    for column, n in ((1, 5), (2, 12)):
+        counts = np.bincount(got[:, column].numpy(), minlength=n)
+        assert chi_square_p_ok(counts, np.full(n, N / n))
+    # permutations of 3: all 6 equally often over many batches (epochs)
+    perms = torch.stack(
+        [keyed.permutation(keys(3, epoch=e), keyed.Stream.CUTMIX_PARTNER) for e in range(3000)]
+    )
+    assert bool((perms.sort(dim=1).values == torch.arange(3)).all())
+    codes = (perms * torch.tensor([9, 3, 1])).sum(dim=1).numpy()
+    counts = np.unique(codes, return_counts=True)[1]
+    assert counts.size == 6 and chi_square_p_ok(counts, np.full(6, 500.0))
+
+
+def test_inverse_cdf_follows_the_weights_and_never_picks_a_zero_weight() -> None:
+    weights = torch.tensor([0.0, 1.0, 0.0, 0.5, 0.5, 2.0, 0.0]).expand(N, 7)
+    u = keyed.uniform(keys(), keyed.Stream.BOX, 1)[:, 0]
+    counts = np.bincount(keyed.inverse_cdf(weights, u).numpy(), minlength=7)
+    assert counts[[0, 2, 6]].sum() == 0
+    assert chi_square_p_ok(counts[[1, 3, 4, 5]], N * np.array([1, 0.5, 0.5, 2]) / 4)
+    # u at the top of [0, 1), where u · total may round up to the total: the last positive
+    top = torch.full((1,), 1 - 2.0**-53, dtype=torch.float64)
+    row = torch.tensor([[0.1, 0.7, 0.0, 0.0]])
+    assert keyed.inverse_cdf(row, top).tolist() == [1]
+    assert keyed.inverse_cdf(row, torch.zeros(1, dtype=torch.float64)).tolist() == [0]
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 1.0, 2.0, 8.0])
+def test_beta_matches_scipy_beta(alpha: float) -> None:
+    lam = keyed.beta(keys(20_000), keyed.Stream.CUTMIX_LAMBDA, alpha)
+    assert lam.dtype == torch.float64 and bool(((lam >= 0) & (lam <= 1)).all())
+    assert stats.kstest(lam.numpy(), stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+
+
+def test_beta_with_a_tiny_alpha_matches_numpy() -> None:
+    """Beta(0.05, 0.05) piles up within 1e-16 of 0 and 1, where SciPy's CDF loses precision:
+    compare with NumPy's sampler instead (two-sample KS), no NaN from 0/0."""
+    lam = keyed.beta(keys(20_000), keyed.Stream.CUTMIX_LAMBDA, 0.05).numpy()
+    ref = np.random.default_rng(0).beta(0.05, 0.05, 20_000)
+    assert np.isfinite(lam).all()
+    assert stats.ks_2samp(lam, ref).pvalue > 1e-3
+
+
+def test_gamma_falls_back_to_a_finite_value_when_every_candidate_is_rejected() -> None:
+    m = keyed.GAMMA_CANDIDATES
+    u = torch.zeros(2, 3 * m + 1, dtype=torch.float64)
+    u[:, :m] = 1 - 1e-10  # radius sqrt(-2 log 1e-10) ≈ 6.8
+    u[:, m : 2 * m] = 0.5  # cos(π) = −1: z ≈ −6.8, v = (1 + c·z)^3 < 0, rejected
+    # sample 1: its last candidate has z = 0 (v = 1) and log(1 − 0.5) < 0: accepted
+    u[1, m - 1], u[1, 2 * m - 1], u[1, 3 * m - 1] = 0.0, 0.0, 0.5
+    log_x = keyed._log_gamma_draw(u, 1.0).tolist()  # the boost U^(1/α) is 1 (u = 0)
+    d = 1.0 + 2.0 / 3.0
+    assert log_x == pytest.approx([np.log(d) + np.log(2.0**-53), np.log(d)], rel=1e-12)
