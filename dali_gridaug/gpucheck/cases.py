@@ -37,7 +37,13 @@ SIZE = 64
 #: defaults; add its graph-changing options here.
 VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
     "gridmask": ({"mode": 0}, {"square_p": 0.5}),
-    "random_erasing": ({"value": 0.0},),
+    "random_erasing": (
+        {"value": 0.0},
+        {"mode": "rand"},
+        {"mode": "rand", "count": (1, 3)},
+        {"count": (1, 3)},
+        {"mode": "const", "count": 2, "num_splits": 2},
+    ),
     "cutmix": ({"mode": "elem"},),
     "mixup": ({"mode": "elem"},),
     "mixup_cutmix": ({"mode": "elem"}, {"mode": "pair"}),
