@@ -263,3 +263,14 @@ def test_schema_shapes() -> None:
     assert one["box"] == ParamSpec("box", np.int32, (4,))
     three = {s.name: s for s in RandomErasing(mode="rand", count=(2, 3)).schema(H, W)}
     assert three["box"].shape == (3, 4) and three["color"].shape == (3, 3)
+
+
+def test_recipe_lists_and_the_resolved_mode() -> None:
+    """A TOML recipe gives lists; ``value`` alone picks the mode (older configs unchanged)."""
+    from dali_gridaug.augment import AUGMENTATIONS
+
+    aug = AUGMENTATIONS["random_erasing"](count=[1, 3], mode="rand", num_splits=2)
+    assert aug.count_range == (1, 3) and aug.max_boxes == 3
+    assert RandomErasing().fill_mode == "pixel" and RandomErasing(value="random").fill() == "noise"
+    assert RandomErasing(value=0.5).fill_mode == "const" and RandomErasing(value=0.5).fill() == 0.5
+    assert RandomErasing(mode="const").fill() == 0.0  # timm's const: zeros
