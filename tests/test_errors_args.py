@@ -261,6 +261,66 @@ MATRIX = [
     ("cutmix-bool", lambda: CutMix(correct_lam="no"), TypeError, r"`correct_lam` must be bool"),
     ("gridmix-nan", lambda: GridMix(p=NAN), ValueError, r"`p` must be in \[0, 1\], got nan"),
     ("erasing-scale", lambda: RandomErasing(scale=(0.1,)), TypeError, r"`scale` must be a \(min"),
+    (
+        "erasing-mode",
+        lambda: RandomErasing(mode="zeros"),
+        ValueError,
+        r"`mode` must be one of 'const', 'rand', 'pixel'; got 'zeros'",
+    ),
+    (
+        "erasing-mode-value",
+        lambda: RandomErasing(mode="rand", value=0.5),
+        ValueError,
+        r"`value` is the constant fill of mode 'const', but `mode` is 'rand' \(got value=0.5\)",
+    ),
+    (
+        "erasing-random-const",
+        lambda: RandomErasing(mode="const", value="random"),
+        ValueError,
+        r"`value`='random' means mode 'pixel', but `mode` is 'const'",
+    ),
+    (
+        "erasing-count-0",
+        lambda: RandomErasing(count=0),
+        ValueError,
+        r"`count` must be in \[1, inf\), got 0",
+    ),
+    (
+        "erasing-count-float",
+        lambda: RandomErasing(count=1.5),
+        TypeError,
+        r"`count` must be int, got 1.5",
+    ),
+    (
+        "erasing-count-order",
+        lambda: RandomErasing(count=(3, 1)),
+        ValueError,
+        r"`count` must satisfy min ≤ max, got \(3, 1\)",
+    ),
+    (
+        "erasing-count-pair0",
+        lambda: RandomErasing(count=(0, 2)),
+        ValueError,
+        r"`count\[0\]` must be in \[1, inf\), got 0",
+    ),
+    (
+        "erasing-count-3",
+        lambda: RandomErasing(count=(1, 2, 3)),
+        TypeError,
+        r"`count` must be an int or a \(min, max\) pair, got \(1, 2, 3\)",
+    ),
+    (
+        "erasing-splits",
+        lambda: RandomErasing(num_splits=-1),
+        ValueError,
+        r"`num_splits` must be in \[0, inf\), got -1",
+    ),
+    (
+        "erasing-splits-bool",
+        lambda: RandomErasing(num_splits=True),
+        TypeError,
+        r"`num_splits` must be int, got True",
+    ),
 ]
 
 
@@ -279,7 +339,12 @@ def test_numpy_scalars_are_accepted_everywhere(small: Path) -> None:
     augment = [
         GridMask(d=(np.int64(8), np.int32(20)), r=np.float32(0.5), p=np.float64(0.5)),
         Cutout(length=np.int16(8), p=np.float32(1.0)),
-        RandomErasing(value=np.float32(0.5), max_attempts=np.int64(5)),
+        RandomErasing(
+            value=np.float32(0.5),
+            max_attempts=np.int64(5),
+            count=(np.int64(1), np.int32(2)),
+            num_splits=np.int64(2),
+        ),
         GridMix(n=np.int64(2), p=np.float32(1.0)),
     ]
     loader = small_loader(

@@ -36,6 +36,10 @@ KERNEL_AUGS = [
     pytest.param(Cutout(length=8, p=0.8, backend="kernel"), id="cutout"),
     pytest.param(RandomErasing(value=0.5, p=1.0, backend="kernel"), id="erasing-const"),
     pytest.param(RandomErasing(value="random", p=1.0, backend="kernel"), id="erasing-noise"),
+    pytest.param(
+        RandomErasing(mode="rand", count=(1, 3), p=1.0, backend="kernel"), id="erasing-rand"
+    ),
+    pytest.param(RandomErasing(count=3, p=1.0, backend="kernel"), id="erasing-noise-3"),
     pytest.param(CutMix(mode="elem", backend="kernel"), id="cutmix"),
     pytest.param(GridMix(n=4, backend="kernel"), id="gridmix"),
     pytest.param(Mixup(mode="elem", backend="kernel"), id="mixup"),

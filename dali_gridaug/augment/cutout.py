@@ -1,9 +1,10 @@
 """Cutout (DeVries & Taylor, 2017, arXiv:1708.04552) and random erasing
 (Zhong et al., 2020, arXiv:1708.04896; timm's area/aspect sampling).
 
-Both drop one box per sample, in normalized space (a 0 is the dataset's mean colour).
-In the graph the keep-mask is ``fn.erase`` on a ones image; the noise fill is blended in from
-``fn.random.normal``.
+Both drop boxes in normalized space (a 0 is the dataset's mean colour): Cutout one per
+sample, random erasing one or more (timm's ``count``). In the graph the keep-mask is
+``fn.erase`` on a ones image; a noise fill is blended in from ``fn.random.normal``, a
+per-box colour painted box by box.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from dali_gridaug._validate import check_pair, check_range, check_type
+from dali_gridaug._validate import check_choice, check_int, check_pair, check_range, check_type
 from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
 from dali_gridaug.geometry import centred_box
 from dali_gridaug.kernels import box_keep_mask, mix_by_mask, normal_noise
@@ -101,23 +102,57 @@ class Cutout(_BoxDrop):
 
 @dataclasses.dataclass(frozen=True)
 class RandomErasing(_BoxDrop):
-    """Random erasing with timm's sampling: area ∈ ``scale``·H·W, log-uniform aspect in
-    ``ratio``, up to ``max_attempts`` tries for a box that fits; else nothing is erased.
+    """Random erasing with timm's sampling (``timm.data.random_erasing.RandomErasing``).
+
+    With probability ``p`` a sample gets ``n`` boxes (``count``: ``n`` fixed, or uniform in
+    ``[min, max]``). Box ``j`` draws its own area ``u·H·W / n`` (``u`` uniform in ``scale``)
+    and aspect ``h/w`` log-uniform in ``ratio`` (sides ``round(√(area·aspect))`` and
+    ``round(√(area/aspect))``), up to ``max_attempts`` times until ``h < H`` and ``w < W``,
+    else that box is skipped; its top-left corner is uniform over the positions that fit.
+    Boxes may overlap (a later box paints over an earlier one, as timm's loop).
+
+    The boxes are erased after normalization, so fills are in normalized units (``(x −
+    mean) / std``, what timm's erasing sees after its normalize): ``mode`` ``"const"`` fills
+    ``value`` (timm: 0, the mean colour), ``"rand"`` one standard-normal value per channel
+    per box, ``"pixel"`` standard-normal noise per pixel and channel.
+
+    With ``num_splits`` > 1 the first ``b // num_splits`` samples of each batch of ``b``
+    (this rank's) are never erased: timm's clean split (``re_split``, AugMix/JSD). The draws
+    themselves are per sample (the same file gets the same boxes at any world size); only
+    which rows are clean follows the position in the rank's batch, as in timm.
+
+    Emitted parameters (``"{i}.name"`` loader outputs): ``applied`` ``(B,)`` uint8 (1 = at
+    least one box was erased); ``box`` ``(B, 4)`` int32 ``(y0, x0, y1, x1)`` half-open pixel
+    coordinates of the output image, or ``(B, K, 4)`` when ``count`` allows ``K`` > 1 boxes
+    (unused boxes are all zero); with ``mode="rand"``, ``color`` ``(B, K, 3)`` float32, the
+    fill of each box (RGB, normalized units).
 
     Args:
-        p: per-sample apply probability.
-        scale: erased area fraction range.
-        ratio: aspect (h/w) range.
-        value: ``"random"`` = per-pixel standard-normal noise, or a constant fill.
-        max_attempts: tries per sample to fit a box inside the image.
+        p: per-sample apply probability (timm's ``probability``/``re_prob``).
+        scale: erased area fraction range (timm's ``min_area``, ``max_area``), split over
+            the sample's boxes.
+        ratio: aspect (h/w) range, log-uniform (timm's ``min_aspect``, ``max_aspect``).
+        value: the constant fill of ``mode="const"`` (normalized units; default 0), or
+            ``"random"``, the older spelling of ``mode="pixel"``. A number without ``mode``
+            means ``mode="const"``.
+        max_attempts: tries per box to fit it inside the image (timm: 10).
+        mode: ``"const"``, ``"rand"`` or ``"pixel"`` (timm's ``mode``/``re_mode``); None =
+            ``"const"`` when ``value`` is a number, else ``"pixel"``.
+        count: boxes per applied sample: an int, or a ``(min, max)`` pair of ints drawn
+            uniformly (inclusive; timm's ``min_count``/``max_count``, ``re_count``).
+        num_splits: timm's ``num_splits`` (``re_split``): > 1 leaves the first
+            ``b // num_splits`` samples of every batch un-erased; 0 or 1 = no clean split.
         backend: see :class:`~dali_gridaug.augment.base.Augment`.
     """
 
     p: float = 0.5
     scale: tuple[float, float] = (0.02, 1 / 3)
     ratio: tuple[float, float] = (0.3, 1 / 0.3)
-    value: float | str = "random"
+    value: float | str | None = None
     max_attempts: int = 10
+    mode: Literal["const", "rand", "pixel"] | None = None
+    count: int | tuple[int, int] = 1
+    num_splits: int = 0
     backend: Backend = "auto"
 
     name: ClassVar[str] = "random_erasing"
@@ -130,41 +165,145 @@ class RandomErasing(_BoxDrop):
             raise ValueError(f"`ratio` must be positive, got {self.ratio!r}")
         if isinstance(self.value, str) and self.value != "random":
             raise ValueError(f"`value` must be 'random' or a finite number, got {self.value!r}")
-        if not isinstance(self.value, str):
+        if self.value is not None and not isinstance(self.value, str):
             check_range("value", self.value)  # a finite number (not bool, NaN or inf)
         check_type("max_attempts", self.max_attempts, int)
         check_range("max_attempts", self.max_attempts, 1)
+        if self.mode is not None:
+            check_choice("mode", self.mode, ("const", "rand", "pixel"))
+        if self.value == "random" and self.mode not in (None, "pixel"):
+            raise ValueError(
+                f"`value`='random' means mode 'pixel', but `mode` is {self.mode!r}; drop `value`"
+            )
+        if isinstance(self.value, (int, float, np.number)) and self.mode in ("rand", "pixel"):
+            raise ValueError(
+                f"`value` is the constant fill of mode 'const', but `mode` is {self.mode!r} "
+                f"(got value={self.value!r}); drop `value` or use mode='const'"
+            )
+        if isinstance(self.count, (tuple, list)):
+            if len(self.count) != 2:
+                raise TypeError(f"`count` must be an int or a (min, max) pair, got {self.count!r}")
+            lo = check_int("count[0]", self.count[0], 1)
+            hi = check_int("count[1]", self.count[1], 1)
+            if lo > hi:
+                raise ValueError(f"`count` must satisfy min ≤ max, got {self.count!r}")
+        else:
+            check_int("count", self.count, 1)
+        check_int("num_splits", self.num_splits, 0)
         super().__post_init__()
 
+    # --- resolved options ----------------------------------------------------------------
+
+    @property
+    def fill_mode(self) -> str:
+        """``"const"``, ``"rand"`` or ``"pixel"``: ``mode``, or what ``value`` implies."""
+        if self.mode is not None:
+            return self.mode
+        return "pixel" if self.value is None or self.value == "random" else "const"
+
+    @property
+    def count_range(self) -> tuple[int, int]:
+        """``(min, max)`` boxes per applied sample, inclusive."""
+        if isinstance(self.count, (tuple, list)):
+            return int(self.count[0]), int(self.count[1])
+        return int(self.count), int(self.count)
+
+    @property
+    def max_boxes(self) -> int:
+        """K, the most boxes a sample can get."""
+        return self.count_range[1]
+
     def fill(self) -> float | Literal["noise"]:
-        return "noise" if self.value == "random" else float(self.value)
+        mode = self.fill_mode
+        if mode == "pixel":
+            return "noise"
+        if mode == "rand":
+            return 0.0  # placed by :meth:`fill_dali`
+        return 0.0 if self.value is None else float(self.value)
 
     def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
-        specs = super().schema(height, width)
+        k = self.max_boxes
+        specs: tuple[ParamSpec, ...] = (
+            ParamSpec("applied", np.uint8),
+            ParamSpec("box", np.int32, (4,) if k == 1 else (k, 4)),
+        )
+        if self.fill_mode == "rand":
+            specs += (ParamSpec("color", np.float32, (k, 3)),)
         if self._noise_kernel():
             specs += (ParamSpec("noise_seed", np.int64, (1,), emitted=False),)
-        elif self.value == "random":
+        elif self.fill_mode == "pixel":
             specs += (
                 ParamSpec("noise_shape", np.int32, (3,), emitted=False),
                 ParamSpec("noise_start", np.int32, (3,), emitted=False),
             )
         return specs
 
-    def fill_dali(self, params: Mapping[str, Any], height: int, width: int, device: str) -> Any:
-        """Noise drawn only for the box, ``(3, h, w)``, zero-padded to ``(3, H, W)`` at it."""
-        if self.value != "random":
-            return None
-        from nvidia.dali import fn
+    # --- graph -------------------------------------------------------------------------------
 
+    def keep_mask_dali(
+        self, params: Mapping[str, Any], height: int, width: int, device: str
+    ) -> Any:
+        if self.max_boxes == 1:
+            return super().keep_mask_dali(params, height, width, device)
+        from nvidia.dali import fn, types
+
+        box = params["box"]  # (K, 4): one fn.erase with K regions (empty ones erase nothing)
+        return fn.erase(
+            ones_mask(height, width, device),
+            anchor=fn.reshape(fn.cast(box[:, 0:2], dtype=types.FLOAT), shape=[-1]),
+            shape=fn.reshape(fn.cast(box[:, 2:4] - box[:, 0:2], dtype=types.FLOAT), shape=[-1]),
+            axis_names="HW",
+            fill_value=0,
+        )
+
+    def fill_dali(self, params: Mapping[str, Any], height: int, width: int, device: str) -> Any:
+        """The placed fill, CHW ``(3, H, W)`` float, 0 outside the boxes: ``"pixel"`` noise
+        drawn for the boxes' bounding box only (zero-padded into place by ``fn.slice``, and
+        masked to the boxes when K > 1); ``"rand"`` each box's colour painted in order.
+        """
+        mode = self.fill_mode
+        if mode == "const":
+            return None
+        from nvidia.dali import fn, types
+
+        if mode == "rand":
+            color = params["color"].gpu() if device == "gpu" else params["color"]
+            fill = None
+            for k in range(self.max_boxes):
+                one = {"box": params["box"][k] if self.max_boxes > 1 else params["box"]}
+                inside = 1 - fn.reshape(
+                    _BoxDrop.keep_mask_dali(self, one, height, width, device),
+                    shape=[1, height, width],
+                )
+                c = fn.reshape(color[k], shape=[3, 1, 1])
+                fill = c * inside if fill is None else fill * (1 - inside) + c * inside
+            return fn.reshape(fn.cast(fill, dtype=types.FLOAT), layout="CHW")
         noise = fn.random.normal(shape=params["noise_shape"], device=device)
         placed = fn.slice(
             noise, start=params["noise_start"], shape=[3, height, width], axes=[0, 1, 2],
             out_of_bounds_policy="pad", fill_values=0,
         )  # fmt: skip
+        if self.max_boxes > 1:  # the bounding box holds pixels of no box
+            keep = self.keep_mask_dali(params, height, width, device)
+            placed = placed * (1 - fn.reshape(keep, shape=[1, height, width]))
         return fn.reshape(placed, layout="CHW")
 
     def _noise_kernel(self) -> bool:
-        return self.value == "random" and self.resolve_backend() == "kernel"
+        return self.fill_mode == "pixel" and self.resolve_backend() == "kernel"
+
+    def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
+        if self.fill_mode != "rand":
+            return super().apply_xp(xp, images, params)
+        b, h, w, c = images.shape
+        boxes = params["box"].reshape(b, -1, 4)
+        color = params["color"].astype(images.dtype)
+        out = images
+        for k in range(boxes.shape[1]):  # later boxes paint over earlier ones
+            keep = box_keep_mask(xp, h, w, boxes[:, k])
+            out = mix_by_mask(xp, out, keep, fill=color[:, k, None, None, :])
+        return out
+
+    # --- host draws --------------------------------------------------------------------------
 
     def sample(
         self,
@@ -175,26 +314,47 @@ class RandomErasing(_BoxDrop):
         epoch: int,
         flip: np.ndarray | None = None,
     ) -> Params:
-        b, k = batch_size, self.max_attempts
-        area = rng.uniform(*self.scale, size=(b, k)) * height * width
-        aspect = np.exp(rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), size=(b, k)))
+        b, k, a = batch_size, self.max_boxes, self.max_attempts
+        lo, hi = self.count_range
+        # draw order: with count 1 the draws are those of the one-box version
+        area = rng.uniform(*self.scale, size=(b, k, a)) * height * width
+        aspect = np.exp(
+            rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), size=(b, k, a))
+        )
+        coin = rng.random(b) < self.p
+        fy, fx = rng.random((b, k)), rng.random((b, k))
+        n = rng.integers(lo, hi + 1, b) if lo < hi else np.full(b, lo, np.int64)
+        area = area / n[:, None, None]
         h = np.round(np.sqrt(area * aspect)).astype(np.int64)
         w = np.round(np.sqrt(area / aspect)).astype(np.int64)
         fits = (h < height) & (w < width)
-        first = np.argmax(fits, axis=1)  # first attempt that fits
-        rows = np.arange(b)
-        h, w = h[rows, first], w[rows, first]
-        applied = (rng.random(b) < self.p) & fits.any(axis=1)
-        y0 = (rng.random(b) * (height - h + 1)).astype(np.int64)
-        x0 = (rng.random(b) * (width - w + 1)).astype(np.int64)
-        box = np.stack([y0, x0, y0 + h, x0 + w], axis=1)
-        box[~applied] = 0
-        params: Params = {"applied": applied.astype(np.uint8), "box": box.astype(np.int32)}
-        if self.value == "random" and not self._noise_kernel():
-            sides = (box[:, 2:] - box[:, :2]).astype(np.int32)
+        first = np.argmax(fits, axis=2)  # first attempt that fits, per box
+        h = np.take_along_axis(h, first[..., None], 2)[..., 0]
+        w = np.take_along_axis(w, first[..., None], 2)[..., 0]
+        used = fits.any(axis=2) & (np.arange(k)[None, :] < n[:, None]) & coin[:, None]
+        if self.num_splits > 1:  # timm's clean split: the batch's first b // num_splits
+            used[: b // self.num_splits] = False
+        y0 = (fy * (height - h + 1)).astype(np.int64)
+        x0 = (fx * (width - w + 1)).astype(np.int64)
+        box = np.stack([y0, x0, y0 + h, x0 + w], axis=2)
+        box[~used] = 0
+        applied = used.any(axis=1)
+        params: Params = {
+            "applied": applied.astype(np.uint8),
+            "box": (box[:, 0] if k == 1 else box).astype(np.int32),
+        }
+        if self.fill_mode == "rand":
+            color = rng.standard_normal((b, k, 3)).astype(np.float32)
+            params["color"] = np.where(used[..., None], color, 0).astype(np.float32)
+        if self.fill_mode == "pixel" and not self._noise_kernel():
+            # noise for the bounding box of the sample's boxes (all-zero when none)
+            top = np.where(used[..., None], box[..., :2], np.iinfo(np.int64).max).min(1)
+            end = np.where(used[..., None], box[..., 2:], 0).max(1)
+            top = np.where(applied[:, None], top, 0)
+            sides = np.maximum(end - top, 0).astype(np.int32)
             params["noise_shape"] = np.concatenate([np.full((b, 1), 3, np.int32), sides], 1)
             params["noise_start"] = np.concatenate(
-                [np.zeros((b, 1), np.int32), -box[:, :2].astype(np.int32)], 1
+                [np.zeros((b, 1), np.int32), -top.astype(np.int32)], 1
             )
         if self._noise_kernel():
             # the kernel seeds the batch's noise field with the first row's seed

@@ -213,7 +213,10 @@ def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
             images = _blend(aug, images, p, plain)
         else:
             masks = _Masks()
-            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill())
+            placed = aug.fill_dali(p, h, w, spec.device)  # CHW: this path runs in HWC
+            if placed is not None:
+                placed = fn.transpose(placed, perm=[1, 2, 0], output_layout="HWC")
+            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
             images = masks.apply(images, "HWC", spec.size)
     images = fn.transpose(images, perm=[2, 0, 1], output_layout="CHW")
     return fn.cast(images, dtype=types.FLOAT16) if spec.half else images

@@ -37,11 +37,21 @@ SIZE = 64
 #: defaults; add its graph-changing options here.
 VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
     "gridmask": ({"mode": 0}, {"square_p": 0.5}),
-    "random_erasing": ({"value": 0.0},),
+    "random_erasing": (
+        {"value": 0.0},
+        {"mode": "rand"},
+        {"mode": "rand", "count": (1, 3)},
+        {"count": (1, 3)},
+        {"mode": "const", "count": 2, "num_splits": 2},
+    ),
     "cutmix": ({"mode": "elem"},),
     "mixup": ({"mode": "elem"},),
     "mixup_cutmix": ({"mode": "elem"}, {"mode": "pair"}),
 }
+
+#: RandomErasing options with a placed fill of their own (beyond the defaults' noise), also
+#: checked in the per-op arrangement.
+PLACED_FILLS: tuple[dict[str, Any], ...] = ({"mode": "rand", "count": (1, 3)}, {"count": 2})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +156,14 @@ def combination_cases() -> Iterator[GraphCase]:
     yield GraphCase(
         f"{'+'.join(masks)} [kernel]+{mixes[-1]} [kernel]",
         (*(make_augment(m, **kernel) for m in masks), make_augment(mixes[-1], **kernel)),
+    )
+    # native masks in the per-op arrangement (after a kernel): their placed fills (noise,
+    # RandomErasing's per-box colours) go in as HWC
+    placed = [make_augment("random_erasing", **v) for v in PLACED_FILLS]
+    yield GraphCase(
+        f"{masks[0]} [kernel]+{'+'.join(masks[1:])}"
+        + "".join(f"+{_label('random_erasing', v)}" for v in PLACED_FILLS),
+        (make_augment(masks[0], **kernel), *(make_augment(m) for m in masks[1:]), *placed),
     )
 
 

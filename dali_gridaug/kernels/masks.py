@@ -78,19 +78,25 @@ def grid_keep_mask(
 
 
 def box_keep_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Array:
-    """Keep-mask that is 0 inside one box per sample.
+    """Keep-mask that is 0 inside one box per sample, or inside any of ``K`` boxes.
 
     Args:
         xp: numpy, cupy or torch.
         height: image height H.
         width: image width W.
-        boxes: ``(B, 4)`` integer ``(y0, x0, y1, x1)``, half-open, already clipped; an empty
-            box (y1 ≤ y0 or x1 ≤ x0) drops nothing.
+        boxes: ``(B, 4)`` or ``(B, K, 4)`` integer ``(y0, x0, y1, x1)``, half-open, already
+            clipped; an empty box (y1 ≤ y0 or x1 ≤ x0) drops nothing.
 
     Returns:
         ``(B, H, W)`` float32.
     """
     boxes = xp.asarray(boxes)
+    if len(boxes.shape) == 3:
+        inside = box_keep_mask(xp, height, width, boxes[:, 0]) == 0  # K ≥ 1
+        for k in range(1, boxes.shape[1]):
+            one = box_keep_mask(xp, height, width, boxes[:, k]) == 0
+            inside = inside | one
+        return xp.asarray(~inside, dtype=xp.float32)
     y = xp.arange(height)[None, :, None]
     x = xp.arange(width)[None, None, :]
     y0, x0, y1, x1 = (boxes[:, i, None, None] for i in range(4))
