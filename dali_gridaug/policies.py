@@ -74,9 +74,12 @@ as :class:`TrivialAugment` (torchvision's TrivialAugmentWide, which DALI's imple
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
+import types
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from dali_gridaug._validate import check_int, check_type
@@ -208,10 +211,8 @@ class AutoAugment:
 
         if isinstance(self.policy, str):
             return auto_augment.auto_augment(images, self.policy, **_kwargs(shape, seed))
-        takes_shape = any(
-            "shape" in aug.op.__code__.co_varnames[: aug.op.__code__.co_argcount]
-            for aug in self.policy.augmentations.values()
-        )
+        augs = self.policy.augmentations.values()
+        takes_shape = any("shape" in inspect.signature(aug.op).parameters for aug in augs)
         return auto_augment.apply_auto_augment(
             self.policy, images, **_kwargs(shape if takes_shape else None, seed)
         )
@@ -221,11 +222,13 @@ class AutoAugment:
 AugmentPolicy = RandAugment | TrivialAugment | AutoAugment
 
 #: The policy names ``auto_augment=`` accepts (recipes, GPU checks), with what each runs.
-POLICIES: dict[str, AugmentPolicy] = {
-    "rand_augment": RandAugment(n=2, m=9),
-    "auto_augment": AutoAugment("image_net"),
-    "trivial_augment": TrivialAugment(),
-}
+POLICIES: Mapping[str, AugmentPolicy] = types.MappingProxyType(
+    {
+        "rand_augment": RandAugment(n=2, m=9),
+        "auto_augment": AutoAugment("image_net"),
+        "trivial_augment": TrivialAugment(),
+    }
+)
 
 
 def resolve(value: Any, name: str = "auto_augment") -> AugmentPolicy:
@@ -246,8 +249,9 @@ _PART = re.compile(r"^([a-z]+)(\d.*)$")
 _TIMM_AA = ("original", "originalr", "v0", "v0r", "3a")
 
 
-def _warn(option: str, difference: str) -> None:
-    warnings.warn(f"timm --aa option `{option}`: {difference}", UserWarning, stacklevel=3)
+def _warn(option: str, difference: str, stacklevel: int = 3) -> None:
+    """Warn at from_timm's caller (``stacklevel`` counts the frames from here)."""
+    warnings.warn(f"timm --aa option `{option}`: {difference}", UserWarning, stacklevel=stacklevel)
 
 
 def _number(aa: str, part: str, value: str, integer: bool = False) -> float:
@@ -323,10 +327,10 @@ def _rand(aa: str, parts: list[str]) -> RandAugment:
             inc = value == "1"
         elif key == "mstd":
             if _number(aa, part, value) > 0:
-                _warn(part, "DALI has no magnitude noise; every op uses the fixed magnitude m")
+                _warn(part, "DALI has no magnitude noise; every op uses the fixed magnitude m", 4)
         elif key == "p":
             _number(aa, part, value)
-            _warn(part, "DALI's RandAugment has no per-op probability; every chosen op applies")
+            _warn(part, "DALI's RandAugment has no per-op probability; every chosen op applies", 4)
         elif key == "w":
             raise UsageError(
                 f"timm --aa {aa!r}: `{part}` (op weights) is not supported; DALI's "
