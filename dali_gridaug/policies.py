@@ -63,8 +63,10 @@ with other ranges: 250 px translations, rounded posterize bits), so ``from_timm`
 ``Policy`` at run time from timm's own sub-policies (``timm.data.auto_augment``, imported
 then; timm is needed only for this), 11 bins, with timm's magnitude → parameter tables for
 posterize, solarize, solarize-add and the non-increasing enhance ops, and the shared ranges
-above for rotate/shear/translate/increasing enhance. timm's ops of probability 0 are left out
-(DALI warns on them; they never run). ``3a`` is refused (Desaturate, GaussianBlurRand).
+above for rotate/shear/increasing enhance; translations (``v0``, ``v0r``) shift up to
+100 px whatever ``shape`` (timm: 0.45 of the side; equal at 224 px). timm's ops of
+probability 0 are left out (DALI warns on them; they never run). ``3a`` is refused
+(Desaturate, GaussianBlurRand).
 
 TrivialAugment: timm 1.0 has no TrivialAugment; ``trivialaugment`` and ``ta_wide`` are accepted
 as :class:`TrivialAugment` (torchvision's TrivialAugmentWide, which DALI's implements).

@@ -244,3 +244,41 @@ def test_policy_graph_has_no_python_function(
     pipe._build_graph()  # the operator list, without building (no GPU needed)
     ops = [o._op.schema.Name() for o in pipe._ops]
     assert ops and not any("PythonFunction" in name for name in ops), ops
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RandAugment(n=3, m=20, excluded=("identity", "equalize")),
+        TrivialAugment(num_magnitude_bins=11, excluded=("identity",)),
+        AutoAugment("image_net"),
+        "original",
+        "v0r",
+    ],
+    ids=["rand", "trivial", "image_net", "timm-original", "timm-v0r"],
+)
+def test_apply_with_shape_and_seed_runs(policy: object) -> None:
+    """``apply(images, shape=(H, W), seed=...)`` on a bare DALI CPU pipeline (DALI's suites
+    take ``shape``, the timm-built policies drop it); the seed makes two runs equal."""
+    import numpy as np
+    from nvidia.dali import fn, pipeline_def
+
+    policy = _policy(policy)
+    images = [np.random.default_rng(i).integers(0, 255, (32, 40, 3), np.uint8) for i in range(6)]
+
+    @pipeline_def(batch_size=6, num_threads=1, device_id=None, enable_conditionals=True)
+    def graph():  # noqa: ANN202
+        data = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        return policy.apply(data, shape=(32, 40), seed=7), data
+
+    runs = []
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pipe = graph()
+            pipe.build()
+            out, data = pipe.run()
+        runs.append(np.stack([np.asarray(out[i]) for i in range(6)]))
+    assert runs[0].shape == (6, 32, 40, 3) and runs[0].dtype == np.uint8
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], np.stack(images))
