@@ -20,7 +20,8 @@ Magnitudes: timm's ``m`` is on a 0–10 scale, an op at ``m`` takes ``m/10`` of 
 bin ``b`` of ``num_magnitude_bins`` takes ``b/(bins−1)`` of its range, so ``from_timm`` uses
 ``num_magnitude_bins=11`` and bin ``m``: the same fraction. A non-integer ``m`` (timm itself
 parses only integers) with ``d`` ≤ 2 decimals uses ``10·10^d + 1`` bins and bin ``m·10^d``,
-again the same fraction.
+again the same fraction. (The name ``"rand_augment"``, ``RandAugment(n=2, m=9)`` with DALI's
+31 bins, is 0.3 of each range: timm's ``m3``, not ``m9``.)
 
 =================  =========================================================================
 ``rand-…`` part    decision
