@@ -282,3 +282,31 @@ def test_apply_with_shape_and_seed_runs(policy: object) -> None:
     assert runs[0].shape == (6, 32, 40, 3) and runs[0].dtype == np.uint8
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.array_equal(runs[0], np.stack(images))
+
+
+@pytest.mark.parametrize("aa", ["rand-m9-inc1", "rand-m4-inc1", "rand-m7.5-inc1", "rand-m6"])
+def test_rand_magnitudes_equal_timms(aa: str) -> None:
+    """At from_timm's bin, DALI's suite parameters equal timm's level functions (rotate,
+    shear, the enhance ops, solarize; |value| where timm negates at random)."""
+    import numpy as np
+    from nvidia.dali.auto_aug import rand_augment
+
+    policy = from_timm(aa)
+    inc = policy.monotonic_mag
+    suite = (rand_augment.get_rand_augment_suite if inc else
+             rand_augment.get_rand_augment_non_monotonic_suite)()  # fmt: skip
+    dali = {
+        aug.name: float(np.linspace(*aug.mag_range, policy.num_magnitude_bins)[policy.m])
+        for aug in suite if aug.mag_range is not None
+    }  # fmt: skip
+    level = policy.m / (policy.num_magnitude_bins - 1) * 10  # timm's magnitude
+    suffix = "Increasing" if inc else ""
+    fns = timm_aa.LEVEL_TO_ARG
+    assert dali["rotate"] == pytest.approx(abs(fns["Rotate"](level, {})[0]))
+    assert dali["shear_x"] == pytest.approx(abs(fns["ShearX"](level, {})[0]))
+    for name in ("Color", "Contrast", "Brightness"):
+        timm_value = fns[name + suffix](level, {})[0]
+        want = abs(timm_value - 1) if inc else timm_value  # inc: 1 ± x, DALI stores x
+        assert dali[name.lower()] == pytest.approx(want, abs=1e-6), name
+    solarize = fns["Solarize" + suffix](level, {})[0]
+    assert dali["solarize"] == pytest.approx(solarize, abs=1.0)  # timm truncates to int
