@@ -22,6 +22,7 @@ from dali_gridaug.feed import Feed
 from dali_gridaug.interrupts import surface_interrupts
 from dali_gridaug.labels import smooth_target
 from dali_gridaug.pipeline import PipelineSpec, build_pipeline
+from dali_gridaug.policies import AugmentPolicy
 from dali_gridaug.presets import ColorJitter, Lighting, Preset
 from dali_gridaug.reader import Source, source_identity
 
@@ -43,7 +44,7 @@ def create_loader(
     dtype: torch.dtype = torch.float32,
     drop_last: bool | None = None,
     keep_clean: bool = False,
-    auto_augment: str | None = None,
+    auto_augment: str | AugmentPolicy | None = None,
     exclude: Sequence[str] = (),
     resume: Mapping[str, Any] | None = None,
     preset: str | Preset = "imagenet",
@@ -80,8 +81,12 @@ def create_loader(
         dtype: ``torch.float32`` or ``torch.float16`` images.
         drop_last: drop the last partial batch; default True for train, False for eval.
         keep_clean: also return the un-augmented crop as ``Batch.clean`` (Keep stage).
-        auto_augment: ``"rand_augment"``, ``"auto_augment"`` or ``"trivial_augment"`` applied
-            (with DALI's ``auto_aug``) before normalization; the clean view stays available.
+        auto_augment: a policy applied (with DALI's ``auto_aug``, in the graph) before
+            normalization: a name of :data:`dali_gridaug.policies.POLICIES`
+            (``"rand_augment"``, ``"auto_augment"``, ``"trivial_augment"``) or a policy object
+            (:class:`~dali_gridaug.policies.RandAugment`, ``TrivialAugment``, ``AutoAugment``,
+            e.g. ``policies.from_timm("rand-m9-mstd0.5-inc1")``); the clean view stays
+            available.
         exclude: file paths to leave out (e.g. the bad files ``dali-gridaug check-data`` found).
         resume: a :meth:`DaliLoader.state_dict` of a loader over the same source with the
             same seed, taken at any world size: continue where it was taken, mid-epoch

@@ -26,11 +26,9 @@ from dali_gridaug._validate import (
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.constants import PREFETCH
 from dali_gridaug.pipeline import PipelineSpec
+from dali_gridaug.policies import resolve as resolve_policy
 from dali_gridaug.presets import resolve_preset
 from dali_gridaug.reader import FileSource, Source, resolve_source
-
-#: ``auto_augment`` policies (DALI's ``auto_aug`` module).
-AUTO_AUGMENT_POLICIES = ("rand_augment", "auto_augment", "trivial_augment")
 
 
 def loader_spec(
@@ -103,7 +101,7 @@ def loader_spec(
         std=std_t,
         half=dtype == torch.float16,
         keep_clean=keep_clean,
-        auto_augment=auto_augment,
+        auto_augment=None if auto_augment is None else resolve_policy(auto_augment),
         preset=pre,
         hw_decoder_load=float(hw_decoder_load),
         label_smoothing=smoothing,
@@ -126,7 +124,7 @@ def _check_flags(
     if drop_last is not None:
         check_type("drop_last", drop_last, bool)
     if auto_augment is not None:
-        check_choice("auto_augment", auto_augment, AUTO_AUGMENT_POLICIES)
+        resolve_policy(auto_augment)
 
 
 def dataset(source: Any, exclude: tuple[str, ...], world: int, num_classes: Any = None) -> Source:

@@ -19,6 +19,7 @@ from dali_gridaug.constants import HW_DECODER_LOAD, PREFETCH
 from dali_gridaug.decode import normalize
 from dali_gridaug.feed import Feed
 from dali_gridaug.params import ParamNodes
+from dali_gridaug.policies import AugmentPolicy, resolve
 from dali_gridaug.reader import Source, check_readable, read
 
 
@@ -41,7 +42,7 @@ class PipelineSpec:
     std: tuple[float, ...]
     half: bool
     keep_clean: bool = False
-    auto_augment: str | None = None
+    auto_augment: str | AugmentPolicy | None = None  # a dali_gridaug.policies name or policy
     #: DALI's prefetch depth: 3 lets the host-fed crop's small CPU operators of one batch
     #: overlap the decode of the previous ones (measured: 2 left the CPU loader ~5 % behind)
     prefetch: int = PREFETCH
@@ -86,7 +87,8 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         mirror = nodes.flip if nodes is not None else None
         clean_pixels = pixels
         if spec.auto_augment is not None:
-            pixels = _auto_augment(pixels, spec.auto_augment)
+            # HWC uint8: the Keep paste view
+            pixels = resolve(spec.auto_augment).apply(pixels)
         if spec.augments and nodes is not None:
             images = augment_graph(pixels, nodes, mirror, mean, spec)
         else:
@@ -137,19 +139,3 @@ def _decode(
     # the preset's colour ops are part of both views; one draw drives both
     pixels = presets.color_ops(pixels, spec.preset, nodes.preset)
     return pixels, presets.normalize_mean(spec.preset, spec.mean, nodes.preset), None, window
-
-
-def _auto_augment(pixels: Any, policy: str) -> Any:
-    """DALI's ``auto_aug`` policies on HWC uint8 images (the Keep selective-paste view)."""
-    from nvidia.dali.auto_aug import auto_augment, rand_augment, trivial_augment
-
-    if policy == "rand_augment":
-        return rand_augment.rand_augment(pixels, n=2, m=9)
-    if policy == "auto_augment":
-        return auto_augment.auto_augment_image_net(pixels)
-    if policy == "trivial_augment":
-        return trivial_augment.trivial_augment_wide(pixels)
-    raise ValueError(
-        "`auto_augment` must be one of 'rand_augment', 'auto_augment', 'trivial_augment'; "
-        f"got {policy!r}"
-    )

@@ -14,7 +14,7 @@ from dali_gridaug import gpucheck, presets
 from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim
-from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES
+from dali_gridaug.policies import POLICIES
 from tests.helpers import RightHalfMix
 
 CASES = case_mod.graph_cases()
@@ -52,7 +52,7 @@ def test_cases_cover_the_registries() -> None:
         for over in case_mod.VARIANTS.get(name, ()):
             assert any(n.startswith(case_mod._label(name, over) + " [") for n in names)
     assert {p.name for c in CASES for p in [c.preset]} == set(presets.PRESETS)
-    assert {c.auto_augment for c in CASES} == {None, *AUTO_AUGMENT_POLICIES}
+    assert {c.auto_augment for c in CASES} == {None, *POLICIES}
     assert {c.source for c in CASES} == {"files", "tar"}
     for flag in ("half", "resume", "keep_clean"):
         assert {getattr(c, flag) for c in CASES} == {True, False}

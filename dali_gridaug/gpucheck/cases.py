@@ -171,7 +171,7 @@ def pipeline_cases() -> Iterator[GraphCase]:
     """Graphs that differ outside the augmentations: fp16, evaluation, presets and colour ops,
     Keep views with each ``auto_augment`` policy, resuming, decoder load, tar sources.
     """
-    from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES
+    from dali_gridaug.policies import POLICIES
 
     mask = next(n for n, c in AUGMENTATIONS.items() if issubclass(c, MaskAugment))
     mix = next(n for n, c in AUGMENTATIONS.items() if issubclass(c, MixAugment))
@@ -195,7 +195,7 @@ def pipeline_cases() -> Iterator[GraphCase]:
     jl = dataclasses.replace(jitter, lighting=presets.Lighting())
     yield GraphCase(f"color_jitter+lighting {mask}+{mix} fp16", both, half=True, preset=jl)
     yield GraphCase("keep_clean", keep_clean=True)
-    for i, policy in enumerate(AUTO_AUGMENT_POLICIES):
+    for i, policy in enumerate(POLICIES):
         if i == 0:  # the first also with a mixing op (conditionals + a paste)
             yield GraphCase(
                 f"keep_clean {policy} {mix}", (both[1],), keep_clean=True, auto_augment=policy

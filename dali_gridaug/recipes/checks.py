@@ -21,7 +21,10 @@ import annotated_types
 from pydantic import ValidationError
 
 from dali_gridaug.augment import AUGMENTATIONS, Augment
-from dali_gridaug.loader_args import AUTO_AUGMENT_POLICIES as AUTO_AUGMENT
+from dali_gridaug.policies import POLICIES
+
+#: ``data.auto_augment``'s policy names (:data:`dali_gridaug.policies.POLICIES`).
+AUTO_AUGMENT = tuple(POLICIES)
 
 
 def _named(label: str, error: Exception) -> str:
