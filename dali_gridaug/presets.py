@@ -28,7 +28,14 @@ from dali_gridaug._validate import check_choice, check_pair, check_range, check_
 from dali_gridaug.augment.base import Params, ParamSpec
 from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RATIO, RRC_SCALE
 from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
-from dali_gridaug.decode import RRC_ATTEMPTS, decode, decode_window, rrc_draws, rrc_window
+from dali_gridaug.decode import (
+    INTERPOLATIONS,
+    RRC_ATTEMPTS,
+    decode,
+    decode_window,
+    rrc_draws,
+    rrc_window,
+)
 from dali_gridaug.decode import decode_val as decode_resize
 
 #: CIFAR statistics in 0–255 pixel units (official Cutout/CutMix CIFAR code).
@@ -111,6 +118,10 @@ class Preset:
         size: output side in pixels (the loader's default ``image_size``).
         color_jitter: optional train colour jitter.
         lighting: optional train PCA lighting.
+        interpolation: resize filter of the train random-resized crop and the val resize,
+            ``"bilinear"`` (default, today's output), ``"bicubic"`` or ``"nearest"`` (DALI's
+            ``INTERP_LINEAR``/``INTERP_CUBIC``/``INTERP_NN``, antialiased); timm's ``"random"``
+            is refused (DALI's resize takes no per-sample filter).
     """
 
     name: str
@@ -125,8 +136,16 @@ class Preset:
     size: int = 224
     color_jitter: ColorJitter | None = None
     lighting: Lighting | None = None
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        if self.interpolation == "random":
+            raise ValueError(
+                "`preset.interpolation` 'random' (timm's per-sample bilinear/bicubic) is not "
+                "supported: DALI's resize takes one filter per operator; use one of "
+                + ", ".join(map(repr, INTERPOLATIONS))
+            )
+        check_choice("preset.interpolation", self.interpolation, INTERPOLATIONS)
         check_type("preset.name", self.name, str)
         check_choice("preset.crop", self.crop, ("random_resized", "pad"))
         check_pair("preset.scale", self.scale, 0, 1)
@@ -249,7 +268,10 @@ def decode_train(
 
     if preset.crop == "random_resized":
         window = rrc_window(fn.peek_image_shape(encoded, dtype=types.FLOAT64), draws)
-        pixels = decode_window(encoded, window, device=device, size=size, hw_load=hw_load)
+        pixels = decode_window(
+            encoded, window, device=device, size=size, hw_load=hw_load,
+            interpolation=preset.interpolation,
+        )  # fmt: skip
         return pixels, window
     images = decode(encoded, device=device, hw_load=hw_load)
     return pad_crop(images, fn.peek_image_shape(encoded), preset, size, draws["pad"]), None
@@ -267,8 +289,9 @@ def decode_val(
     if preset.crop_pct is None:
         return decode(encoded, device=device, hw_load=hw_load)
     return decode_resize(
-        encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load
-    )
+        encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load,
+        interpolation=preset.interpolation,
+    )  # fmt: skip
 
 
 def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int], u: Any) -> Any:
