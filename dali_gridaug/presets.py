@@ -99,6 +99,16 @@ class Lighting:
         return 255.0 * self.std * np.asarray(self.eigvec) * np.asarray(self.eigval)[None, :]
 
 
+def _check_interpolation(name: str, value: Any) -> None:
+    if value == "random":
+        raise ValueError(
+            f"`{name}` 'random' (timm's per-sample bilinear/bicubic) is not supported: "
+            "DALI's resize takes one filter per operator; use one of "
+            + ", ".join(map(repr, INTERPOLATIONS))
+        )
+    check_choice(name, value, INTERPOLATIONS)
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """One input pipeline, as data.
@@ -139,13 +149,7 @@ class Preset:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if self.interpolation == "random":
-            raise ValueError(
-                "`preset.interpolation` 'random' (timm's per-sample bilinear/bicubic) is not "
-                "supported: DALI's resize takes one filter per operator; use one of "
-                + ", ".join(map(repr, INTERPOLATIONS))
-            )
-        check_choice("preset.interpolation", self.interpolation, INTERPOLATIONS)
+        _check_interpolation("preset.interpolation", self.interpolation)
         check_type("preset.name", self.name, str)
         check_choice("preset.crop", self.crop, ("random_resized", "pad"))
         check_pair("preset.scale", self.scale, 0, 1)
@@ -181,10 +185,12 @@ def resolve_preset(
     *,
     color_jitter: ColorJitter | float | None = None,
     lighting: Lighting | float | None = None,
+    interpolation: str | None = None,
 ) -> Preset:
     """The :class:`Preset` named by ``preset`` (or ``preset`` itself), with the colour ops
     replaced where given: ``color_jitter=x`` means ``ColorJitter(x, x, x)``, ``lighting=x``
-    means ``Lighting(std=x)``; ``None`` keeps the preset's.
+    means ``Lighting(std=x)``, ``interpolation`` replaces the resize filter (checked as
+    ``interpolation``); ``None`` keeps the preset's.
     """
     if isinstance(preset, str):
         check_choice("preset", preset, tuple(PRESETS))
@@ -201,6 +207,9 @@ def resolve_preset(
             check_type("lighting", lighting, (int, float))
             lighting = Lighting(std=float(lighting))
         changes["lighting"] = lighting
+    if interpolation is not None:
+        _check_interpolation("interpolation", interpolation)
+        changes["interpolation"] = interpolation
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
