@@ -64,15 +64,22 @@ class ColorJitter:
     image is itself), so the order matters only through pixels that saturate mid-way; this
     implementation composes them in closed form, ``b·c·(s·x + (1−s)·g(x)) + b·(1−c)·m``, and
     clamps and rounds once.
+
+    ``p`` (timm's ``color_jitter_prob``, in [0, 1]): the whole jitter applies to a sample with
+    probability ``p`` (a host-drawn coin; the others get factors 1, the identity); ``p=1``
+    draws exactly what it drew before ``p`` existed. No hue: torchvision's hue shift works in
+    HSV, outside this closed linear form.
     """
 
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
+    p: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation"):
             check_range(f"color_jitter.{name}", getattr(self, name), 0)
+        check_range("color_jitter.p", self.p, 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +260,9 @@ def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
         out["jitter"] = rng.uniform(np.maximum(0.0, 1.0 - x), 1.0 + x, (b, 3)).astype(np.float32)
     if preset.lighting is not None:
         out["lighting"] = rng.standard_normal((b, 3)).astype(np.float32)
+    if cj is not None and cj.p < 1:  # drawn last: every earlier draw stays as it was
+        skip = rng.random(b) >= cj.p
+        out["jitter"][skip] = 1.0
     return out
 
 
