@@ -7,6 +7,7 @@ has one); without one every op runs on DALI's CPU backend with the same semantic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,18 +207,24 @@ def decode_val(
     crop_pct: float = CROP_PCT,
     hw_load: float = HW_DECODER_LOAD,
     interpolation: str = "bilinear",
+    crop_mode: str = "center",
 ) -> object:
-    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256); the centre crop
-    happens in :func:`normalize`.
+    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256; ``crop_mode``
+    ``"center"``), or each side to ``floor(side / crop_pct)`` (``"squash"``, timm's: the
+    aspect ratio is not kept); the centre crop happens in :func:`normalize`.
 
     Returns:
         HWC uint8 RGB DataNode (``hw_load`` as :func:`decode_train`).
     """
     from nvidia.dali import fn
 
+    if crop_mode == "squash":
+        target = {"size": [math.floor(side / crop_pct) for side in size]}
+    else:
+        target = {"resize_shorter": round(min(size) / crop_pct)}
     return fn.resize(
         decode(encoded, device=device, hw_load=hw_load),
-        resize_shorter=round(min(size) / crop_pct),
+        **target,
         interp_type=interp_type(interpolation),
         antialias=True,
     )

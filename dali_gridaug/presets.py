@@ -139,6 +139,10 @@ class Preset:
             ``"bilinear"`` (default, today's output), ``"bicubic"`` or ``"nearest"`` (DALI's
             ``INTERP_LINEAR``/``INTERP_CUBIC``/``INTERP_NN``, antialiased); timm's ``"random"``
             is refused (DALI's resize takes no per-sample filter).
+        crop_mode: val crop, timm's ``crop_mode``: ``"center"`` (default: the shorter side
+            to ``size / crop_pct``, centre crop) or ``"squash"`` (each side to
+            ``floor(side / crop_pct)``, aspect not kept, centre crop; needs ``crop_pct``);
+            timm's ``"border"`` is refused by name.
     """
 
     name: str
@@ -154,8 +158,17 @@ class Preset:
     color_jitter: ColorJitter | None = None
     lighting: Lighting | None = None
     interpolation: str = "bilinear"
+    crop_mode: str = "center"
 
     def __post_init__(self) -> None:
+        if self.crop_mode == "border":
+            raise ValueError(
+                "`preset.crop_mode` 'border' (timm's resize-longest-and-pad) is not supported; "
+                "use 'center' or 'squash'"
+            )
+        check_choice("preset.crop_mode", self.crop_mode, ("center", "squash"))
+        if self.crop_mode == "squash" and self.crop_pct is None:
+            raise ValueError("`preset.crop_mode` 'squash' needs a `preset.crop_pct`, got None")
         _check_interpolation("preset.interpolation", self.interpolation)
         check_type("preset.name", self.name, str)
         check_choice("preset.crop", self.crop, ("random_resized", "pad"))
@@ -309,7 +322,7 @@ def decode_val(
         return decode(encoded, device=device, hw_load=hw_load)
     return decode_resize(
         encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load,
-        interpolation=preset.interpolation,
+        interpolation=preset.interpolation, crop_mode=preset.crop_mode,
     )  # fmt: skip
 
 

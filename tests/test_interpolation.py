@@ -1,10 +1,13 @@
 """``Preset.interpolation`` (timm's ``interpolation``): the val resize and the train
 random-resized crop use DALI's linear/cubic/nearest filter, antialiased; ``"bilinear"`` is
-today's output; ``"random"`` is refused by name. Real DALI CPU pipelines on generated JPEGs."""
+today's output; ``"random"`` is refused by name. ``Preset.crop_mode`` (timm's eval
+``crop_mode``): ``"center"`` (today's) and ``"squash"``; ``"border"`` refused. Real DALI CPU
+pipelines on generated JPEGs."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +19,10 @@ from dali_gridaug.presets import IMAGENET, Preset
 SIDE = 64
 
 
-def _val(root: Path, interpolation: str | None) -> tuple[np.ndarray, np.ndarray]:
-    preset = (
-        IMAGENET
-        if interpolation is None
-        else dataclasses.replace(IMAGENET, interpolation=interpolation)
-    )
+def _val(root: Path, interpolation: str | None, **kw) -> tuple[np.ndarray, np.ndarray]:
+    if interpolation is not None:
+        kw["interpolation"] = interpolation
+    preset = dataclasses.replace(IMAGENET, **kw) if kw else IMAGENET
     loader = create_loader(
         root, batch_size=6, train=False, device="cpu", image_size=SIDE, preset=preset
     )
@@ -29,19 +30,21 @@ def _val(root: Path, interpolation: str | None) -> tuple[np.ndarray, np.ndarray]
     return batch.images.float().numpy(), batch.index.numpy()
 
 
-def _dali_reference(root: Path, index: np.ndarray, interp_name: str) -> np.ndarray:
+def _dali_reference(root: Path, index: np.ndarray, interp_name: str, squash=False) -> np.ndarray:
     """The same files through a plain DALI decode → resize_shorter → centre crop+normalize."""
     from nvidia.dali import fn, pipeline_def, types
 
     files = create_loader(root, batch_size=6, train=False, device="cpu").source.files
     paths = [str(files[i]) for i in index]
+    side = math.floor(SIDE / 0.875)
+    target = {"size": [side, side]} if squash else {"resize_shorter": round(SIDE / 0.875)}
 
     @pipeline_def(batch_size=len(paths), num_threads=1, device_id=None)
     def plain():
         encoded, _ = fn.readers.file(files=paths, random_shuffle=False)
         images = fn.resize(
             fn.decoders.image(encoded, device="cpu"),
-            resize_shorter=round(SIDE / 0.875),
+            **target,
             interp_type=getattr(types, interp_name),
             antialias=True,
         )
@@ -81,6 +84,26 @@ def test_train_crop_uses_the_filter(sample_data: dict[str, Path]) -> None:
     bilinear, bicubic = first("bilinear"), first("bicubic")
     assert bilinear.shape == bicubic.shape
     assert np.abs(bilinear - bicubic).max() > 0.05  # same crops (same seed), other filter
+
+
+def test_squash_resizes_both_sides(sample_data: dict[str, Path]) -> None:
+    root = sample_data["val"]
+    center, index = _val(root, None, crop_mode="center")
+    np.testing.assert_array_equal(center, _val(root, None)[0])  # "center" is today's
+    squash, index2 = _val(root, "bicubic", crop_mode="squash")
+    np.testing.assert_array_equal(index, index2)
+    assert squash.shape == center.shape and np.abs(squash - center).max() > 0.05
+    ref = _dali_reference(root, index, "INTERP_CUBIC", squash=True)
+    np.testing.assert_allclose(squash, ref, atol=1e-5)
+
+
+def test_bad_crop_mode_names_itself() -> None:
+    with pytest.raises(ValueError, match=r"`preset.crop_mode` 'border' .* not supported"):
+        Preset("x", crop_mode="border")
+    with pytest.raises(ValueError, match=r"`preset.crop_mode` must be one of 'center', 'squash'"):
+        Preset("x", crop_mode="fit")
+    with pytest.raises(ValueError, match=r"'squash' needs a `preset.crop_pct`"):
+        Preset("x", crop_mode="squash", crop_pct=None)
 
 
 @pytest.mark.parametrize(
