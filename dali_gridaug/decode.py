@@ -7,7 +7,9 @@ has one); without one every op runs on DALI's CPU backend with the same semantic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -139,14 +141,16 @@ def decode_window(
     device: str,
     size: tuple[int, int],
     hw_load: float = HW_DECODER_LOAD,
+    interpolation: str = "bilinear",
 ) -> object:
     """Decode only ``window`` (``(anchor, size)`` of :func:`rrc_window`) and resize it to
-    ``size`` (antialiased bilinear, as torchvision's ``RandomResizedCrop``).
+    ``size`` (antialiased, ``interpolation`` of :data:`INTERPOLATIONS`; bilinear as
+    torchvision's ``RandomResizedCrop``).
 
     Returns:
         HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)``.
     """
-    from nvidia.dali import fn, types
+    from nvidia.dali import fn
 
     images = fn.decoders.image_slice(
         encoded,
@@ -156,7 +160,8 @@ def decode_window(
         normalized_shape=False,
         **_decoder_kwargs(device, hw_load),
     )
-    return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
+    interp = interp_type(interpolation)
+    return fn.resize(images, size=list(size), interp_type=interp, antialias=True)
 
 
 def decode_random_crop(
@@ -201,21 +206,46 @@ def decode_val(
     size: tuple[int, int],
     crop_pct: float = CROP_PCT,
     hw_load: float = HW_DECODER_LOAD,
+    interpolation: str = "bilinear",
+    crop_mode: str = "center",
 ) -> object:
-    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256); the centre crop
-    happens in :func:`normalize`.
+    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256; ``crop_mode``
+    ``"center"``), or each side to ``floor(side / crop_pct)`` (``"squash"``, timm's: the
+    aspect ratio is not kept); the centre crop happens in :func:`normalize`.
 
     Returns:
         HWC uint8 RGB DataNode (``hw_load`` as :func:`decode_train`).
     """
-    from nvidia.dali import fn, types
+    from nvidia.dali import fn
 
+    if crop_mode == "squash":
+        target = {"size": [math.floor(side / crop_pct) for side in size]}
+    else:
+        target = {"resize_shorter": round(min(size) / crop_pct)}
     return fn.resize(
         decode(encoded, device=device, hw_load=hw_load),
-        resize_shorter=round(min(size) / crop_pct),
-        interp_type=types.INTERP_LINEAR,
+        **target,
+        interp_type=interp_type(interpolation),
         antialias=True,
     )
+
+
+#: timm's ``interpolation`` names → DALI's resize filters (always antialiased when shrinking).
+#: timm's ``"random"`` (per-sample bilinear/bicubic) is refused: ``fn.resize`` takes
+#: ``interp_type`` as a scalar, not as a per-sample argument input.
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def interp_type(interpolation: str) -> Any:
+    """DALI's ``types.DALIInterpType`` for a name of :data:`INTERPOLATIONS`."""
+    from nvidia.dali import types
+
+    table = {
+        "bilinear": types.INTERP_LINEAR,
+        "bicubic": types.INTERP_CUBIC,
+        "nearest": types.INTERP_NN,
+    }
+    return table[interpolation]
 
 
 def normalize(

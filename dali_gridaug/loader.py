@@ -54,10 +54,13 @@ def create_loader(
     label_smoothing: float = 0.0,
     num_classes: int | None = None,
     aug_repeats: int = 0,
+    hflip: float = 0.5,
+    vflip: float = 0.0,
+    interpolation: str | None = None,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
-    Long only by its 25 documented arguments: the body hands them, by name, to the checks
+    Long only by its 28 documented arguments: the body hands them, by name, to the checks
     and defaults of ``dali_gridaug.loader_args.loader_spec``.
 
     Args:
@@ -106,6 +109,14 @@ def create_loader(
             (clovaai ImageNet: 0.1); None: the preset's.
         num_classes: K, the width of soft targets ``(B, K)``: the model's class count
             (default: the dataset's). Must be ≥ the dataset's class count (every label < K).
+        hflip: train horizontal-flip probability in [0, 1] per sample (timm's ``hflip``; a
+            host-drawn coin, emitted as the ``"flip"`` parameter; 0.5 draws today's coins).
+        vflip: train vertical-flip probability in [0, 1] per sample (timm's ``vflip``; its own
+            host-drawn coin, emitted as ``"vflip"`` when > 0). Applied right after the crop,
+            before any augmentation, so both views and every paste see the flipped crop.
+        interpolation: resize filter of the train crop and the val resize, ``"bilinear"``,
+            ``"bicubic"`` or ``"nearest"`` (antialiased); None: the preset's (bilinear).
+            timm's ``"random"`` is refused (DALI's resize takes one filter per operator).
 
     Returns:
         A :class:`DaliLoader`.
@@ -137,6 +148,9 @@ def create_loader(
         hw_decoder_load=hw_decoder_load,
         label_smoothing=label_smoothing,
         num_classes=num_classes,
+        hflip=hflip,
+        vflip=vflip,
+        interpolation=interpolation,
     )
     repeats = checks.repeats(aug_repeats, train)
     return DaliLoader(

@@ -56,6 +56,9 @@ def loader_spec(
     hw_decoder_load: Any,
     label_smoothing: Any,
     num_classes: Any,
+    hflip: Any,
+    vflip: Any,
+    interpolation: Any,
 ) -> tuple[PipelineSpec, bool]:
     """Check ``create_loader``'s arguments (documented there; none has a default here, so a
     new one cannot be forgotten on the way) and resolve them. Long by its signature, one line
@@ -68,7 +71,11 @@ def loader_spec(
     _check_flags(device, dtype, train, keep_clean, drop_last, auto_augment)
     # 0 = a DataLoader's num_workers=0: the default thread count
     threads = check_int("num_threads", 0 if num_threads is None else num_threads, 0)
-    pre = resolve_preset(preset, color_jitter=color_jitter, lighting=lighting)
+    pre = resolve_preset(
+        preset, color_jitter=color_jitter, lighting=lighting, interpolation=interpolation
+    )
+    check_range("hflip", hflip, 0, 1)
+    check_range("vflip", vflip, 0, 1)
     size = image_size_pair(pre.size if image_size is None else image_size)
     augment, exclude = augments(augment, size, batch_size), paths(exclude)
     if augment and not train:
@@ -105,6 +112,8 @@ def loader_spec(
         preset=pre,
         hw_decoder_load=float(hw_decoder_load),
         label_smoothing=smoothing,
+        hflip=float(hflip),
+        vflip=float(vflip),
     )
     return spec, drop_last
 

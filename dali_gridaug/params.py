@@ -37,6 +37,7 @@ from dali_gridaug.rows import RowGenerator
 #: Generator streams of the flip coins and the preset's draws (after any augmentation index).
 FLIP_STREAM = 1 << 16
 PRESET_STREAM = FLIP_STREAM + 1
+VFLIP_STREAM = FLIP_STREAM + 2
 #: Last key of a mixing augmentation's (per-rank) generator, before the rank.
 BATCH_KEY = 1 << 17
 
@@ -47,6 +48,7 @@ class ParamNodes:
 
     Attributes:
         flip: ``(B,)`` int32 horizontal-flip coins (``crop_mirror_normalize``'s ``mirror``).
+        vflip: ``(B,)`` int32 vertical-flip coins (``fn.flip``), None when ``vflip`` is 0.
         preset: the preset's draws, name → node (:func:`~dali_gridaug.presets.preset_schema`).
         augments: per augmentation, its parameter name → node.
         all: flattened name → node (every fed parameter).
@@ -56,6 +58,7 @@ class ParamNodes:
     preset: dict[str, Any]
     augments: tuple[dict[str, Any], ...]
     all: dict[str, Any]
+    vflip: Any = None
 
 
 class ParamSource:
@@ -72,6 +75,9 @@ class ParamSource:
             graphs that feed their own cropped images (benchmarks, tests).
         paste_before_flip: the graph pastes on un-flipped pixels and flips afterwards, so
             augmentations get the flip coins to mirror their paste arguments.
+        hflip: horizontal-flip probability; 0.5 draws the fair coin of ``integers(0, 2)``
+            (today's draws), else ``random() < hflip``, both from the flip stream.
+        vflip: vertical-flip probability, from its own stream; 0 feeds no ``"vflip"``.
     """
 
     def __init__(
@@ -85,12 +91,15 @@ class ParamSource:
         rank: int,
         preset: Preset | None = None,
         paste_before_flip: bool = False,
+        hflip: float = 0.5,
+        vflip: float = 0.0,
     ) -> None:
         self.augments = tuple(augments)
         self.batch_size, self.height, self.width = batch_size, height, width
         self.seed, self.rank = seed, rank
         self.preset = preset
         self.paste_before_flip = paste_before_flip
+        self.hflip, self.vflip = float(hflip), float(vflip)
         #: False: every mixing augmentation feeds its :meth:`~dali_gridaug.augment.base.
         #: MixAugment.unmixed` draw (``loader.mixup_enabled``); read at each :meth:`draw`
         self.mixing_enabled = True
@@ -100,10 +109,11 @@ class ParamSource:
         specs = [(f"preset.{s.name}", s) for s in self.preset_specs]
         specs += [(f"{i}.{s.name}", s) for i, sch in enumerate(self.schemas) for s in sch]
         specs = [(k, s) for k, s in specs if k not in unused]
+        coins = ["epoch", "flip"] + (["vflip"] if self.vflip > 0 else [])
         #: every fed name, in ``external_source`` output order
-        self.keys = ["epoch", "flip"] + [k for k, _ in specs]
+        self.keys = coins + [k for k, _ in specs]
         #: the fed names that are also pipeline outputs
-        self.output_names = ["epoch", "flip"] + [k for k, s in specs if s.emitted]
+        self.output_names = coins + [k for k, s in specs if s.emitted]
 
     @classmethod
     def for_spec(cls, spec: Any) -> ParamSource | None:
@@ -121,6 +131,8 @@ class ParamSource:
             rank=spec.shard_id,
             preset=spec.preset,
             paste_before_flip=is_native(spec.augments),
+            hflip=getattr(spec, "hflip", 0.5),
+            vflip=getattr(spec, "vflip", 0.0),
         )
 
     def _rng(self, step: Step, stream: int, *rank: int) -> np.random.Generator:
@@ -133,8 +145,15 @@ class ParamSource:
     def draw(self, step: Step) -> dict[str, np.ndarray]:
         """All parameters of this rank's batch of ``step``, keyed as :attr:`keys`."""
         b = len(step.rows)
-        flip = self.rows(step, FLIP_STREAM).integers(0, 2, b).astype(np.int32)
+        coin = self.rows(step, FLIP_STREAM)
+        if self.hflip == 0.5:  # today's fair coin, bit for bit
+            flip = coin.integers(0, 2, b).astype(np.int32)
+        else:
+            flip = (coin.random(b) < self.hflip).astype(np.int32)
         out = {"epoch": np.full((b,), step.epoch, np.int32), "flip": flip}
+        if self.vflip > 0:
+            vcoin = self.rows(step, VFLIP_STREAM).random(b)
+            out["vflip"] = (vcoin < self.vflip).astype(np.int32)
         if self.preset is not None:
             own = sample_preset(self.preset, self.rows(step, PRESET_STREAM), b)
             self._check("preset", self.preset_specs, own, b)
@@ -200,7 +219,9 @@ class ParamSource:
             for i, schema in enumerate(self.schemas)
         )
         own = {s.name: flat[f"preset.{s.name}"] for s in self.preset_specs}
-        return ParamNodes(flip=flat["flip"], preset=own, augments=per_aug, all=flat)
+        return ParamNodes(
+            flip=flat["flip"], preset=own, augments=per_aug, all=flat, vflip=flat.get("vflip")
+        )
 
     def outputs(self, nodes: ParamNodes, device: str) -> dict[str, Any]:
         """The emitted parameters as pipeline outputs, named :attr:`output_names`; on the GPU

@@ -49,6 +49,9 @@ class PipelineSpec:
     hw_decoder_load: float = HW_DECODER_LOAD
     label_smoothing: float = 0.0
     preset: presets.Preset = presets.IMAGENET
+    #: train flip probabilities per sample (host-drawn coins, :mod:`dali_gridaug.params`)
+    hflip: float = 0.5
+    vflip: float = 0.0
 
 
 def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
@@ -81,6 +84,9 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         nodes = params.nodes(fed[3:]) if params is not None else None
         outputs: dict[str, Any] = {"key": on_device(fed[1]), "position": on_device(fed[2])}
         pixels, mean, crop, window = _decode(encoded, spec, nodes)
+        if nodes is not None and nodes.vflip is not None:
+            # flip the crop itself: both views, every paste and its label box see one image
+            pixels = fn.flip(pixels, horizontal=0, vertical=nodes.vflip)
         if window is not None:
             outputs["crop"] = on_device(fn.cast(fn.cat(*window), dtype=types.INT32))
         # one coin per sample, drawn on the host: the clean view is flipped like the augmented

@@ -28,7 +28,14 @@ from dali_gridaug._validate import check_choice, check_pair, check_range, check_
 from dali_gridaug.augment.base import Params, ParamSpec
 from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RATIO, RRC_SCALE
 from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
-from dali_gridaug.decode import RRC_ATTEMPTS, decode, decode_window, rrc_draws, rrc_window
+from dali_gridaug.decode import (
+    INTERPOLATIONS,
+    RRC_ATTEMPTS,
+    decode,
+    decode_window,
+    rrc_draws,
+    rrc_window,
+)
 from dali_gridaug.decode import decode_val as decode_resize
 
 #: CIFAR statistics in 0–255 pixel units (official Cutout/CutMix CIFAR code).
@@ -57,15 +64,22 @@ class ColorJitter:
     image is itself), so the order matters only through pixels that saturate mid-way; this
     implementation composes them in closed form, ``b·c·(s·x + (1−s)·g(x)) + b·(1−c)·m``, and
     clamps and rounds once.
+
+    ``p`` (timm's ``color_jitter_prob``, in [0, 1]): the whole jitter applies to a sample with
+    probability ``p`` (a host-drawn coin; the others get factors 1, the identity); ``p=1``
+    draws exactly what it drew before ``p`` existed. No hue: torchvision's hue shift works in
+    HSV, outside this closed linear form.
     """
 
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
+    p: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation"):
             check_range(f"color_jitter.{name}", getattr(self, name), 0)
+        check_range("color_jitter.p", self.p, 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +106,16 @@ class Lighting:
         return 255.0 * self.std * np.asarray(self.eigvec) * np.asarray(self.eigval)[None, :]
 
 
+def _check_interpolation(name: str, value: Any) -> None:
+    if value == "random":
+        raise ValueError(
+            f"`{name}` 'random' (timm's per-sample bilinear/bicubic) is not supported: "
+            "DALI's resize takes one filter per operator; use one of "
+            + ", ".join(map(repr, INTERPOLATIONS))
+        )
+    check_choice(name, value, INTERPOLATIONS)
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """One input pipeline, as data.
@@ -111,6 +135,14 @@ class Preset:
         size: output side in pixels (the loader's default ``image_size``).
         color_jitter: optional train colour jitter.
         lighting: optional train PCA lighting.
+        interpolation: resize filter of the train random-resized crop and the val resize,
+            ``"bilinear"`` (default, today's output), ``"bicubic"`` or ``"nearest"`` (DALI's
+            ``INTERP_LINEAR``/``INTERP_CUBIC``/``INTERP_NN``, antialiased); timm's ``"random"``
+            is refused (DALI's resize takes no per-sample filter).
+        crop_mode: val crop, timm's ``crop_mode``: ``"center"`` (default: the shorter side
+            to ``size / crop_pct``, centre crop) or ``"squash"`` (each side to
+            ``floor(side / crop_pct)``, aspect not kept, centre crop; needs ``crop_pct``);
+            timm's ``"border"`` is refused by name.
     """
 
     name: str
@@ -125,8 +157,19 @@ class Preset:
     size: int = 224
     color_jitter: ColorJitter | None = None
     lighting: Lighting | None = None
+    interpolation: str = "bilinear"
+    crop_mode: str = "center"
 
     def __post_init__(self) -> None:
+        if self.crop_mode == "border":
+            raise ValueError(
+                "`preset.crop_mode` 'border' (timm's resize-longest-and-pad) is not supported; "
+                "use 'center' or 'squash'"
+            )
+        check_choice("preset.crop_mode", self.crop_mode, ("center", "squash"))
+        if self.crop_mode == "squash" and self.crop_pct is None:
+            raise ValueError("`preset.crop_mode` 'squash' needs a `preset.crop_pct`, got None")
+        _check_interpolation("preset.interpolation", self.interpolation)
         check_type("preset.name", self.name, str)
         check_choice("preset.crop", self.crop, ("random_resized", "pad"))
         check_pair("preset.scale", self.scale, 0, 1)
@@ -162,10 +205,12 @@ def resolve_preset(
     *,
     color_jitter: ColorJitter | float | None = None,
     lighting: Lighting | float | None = None,
+    interpolation: str | None = None,
 ) -> Preset:
     """The :class:`Preset` named by ``preset`` (or ``preset`` itself), with the colour ops
     replaced where given: ``color_jitter=x`` means ``ColorJitter(x, x, x)``, ``lighting=x``
-    means ``Lighting(std=x)``; ``None`` keeps the preset's.
+    means ``Lighting(std=x)``, ``interpolation`` replaces the resize filter (checked as
+    ``interpolation``); ``None`` keeps the preset's.
     """
     if isinstance(preset, str):
         check_choice("preset", preset, tuple(PRESETS))
@@ -182,6 +227,9 @@ def resolve_preset(
             check_type("lighting", lighting, (int, float))
             lighting = Lighting(std=float(lighting))
         changes["lighting"] = lighting
+    if interpolation is not None:
+        _check_interpolation("interpolation", interpolation)
+        changes["interpolation"] = interpolation
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
@@ -225,6 +273,9 @@ def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
         out["jitter"] = rng.uniform(np.maximum(0.0, 1.0 - x), 1.0 + x, (b, 3)).astype(np.float32)
     if preset.lighting is not None:
         out["lighting"] = rng.standard_normal((b, 3)).astype(np.float32)
+    if cj is not None and cj.p < 1:  # drawn last: every earlier draw stays as it was
+        skip = rng.random(b) >= cj.p
+        out["jitter"][skip] = 1.0
     return out
 
 
@@ -249,7 +300,10 @@ def decode_train(
 
     if preset.crop == "random_resized":
         window = rrc_window(fn.peek_image_shape(encoded, dtype=types.FLOAT64), draws)
-        pixels = decode_window(encoded, window, device=device, size=size, hw_load=hw_load)
+        pixels = decode_window(
+            encoded, window, device=device, size=size, hw_load=hw_load,
+            interpolation=preset.interpolation,
+        )  # fmt: skip
         return pixels, window
     images = decode(encoded, device=device, hw_load=hw_load)
     return pad_crop(images, fn.peek_image_shape(encoded), preset, size, draws["pad"]), None
@@ -267,8 +321,9 @@ def decode_val(
     if preset.crop_pct is None:
         return decode(encoded, device=device, hw_load=hw_load)
     return decode_resize(
-        encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load
-    )
+        encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load,
+        interpolation=preset.interpolation, crop_mode=preset.crop_mode,
+    )  # fmt: skip
 
 
 def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int], u: Any) -> Any:

@@ -70,6 +70,8 @@ class GraphCase:
         preset: the input pipeline.
         hw_decoder_load: share of JPEGs for the hardware decoder, in [0, 1].
         source: ``"files"`` (an image folder) or ``"tar"`` (a webdataset shard).
+        hflip: horizontal-flip probability (``create_loader``'s).
+        vflip: vertical-flip probability (> 0 adds the ``fn.flip`` of the crop).
         problem: why no graph could be configured (e.g. a registered augmentation whose
             defaults do not construct), reported as a failure; empty when fine.
     """
@@ -84,6 +86,8 @@ class GraphCase:
     preset: presets.Preset = presets.IMAGENET
     hw_decoder_load: float = HW_DECODER_LOAD
     source: Literal["files", "tar"] = "files"
+    hflip: float = 0.5
+    vflip: float = 0.0
     problem: str = ""
 
     @property
@@ -195,6 +199,13 @@ def pipeline_cases() -> Iterator[GraphCase]:
     jl = dataclasses.replace(jitter, lighting=presets.Lighting())
     yield GraphCase(f"color_jitter+lighting {mask}+{mix} fp16", both, half=True, preset=jl)
     yield GraphCase("keep_clean", keep_clean=True)
+    yield GraphCase(f"hflip=0.3 vflip=0.5 keep_clean {mix}", (both[1],), keep_clean=True,
+                    hflip=0.3, vflip=0.5)  # fmt: skip
+    cubic = dataclasses.replace(presets.IMAGENET, interpolation="bicubic", crop_mode="squash")
+    yield GraphCase("bicubic", preset=cubic)
+    yield GraphCase("bicubic squash val", train=False, preset=cubic)
+    jitter_p = dataclasses.replace(jitter, color_jitter=presets.ColorJitter(p=0.5))
+    yield GraphCase("color_jitter p=0.5", preset=jitter_p)
     for i, policy in enumerate(POLICIES):
         if i == 0:  # the first also with a mixing op (conditionals + a paste)
             yield GraphCase(
@@ -275,7 +286,8 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
         drop_last=None, keep_clean=case.keep_clean, auto_augment=case.auto_augment,
         exclude=(), preset=case.preset,
         color_jitter=None, lighting=None, hw_decoder_load=case.hw_decoder_load,
-        label_smoothing=0.0, num_classes=None,
+        label_smoothing=0.0, num_classes=None, hflip=case.hflip, vflip=case.vflip,
+        interpolation=None,
     )  # fmt: skip
     return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
 

@@ -1,0 +1,118 @@
+"""``Preset.interpolation`` (timm's ``interpolation``): the val resize and the train
+random-resized crop use DALI's linear/cubic/nearest filter, antialiased; ``"bilinear"`` is
+today's output; ``"random"`` is refused by name. ``Preset.crop_mode`` (timm's eval
+``crop_mode``): ``"center"`` (today's) and ``"squash"``; ``"border"`` refused. Real DALI CPU
+pipelines on generated JPEGs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dali_gridaug import create_loader
+from dali_gridaug.presets import IMAGENET, Preset
+
+SIDE = 64
+
+
+def _val(root: Path, interpolation: str | None, **kw) -> tuple[np.ndarray, np.ndarray]:
+    if interpolation is not None:
+        kw["interpolation"] = interpolation
+    preset = dataclasses.replace(IMAGENET, **kw) if kw else IMAGENET
+    loader = create_loader(
+        root, batch_size=6, train=False, device="cpu", image_size=SIDE, preset=preset
+    )
+    batch = next(iter(loader))
+    return batch.images.float().numpy(), batch.index.numpy()
+
+
+def _dali_reference(root: Path, index: np.ndarray, interp_name: str, squash=False) -> np.ndarray:
+    """The same files through a plain DALI decode → resize_shorter → centre crop+normalize."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    files = create_loader(root, batch_size=6, train=False, device="cpu").source.files
+    paths = [str(files[i]) for i in index]
+    side = math.floor(SIDE / 0.875)
+    target = {"size": [side, side]} if squash else {"resize_shorter": round(SIDE / 0.875)}
+
+    @pipeline_def(batch_size=len(paths), num_threads=1, device_id=None)
+    def plain():
+        encoded, _ = fn.readers.file(files=paths, random_shuffle=False)
+        images = fn.resize(
+            fn.decoders.image(encoded, device="cpu"),
+            **target,
+            interp_type=getattr(types, interp_name),
+            antialias=True,
+        )
+        return fn.crop_mirror_normalize(
+            images, crop=[SIDE, SIDE], crop_pos_x=0.5, crop_pos_y=0.5, dtype=types.FLOAT,
+            output_layout="CHW", mean=list(IMAGENET.mean), std=list(IMAGENET.std),
+        )  # fmt: skip
+
+    pipe = plain()
+    pipe.build()
+    return np.stack([np.asarray(t) for t in pipe.run()[0]])
+
+
+def test_default_is_bilinear_and_filters_match_dali(sample_data: dict[str, Path]) -> None:
+    root = sample_data["val"]
+    default, index = _val(root, None)
+    bilinear, index2 = _val(root, "bilinear")
+    np.testing.assert_array_equal(index, index2)
+    np.testing.assert_array_equal(default, bilinear)
+    np.testing.assert_allclose(bilinear, _dali_reference(root, index, "INTERP_LINEAR"), atol=1e-5)
+    for name, dali_name in (("bicubic", "INTERP_CUBIC"), ("nearest", "INTERP_NN")):
+        images, idx = _val(root, name)
+        np.testing.assert_array_equal(idx, index)
+        assert np.abs(images - bilinear).max() > 0.05, name  # the filter changes pixels
+        np.testing.assert_allclose(images, _dali_reference(root, idx, dali_name), atol=1e-5)
+
+
+def test_train_crop_uses_the_filter(sample_data: dict[str, Path]) -> None:
+    def first(interpolation: str) -> np.ndarray:
+        preset = dataclasses.replace(IMAGENET, interpolation=interpolation)
+        loader = create_loader(
+            sample_data["train"], batch_size=4, device="cpu", image_size=SIDE, preset=preset,
+            seed=1,
+        )  # fmt: skip
+        return next(iter(loader)).images.float().numpy()
+
+    bilinear, bicubic = first("bilinear"), first("bicubic")
+    assert bilinear.shape == bicubic.shape
+    assert np.abs(bilinear - bicubic).max() > 0.05  # same crops (same seed), other filter
+
+
+def test_squash_resizes_both_sides(sample_data: dict[str, Path]) -> None:
+    root = sample_data["val"]
+    center, index = _val(root, None, crop_mode="center")
+    np.testing.assert_array_equal(center, _val(root, None)[0])  # "center" is today's
+    squash, index2 = _val(root, "bicubic", crop_mode="squash")
+    np.testing.assert_array_equal(index, index2)
+    assert squash.shape == center.shape and np.abs(squash - center).max() > 0.05
+    ref = _dali_reference(root, index, "INTERP_CUBIC", squash=True)
+    np.testing.assert_allclose(squash, ref, atol=1e-5)
+
+
+def test_bad_crop_mode_names_itself() -> None:
+    with pytest.raises(ValueError, match=r"`preset.crop_mode` 'border' .* not supported"):
+        Preset("x", crop_mode="border")
+    with pytest.raises(ValueError, match=r"`preset.crop_mode` must be one of 'center', 'squash'"):
+        Preset("x", crop_mode="fit")
+    with pytest.raises(ValueError, match=r"'squash' needs a `preset.crop_pct`"):
+        Preset("x", crop_mode="squash", crop_pct=None)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("random", r"`preset.interpolation` 'random' .* not supported"),
+        ("lanczos", r"`preset.interpolation` must be one of 'bilinear', 'bicubic', 'nearest'"),
+    ],
+)
+def test_bad_interpolation_names_itself(value: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Preset("x", interpolation=value)
