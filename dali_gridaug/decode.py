@@ -141,11 +141,11 @@ def decode_window(
     device: str,
     size: tuple[int, int],
     hw_load: float = HW_DECODER_LOAD,
-    interpolation: str = "bilinear",
+    interpolation: str | object = "bilinear",
 ) -> object:
     """Decode only ``window`` (``(anchor, size)`` of :func:`rrc_window`) and resize it to
-    ``size`` (antialiased, ``interpolation`` of :data:`INTERPOLATIONS`; bilinear as
-    torchvision's ``RandomResizedCrop``).
+    ``size`` (antialiased, ``interpolation`` of :data:`INTERPOLATIONS`, bilinear as
+    torchvision's ``RandomResizedCrop``; or a per-sample ``INTERP_TYPE`` node).
 
     Returns:
         HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)``.
@@ -160,7 +160,7 @@ def decode_window(
         normalized_shape=False,
         **_decoder_kwargs(device, hw_load),
     )
-    interp = interp_type(interpolation)
+    interp = interp_type(interpolation) if isinstance(interpolation, str) else interpolation
     return fn.resize(images, size=list(size), interp_type=interp, antialias=True)
 
 
@@ -231,9 +231,10 @@ def decode_val(
 
 
 #: timm's ``interpolation`` names → DALI's resize filters (always antialiased when shrinking).
-#: timm's ``"random"`` (per-sample bilinear/bicubic) is refused: ``fn.resize`` takes
-#: ``interp_type`` as a scalar, not as a per-sample argument input.
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: The filters timm's ``"random"`` picks from per sample, in the order of the host draw's
+#: index (timm's ``_RANDOM_INTERPOLATION``).
+RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 def interp_type(interpolation: str) -> Any:
@@ -246,6 +247,17 @@ def interp_type(interpolation: str) -> Any:
         "nearest": types.INTERP_NN,
     }
     return table[interpolation]
+
+
+def random_interp_type(index: object) -> object:
+    """Inside a pipeline definition: the per-sample ``INTERP_TYPE`` node (CPU, an argument
+    input of ``fn.resize``) for ``index``, ``(B,)`` int32 indices into
+    :data:`RANDOM_INTERPOLATIONS` drawn on the host.
+    """
+    from nvidia.dali import fn, types
+
+    lo, hi = (int(interp_type(name)) for name in RANDOM_INTERPOLATIONS)
+    return fn.cast(index * (hi - lo) + lo, dtype=types.INTERP_TYPE)
 
 
 def normalize(

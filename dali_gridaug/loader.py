@@ -115,8 +115,8 @@ def create_loader(
             host-drawn coin, emitted as ``"vflip"`` when > 0). Applied right after the crop,
             before any augmentation, so both views and every paste see the flipped crop.
         interpolation: resize filter of the train crop and the val resize, ``"bilinear"``,
-            ``"bicubic"`` or ``"nearest"`` (antialiased); None: the preset's (bilinear).
-            timm's ``"random"`` is refused (DALI's resize takes one filter per operator).
+            ``"bicubic"`` or ``"nearest"`` (antialiased), or timm's ``"random"`` (bilinear or
+            bicubic per train sample, a host draw; val bilinear); None: the preset's.
 
     Returns:
         A :class:`DaliLoader`.

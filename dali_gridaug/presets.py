@@ -30,9 +30,11 @@ from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RA
 from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
 from dali_gridaug.decode import (
     INTERPOLATIONS,
+    RANDOM_INTERPOLATIONS,
     RRC_ATTEMPTS,
     decode,
     decode_window,
+    random_interp_type,
     rrc_draws,
     rrc_window,
 )
@@ -107,13 +109,7 @@ class Lighting:
 
 
 def _check_interpolation(name: str, value: Any) -> None:
-    if value == "random":
-        raise ValueError(
-            f"`{name}` 'random' (timm's per-sample bilinear/bicubic) is not supported: "
-            "DALI's resize takes one filter per operator; use one of "
-            + ", ".join(map(repr, INTERPOLATIONS))
-        )
-    check_choice(name, value, INTERPOLATIONS)
+    check_choice(name, value, (*INTERPOLATIONS, "random"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +133,9 @@ class Preset:
         lighting: optional train PCA lighting.
         interpolation: resize filter of the train random-resized crop and the val resize,
             ``"bilinear"`` (default, today's output), ``"bicubic"`` or ``"nearest"`` (DALI's
-            ``INTERP_LINEAR``/``INTERP_CUBIC``/``INTERP_NN``, antialiased); timm's ``"random"``
-            is refused (DALI's resize takes no per-sample filter).
+            ``INTERP_LINEAR``/``INTERP_CUBIC``/``INTERP_NN``, antialiased), or timm's
+            ``"random"``: the train crop's filter is bilinear or bicubic per sample (a host
+            draw, ``interp``), the val resize bilinear (timm's rule without augmentation).
         crop_mode: val crop, timm's ``crop_mode``: ``"center"`` (default: the shorter side
             to ``size / crop_pct``, centre crop) or ``"squash"`` (each side to
             ``floor(side / crop_pct)``, aspect not kept, centre crop; needs ``crop_pct``);
@@ -242,7 +239,9 @@ def preset_schema(preset: Preset) -> tuple[ParamSpec, ...]:
       ``rrc_fallback`` (:func:`~dali_gridaug.decode.rrc_draws`); or ``pad`` ``(2,)`` float32
       uniforms of the pad-crop offsets (y, x);
     - ``jitter`` ``(3,)`` float32 brightness, contrast, saturation factors, with colour jitter;
-    - ``lighting`` ``(3,)`` float32 standard-normal PCA coefficients α, with lighting.
+    - ``lighting`` ``(3,)`` float32 standard-normal PCA coefficients α, with lighting;
+    - ``interp`` ``()`` int32 index into :data:`~dali_gridaug.decode.RANDOM_INTERPOLATIONS`,
+      for the random-resized crop under ``interpolation="random"``.
     """
     a = RRC_ATTEMPTS
     rrc = [("rrc", (a, 2)), ("rrc_rank", (a,)), ("rrc_u", (2,)), ("rrc_fallback", (2,))]
@@ -255,7 +254,14 @@ def preset_schema(preset: Preset) -> tuple[ParamSpec, ...]:
         specs.append(ParamSpec("jitter", np.float32, (3,)))
     if preset.lighting is not None:
         specs.append(ParamSpec("lighting", np.float32, (3,)))
+    if _random_filter(preset):
+        specs.append(ParamSpec("interp", np.int32, (), emitted=False))
     return tuple(specs)
+
+
+def _random_filter(preset: Preset) -> bool:
+    """The train crop resizes with a per-sample filter (timm's ``"random"``)."""
+    return preset.crop == "random_resized" and preset.interpolation == "random"
 
 
 def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
@@ -276,6 +282,8 @@ def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
     if cj is not None and cj.p < 1:  # drawn last: every earlier draw stays as it was
         skip = rng.random(b) >= cj.p
         out["jitter"][skip] = 1.0
+    if _random_filter(preset):  # drawn last, as the coin above
+        out["interp"] = rng.integers(0, len(RANDOM_INTERPOLATIONS), b).astype(np.int32)
     return out
 
 
@@ -300,10 +308,12 @@ def decode_train(
 
     if preset.crop == "random_resized":
         window = rrc_window(fn.peek_image_shape(encoded, dtype=types.FLOAT64), draws)
+        interp = preset.interpolation
+        if _random_filter(preset):
+            interp = random_interp_type(draws["interp"])
         pixels = decode_window(
-            encoded, window, device=device, size=size, hw_load=hw_load,
-            interpolation=preset.interpolation,
-        )  # fmt: skip
+            encoded, window, device=device, size=size, hw_load=hw_load, interpolation=interp
+        )
         return pixels, window
     images = decode(encoded, device=device, hw_load=hw_load)
     return pad_crop(images, fn.peek_image_shape(encoded), preset, size, draws["pad"]), None
@@ -322,7 +332,8 @@ def decode_val(
         return decode(encoded, device=device, hw_load=hw_load)
     return decode_resize(
         encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load,
-        interpolation=preset.interpolation, crop_mode=preset.crop_mode,
+        interpolation="bilinear" if preset.interpolation == "random" else preset.interpolation,
+        crop_mode=preset.crop_mode,
     )  # fmt: skip
 
 

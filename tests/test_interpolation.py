@@ -1,6 +1,6 @@
 """``Preset.interpolation`` (timm's ``interpolation``): the val resize and the train
 random-resized crop use DALI's linear/cubic/nearest filter, antialiased; ``"bilinear"`` is
-today's output; ``"random"`` is refused by name. ``Preset.crop_mode`` (timm's eval
+today's output; ``"random"`` (timm's train default) picks bilinear or bicubic per sample. ``Preset.crop_mode`` (timm's eval
 ``crop_mode``): ``"center"`` (today's) and ``"squash"``; ``"border"`` refused. Real DALI CPU
 pipelines on generated JPEGs."""
 
@@ -86,6 +86,27 @@ def test_train_crop_uses_the_filter(sample_data: dict[str, Path]) -> None:
     assert np.abs(bilinear - bicubic).max() > 0.05  # same crops (same seed), other filter
 
 
+def test_random_picks_bilinear_or_bicubic_per_sample(sample_data: dict[str, Path]) -> None:
+    """timm's ``"random"``: each train crop is the bilinear or the bicubic one of the same
+    draws (the filter index is drawn last), both occur in a batch; val resizes bilinearly."""
+
+    def first(interpolation: str) -> np.ndarray:
+        preset = dataclasses.replace(IMAGENET, interpolation=interpolation)
+        loader = create_loader(
+            sample_data["train"], batch_size=16, device="cpu", image_size=SIDE, preset=preset,
+            seed=3,
+        )  # fmt: skip
+        return next(iter(loader)).images.float().numpy()
+
+    bilinear, bicubic, mixed = first("bilinear"), first("bicubic"), first("random")
+    is_lin = [np.array_equal(m, b) for m, b in zip(mixed, bilinear, strict=True)]
+    is_cub = [np.array_equal(m, c) for m, c in zip(mixed, bicubic, strict=True)]
+    assert all(a != b for a, b in zip(is_lin, is_cub, strict=True))  # exactly one of the two
+    assert 0 < sum(is_lin) < len(mixed)  # P(one filter only) = 2**-15
+    root = sample_data["val"]
+    np.testing.assert_array_equal(_val(root, "random")[0], _val(root, "bilinear")[0])
+
+
 def test_squash_resizes_both_sides(sample_data: dict[str, Path]) -> None:
     root = sample_data["val"]
     center, index = _val(root, None, crop_mode="center")
@@ -109,8 +130,8 @@ def test_bad_crop_mode_names_itself() -> None:
 @pytest.mark.parametrize(
     ("value", "match"),
     [
-        ("random", r"`preset.interpolation` 'random' .* not supported"),
-        ("lanczos", r"`preset.interpolation` must be one of 'bilinear', 'bicubic', 'nearest'"),
+        ("lanczos", r"`preset.interpolation` must be one of 'bilinear', 'bicubic', 'nearest', "
+         "'random'"),
     ],
 )
 def test_bad_interpolation_names_itself(value: str, match: str) -> None:

@@ -204,6 +204,8 @@ def pipeline_cases() -> Iterator[GraphCase]:
     cubic = dataclasses.replace(presets.IMAGENET, interpolation="bicubic", crop_mode="squash")
     yield GraphCase("bicubic", preset=cubic)
     yield GraphCase("bicubic squash val", train=False, preset=cubic)
+    rand = dataclasses.replace(presets.IMAGENET, interpolation="random")
+    yield GraphCase(f"interpolation=random {mask}", (both[0],), preset=rand)
     jitter_p = dataclasses.replace(jitter, color_jitter=presets.ColorJitter(p=0.5))
     yield GraphCase("color_jitter p=0.5", preset=jitter_p)
     for i, policy in enumerate(POLICIES):
