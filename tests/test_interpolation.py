@@ -1,8 +1,8 @@
 """``Preset.interpolation`` (timm's ``interpolation``): the val resize and the train
 random-resized crop use DALI's linear/cubic/nearest filter, antialiased; ``"bilinear"`` is
-today's output; ``"random"`` (timm's train default) picks bilinear or bicubic per sample. ``Preset.crop_mode`` (timm's eval
-``crop_mode``): ``"center"`` (today's) and ``"squash"``; ``"border"`` refused. Real DALI CPU
-pipelines on generated JPEGs."""
+today's output; ``"random"`` (timm's train default) picks bilinear or bicubic per sample.
+``Preset.crop_mode`` (timm's eval ``crop_mode``): ``"center"`` (today's) and ``"squash"``;
+``"border"`` refused. Real DALI CPU pipelines on generated JPEGs."""
 
 from __future__ import annotations
 
@@ -130,8 +130,11 @@ def test_bad_crop_mode_names_itself() -> None:
 @pytest.mark.parametrize(
     ("value", "match"),
     [
-        ("lanczos", r"`preset.interpolation` must be one of 'bilinear', 'bicubic', 'nearest', "
-         "'random'"),
+        (
+            "lanczos",
+            r"`preset.interpolation` must be one of 'bilinear', 'bicubic', 'nearest', "
+            "'random'",
+        ),
     ],
 )
 def test_bad_interpolation_names_itself(value: str, match: str) -> None:
