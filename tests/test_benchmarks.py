@@ -265,3 +265,45 @@ def test_missing_scikit_image_is_a_one_line_usage_error(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("dali-gridaug bench: error: the natural-photo dataset needs")
     assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())
+
+
+def test_timm_suite_runs_both_loaders_on_one_recipe(tmp_path):
+    """``timm-deit``: timm's own loader (PrefetchLoader with RandomErasing, FastCollateMixup)
+    and ours from the same ``args``; both yield soft ``(B, K)`` targets with the smoothing
+    floor, the timed configs all ran."""
+    pytest.importorskip("timm")
+    from timm.data.loader import PrefetchLoader
+
+    from dali_gridaug.augment import MixupCutMix, RandomErasing
+    from dali_gridaug.bench.registry import Settings
+    from dali_gridaug.bench.suites.timm_recipe import TimmRecipe
+
+    rc = main([*TINY, "--suite", "timm-deit", "--data", str(tmp_path), "--out",
+               str(tmp_path / "o"), "--name", "timm"])  # fmt: skip
+    assert rc == 0
+    data = json.loads((tmp_path / "o" / "timm_cpu.json").read_text())
+    configs = {c["name"]: c for c in data["configs"]}
+    assert set(configs) == {f"timm-deit/{n}" for n in ("timm", "dali", "timm-plain", "dali-plain")}
+    assert all("error" not in c and c["images_per_s"] > 0 for c in configs.values())
+    assert "FastCollateMixup" in configs["timm-deit/timm"]["implementation"]
+
+    dataset = resolve("photos", num_images=16, data=str(tmp_path))  # the run's, reused
+    settings = Settings(device="cpu", batch_size=4, image_size=64, dataset=dataset)
+    sides = {}
+    for impl in ("timm", "dali"):
+        bench = TimmRecipe(settings, impl, "deit")
+        bench.setup()
+        images, target = next(bench.it)
+        k = settings.num_classes
+        assert images.shape == (4, 3, 64, 64) and target.shape == (4, k), impl
+        assert float(target.min()) >= 0.1 / k - 1e-6, impl  # smoothing inside
+        sides[impl] = bench.loader
+        bench.teardown()
+    theirs, ours = sides["timm"].__dict__, {type(a): a for a in sides["dali"].spec.augments}
+    assert (
+        isinstance(sides["timm"], PrefetchLoader) and theirs["random_erasing"].probability == 0.25
+    )
+    mix = theirs["loader"].collate_fn
+    assert ours[MixupCutMix].mixup_alpha == mix.mixup_alpha == 0.8
+    assert ours[MixupCutMix].cutmix_alpha == mix.cutmix_alpha == 1.0
+    assert ours[RandomErasing].p == 0.25 and ours[RandomErasing].mode == "pixel"

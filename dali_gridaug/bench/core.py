@@ -36,7 +36,7 @@ from dali_gridaug.bench.registry import (
 
 def load_suites() -> dict[str, Suite]:
     """Import the suite modules (registering them) and return the registry."""
-    from dali_gridaug.bench.suites import keep, loaders, ops, stages  # noqa: F401
+    from dali_gridaug.bench.suites import keep, loaders, ops, stages, timm_recipe  # noqa: F401
 
     return SUITES
 
