@@ -134,12 +134,21 @@ except KeyboardInterrupt:
 """
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT at its default disposition, so Python installs its
+    KeyboardInterrupt handler as in a terminal. A shell's background job (``pytest &`` in a
+    script) starts with SIGINT ignored, and an ignored disposition survives exec.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(script: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
