@@ -72,14 +72,18 @@ def test_default_is_bilinear_and_filters_match_dali(sample_data: dict[str, Path]
         np.testing.assert_allclose(images, _dali_reference(root, idx, dali_name), atol=1e-5)
 
 
+def _train(root: Path, interpolation: str, batch_size: int, seed: int) -> np.ndarray:
+    """The first train batch's images with the preset's filter set to ``interpolation``."""
+    preset = dataclasses.replace(IMAGENET, interpolation=interpolation)
+    loader = create_loader(
+        root, batch_size=batch_size, device="cpu", image_size=SIDE, preset=preset, seed=seed
+    )
+    return next(iter(loader)).images.float().numpy()
+
+
 def test_train_crop_uses_the_filter(sample_data: dict[str, Path]) -> None:
     def first(interpolation: str) -> np.ndarray:
-        preset = dataclasses.replace(IMAGENET, interpolation=interpolation)
-        loader = create_loader(
-            sample_data["train"], batch_size=4, device="cpu", image_size=SIDE, preset=preset,
-            seed=1,
-        )  # fmt: skip
-        return next(iter(loader)).images.float().numpy()
+        return _train(sample_data["train"], interpolation, batch_size=4, seed=1)
 
     bilinear, bicubic = first("bilinear"), first("bicubic")
     assert bilinear.shape == bicubic.shape
@@ -91,12 +95,7 @@ def test_random_picks_bilinear_or_bicubic_per_sample(sample_data: dict[str, Path
     draws (the filter index is drawn last), both occur in a batch; val resizes bilinearly."""
 
     def first(interpolation: str) -> np.ndarray:
-        preset = dataclasses.replace(IMAGENET, interpolation=interpolation)
-        loader = create_loader(
-            sample_data["train"], batch_size=16, device="cpu", image_size=SIDE, preset=preset,
-            seed=3,
-        )  # fmt: skip
-        return next(iter(loader)).images.float().numpy()
+        return _train(sample_data["train"], interpolation, batch_size=16, seed=3)
 
     bilinear, bicubic, mixed = first("bilinear"), first("bicubic"), first("random")
     is_lin = [np.array_equal(m, b) for m, b in zip(mixed, bilinear, strict=True)]

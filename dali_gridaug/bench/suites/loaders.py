@@ -68,7 +68,8 @@ def gpu_skip(settings: Settings) -> str | None:
     return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
 
 
-def _endless(loader: Any) -> Iterator[Any]:
+def endless(loader: Any) -> Iterator[Any]:
+    """The batches of ``loader``, epoch after epoch (re-iterated when one ends)."""
     while True:
         yield from loader
 
@@ -191,7 +192,7 @@ class DaliLoader(Benchmark):
             num_threads=self.threads,
             **self.kwargs,
         )
-        self.it = _endless(self.loader)
+        self.it = endless(self.loader)
 
     def run(self) -> None:
         for _ in range(self.batches):
@@ -257,7 +258,7 @@ class BareDali(Benchmark):
 
         pipe = bare()
         pipe.build()
-        self.it = _endless(DALIGenericIterator(pipe, ["x", "y"], reader_name="R", auto_reset=True))
+        self.it = endless(DALIGenericIterator(pipe, ["x", "y"], reader_name="R", auto_reset=True))
 
     def run(self) -> None:
         for _ in range(self.settings.batches):

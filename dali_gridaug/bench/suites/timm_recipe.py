@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dali_gridaug.bench.registry import Benchmark, Settings, proc_cpu_seconds, suite
-from dali_gridaug.bench.suites.loaders import gpu_skip
+from dali_gridaug.bench.suites.loaders import endless, gpu_skip
 
 #: The DeiT recipe as timm ``train.py`` arguments (timm's names and defaults).
 DEIT: dict[str, Any] = dict(
@@ -96,7 +96,7 @@ class TimmRecipe(Benchmark):
             self._timm(dataset, args, config) if self.impl == "timm" else
             self._dali(dataset, args, config)
         )  # fmt: skip
-        self.it = iter(self.loader)
+        self.it = endless(self.loader)
 
     def _dali(self, dataset: Any, args: argparse.Namespace, config: dict[str, Any]) -> Any:
         """Ours; the mapping's written-down differences from timm (its warnings) are kept
@@ -133,16 +133,9 @@ class TimmRecipe(Benchmark):
             use_prefetcher=True, persistent_workers=True,
         )  # fmt: skip
 
-    def _next(self) -> Any:
-        try:
-            return next(self.it)
-        except StopIteration:
-            self.it = iter(self.loader)
-            return next(self.it)
-
     def run(self) -> None:
         for _ in range(self.settings.batches):
-            self._next()
+            next(self.it)
 
     def cpu_seconds(self) -> float:
         return time.process_time() + _children_cpu_seconds()
