@@ -307,3 +307,22 @@ def test_timm_suite_runs_both_loaders_on_one_recipe(tmp_path):
     assert ours[MixupCutMix].mixup_alpha == mix.mixup_alpha == 0.8
     assert ours[MixupCutMix].cutmix_alpha == mix.cutmix_alpha == 1.0
     assert ours[RandomErasing].p == 0.25 and ours[RandomErasing].mode == "pixel"
+
+
+def test_timm_side_posterize_keeps_zero_bits_as_black():
+    """timm's ``PosterizeIncreasing`` at magnitude 10 keeps 0 bits, which the installed Pillow
+    refuses; the bench gives it older Pillow's all-black meaning (idempotent), other bit counts
+    unchanged."""
+    pytest.importorskip("timm")
+    from PIL import Image
+    from timm.data import auto_augment
+
+    from dali_gridaug.bench.suites.timm_recipe import posterize_zero_bits
+
+    img = Image.fromarray(np.full((4, 4, 3), 200, np.uint8))
+    posterize_zero_bits()
+    posterize_zero_bits()
+    op = auto_augment.AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)
+    assert np.asarray(op(img)).max() == 0
+    kept = auto_augment.AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=9)(img)
+    assert np.asarray(kept).max() == 128  # 1 bit kept: 200 → 128

@@ -10,6 +10,11 @@ noise, Mixup 0.8 + CutMix 1.0 with smoothing 0.1):
 * ``dali``: :func:`dali_gridaug.timm_loader.timm_loader` on the same ``args``;
 * ``timm-plain`` / ``dali-plain``: the same with every augmentation off (crop, flip only).
 
+timm's ``PosterizeIncreasing`` at magnitude 10 (``mstd0.5`` clipped at the top) keeps 0 bits,
+which the installed Pillow refuses ("bits must be between 1 and 8") where older Pillow gave
+an all-black image; timm's side runs with that older meaning (:func:`posterize_zero_bits`)
+rather than crash mid-run.
+
 Repeated augmentation (``--aug-repeats 3``) is left out: timm's loader supports it only
 when distributed, and it changes which files are read, not the work per image.
 """
@@ -58,6 +63,25 @@ def data_config(settings: Settings) -> dict[str, Any]:
     from timm.data import resolve_data_config
 
     return resolve_data_config({"input_size": (3, settings.image_size, settings.image_size)})
+
+
+def posterize_zero_bits() -> None:
+    """Give timm's posterize ops Pillow's old meaning of ``bits_to_keep=0`` (an all-black
+    image) before its transforms are built; idempotent.
+    """
+    from PIL import Image
+    from timm.data import auto_augment
+
+    original = auto_augment.posterize
+
+    def posterize(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
+        if bits_to_keep <= 0:
+            return Image.new(img.mode, img.size)
+        return original(img, bits_to_keep, **kwargs)
+
+    for name, op in auto_augment.NAME_TO_OP.items():
+        if op is original:
+            auto_augment.NAME_TO_OP[name] = posterize
 
 
 def _children_cpu_seconds() -> float:
@@ -115,6 +139,7 @@ class TimmRecipe(Benchmark):
         """The loader of timm, exactly as ``train.py`` builds it (prefetcher on)."""
         from timm.data import FastCollateMixup, create_loader
 
+        posterize_zero_bits()
         collate_fn = None
         if args.mixup > 0 or args.cutmix > 0:
             collate_fn = FastCollateMixup(
