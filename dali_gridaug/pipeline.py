@@ -66,7 +66,12 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
     check_kernel_dependencies(spec.augments, spec.device)
     check_readable(spec.source)
     params = feed.params
-    on_device = (lambda n: n.gpu()) if spec.device == "gpu" else (lambda n: n)  # noqa: E731
+
+    def on_device(node: Any) -> Any:
+        """``node`` on the pipeline's device (a function, not two lambdas on one line, which
+        DALI's autograph cannot tell apart and warns about).
+        """
+        return node.gpu() if spec.device == "gpu" else node
 
     @pipeline_def(
         batch_size=spec.batch_size,
