@@ -160,6 +160,20 @@ def decode_window(
         normalized_shape=False,
         **_decoder_kwargs(device, hw_load),
     )
+    return resize_to(images, size, interpolation)
+
+
+def resize_to(
+    images: object, size: tuple[int, int], interpolation: str | object = "bilinear"
+) -> object:
+    """Resize ``images`` to ``size`` (antialiased; ``interpolation`` of
+    :data:`INTERPOLATIONS` or a per-sample ``INTERP_TYPE`` node).
+
+    Returns:
+        HWC DataNode of shape ``(size[0], size[1], C)``.
+    """
+    from nvidia.dali import fn
+
     interp = interp_type(interpolation) if isinstance(interpolation, str) else interpolation
     return fn.resize(images, size=list(size), interp_type=interp, antialias=True)
 

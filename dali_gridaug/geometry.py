@@ -127,8 +127,8 @@ class GridParams:
     Attributes:
         tile: ``(N,)`` int32 period ``d`` in pixels.
         ratio: ``(N,)`` float32 dropped fraction of the period per axis, ``(d − l) / d``
-            with the kept stripe ``l = ceil(d·r)`` (float64 ceil as the official code:
-            d=100, r=0.6 gives l=61).
+            with the kept stripe ``l = ceil(d·r)`` (float64 as the official code:
+            d=100, r=0.6 gives l=60, where float32 would give 61).
         degrees: ``(N,)`` int64 rotation in whole degrees.
         shift_x: ``(N,)`` float32 integer grid offset in pixels, uniform in ``{0 … d−1}``.
         shift_y: ``(N,)`` float32 likewise along y.

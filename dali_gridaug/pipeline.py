@@ -2,9 +2,10 @@
 
 Outputs, in order: ``images``, ``key`` (the sample index), ``position`` (its position in
 the epoch's global order, :mod:`dali_gridaug.order`), ``crop`` (the random-resized crop
-window ``(y, x, h, w)`` in source pixels, training with that crop only), ``clean`` (optional
-un-augmented view), then the emitted parameters of :class:`~dali_gridaug.params.ParamSource`
-(``epoch``, ``flip``, ``"preset.{name}"``, ``"{i}.{name}"``); on the GPU in a GPU pipeline.
+window ``(y, x, h, w)`` in source pixels, training under the preset's ``invariant_crop``),
+``clean`` (optional un-augmented view), then the emitted parameters of
+:class:`~dali_gridaug.params.ParamSource` (``epoch``, ``flip``, ``"preset.{name}"``,
+``"{i}.{name}"``); on the GPU in a GPU pipeline.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
 
     pipe = graph()
     names = ["images", "key", "position"]
-    if spec.train and spec.preset.crop == "random_resized":
+    if spec.train and spec.preset.host_window:
         names.append("crop")
     if spec.keep_clean:
         names.append("clean")

@@ -5,8 +5,9 @@ A :class:`RowGenerator` answers the few :class:`numpy.random.Generator` calls th
 ``normal``). Each call draws the whole global batch, ``(G, …)`` values from one generator
 keyed by the step (its epoch and start position), and keeps this rank's rows, so row ``i``
 of every draw is a function of ``(seed, epoch, step start, offset in the global batch)``
-only: the same file gets the same flip, crop and mask at any world size. The host cost is
-``W`` times a rank's own draw (microseconds per thousand samples).
+only: the same file gets the same flip, mask (and, under ``invariant_crop``, crop) at any
+world size. The host cost is ``W`` times a rank's own draw (microseconds per thousand
+samples).
 """
 
 from __future__ import annotations

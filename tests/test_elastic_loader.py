@@ -5,6 +5,7 @@ exactly once; repeated augmentation spreads copies over ranks as timm's RepeatAu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,12 @@ import torch
 
 from dali_gridaug import CutMix, Cutout, GridMask, RandomErasing, create_loader
 from dali_gridaug.order import epoch_order, repeat_order
+from dali_gridaug.presets import IMAGENET
 
 GLOBAL = 12  # divided by 1, 2, 3 and 4 ranks; 60 files = 5 global batches
 AUGS = [GridMask(d=(8, 16), p=0.5, ramp_epochs=0), Cutout(length=6, p=0.5), RandomErasing(p=0.5)]
+#: the host-drawn, position-keyed crop window (DALI's own draw is seeded per rank)
+INVARIANT = dataclasses.replace(IMAGENET, invariant_crop=True)
 
 
 def _ranks(root: Path, world: int, **kw: object) -> list:
@@ -35,10 +39,12 @@ def _ranks(root: Path, world: int, **kw: object) -> list:
     ]
 
 
-def _draws(root: Path, world: int, epoch: int, augment: list) -> dict[int, dict[str, np.ndarray]]:
+def _draws(
+    root: Path, world: int, epoch: int, augment: list, preset: object = INVARIANT
+) -> dict[int, dict[str, np.ndarray]]:
     """file index → every per-sample parameter output (flip, crop, the augmentations')."""
     found: dict[int, dict[str, np.ndarray]] = {}
-    for loader in _ranks(root, world, augment=augment):
+    for loader in _ranks(root, world, augment=augment, preset=preset):
         loader.set_epoch(epoch)
         for out in loader.raw():
             index = out["key"].view(-1).tolist()
@@ -68,6 +74,21 @@ def test_a_file_gets_the_same_draws_at_one_and_two_ranks(
     assert len(crops) > 50
     other = _draws(sample_data["train"], 1, epoch + 1, AUGS)
     assert sum(not np.array_equal(one[i]["crop"], other[i]["crop"]) for i in one) > 50
+
+
+def test_the_default_crop_is_dalis_own_draw(sample_data: dict[str, Path]) -> None:
+    """Without ``invariant_crop`` DALI's decoder draws the window: no ``crop`` output and no
+    host draws for it, while flip and the masks stay keyed by position (README's table)."""
+    one = _draws(sample_data["train"], 1, 0, AUGS, preset="imagenet")
+    two = _draws(sample_data["train"], 2, 0, AUGS, preset="imagenet")
+    assert "crop" not in one[0] and "flip" in one[0]
+    for i in one:
+        for k in one[i]:
+            np.testing.assert_array_equal(one[i][k], two[i][k], err_msg=f"file {i}, {k}")
+    host = _draws(sample_data["train"], 1, 0, AUGS)
+    for i in one:  # the rrc uniforms are not drawn: the other draws are the same numbers
+        for k in one[i]:
+            np.testing.assert_array_equal(one[i][k], host[i][k], err_msg=f"file {i}, {k}")
 
 
 def test_mixing_draws_are_per_rank_batches(sample_data: dict[str, Path]) -> None:

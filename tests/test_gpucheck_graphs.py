@@ -162,7 +162,7 @@ def test_a_resume_that_does_not_continue_is_caught_by_the_cpu_twin(
         return original(spec, feed)
 
     monkeypatch.setattr(dali_gridaug.pipeline, "build_pipeline", planted)
-    result = gpucheck.validate(_case("resume"), sources)
+    result = gpucheck.validate(_case("resume invariant_crop"), sources)
     assert not result.ok and result.level == 4
     assert result.message.startswith("L5 CPU twin: the pipeline resumed at batch 2 differs")
     assert "'images'" in result.message

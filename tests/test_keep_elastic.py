@@ -7,20 +7,22 @@ GridMask candidate (its period, ratio, angle and shifts) are equal across the wo
 while a different Keep seed or epoch changes them.
 
 Exact comparison: the images of a file are bitwise equal at both world sizes (the loader's
-crop and flip are keyed by global position, asserted here), and the saliency of the tiny
-eval-mode CPU model is computed per sample, so it is bitwise equal too (asserted before the
-boxes, so a mismatch names its cause); the Keep draws are then pure functions of the
-quantized saliency and the keys.
+crop, under ``invariant_crop``, and flip are keyed by global position, asserted here), and
+the saliency of the tiny eval-mode CPU model is computed per sample, so it is bitwise equal
+too (asserted before the boxes, so a mismatch names its cause); the Keep draws are then pure
+functions of the quantized saliency and the keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from dali_gridaug.loader import create_loader
+from dali_gridaug.presets import IMAGENET
 from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
 from tests.helpers import make_batch, random_images, tiny_model
 
@@ -43,7 +45,8 @@ def stage(method: str, seed: int) -> KeepStage:
 
 
 def loaders(root: Path, world: int, paste: bool) -> list:
-    kw = {"keep_clean": True, "auto_augment": "rand_augment"} if paste else {}
+    kw: dict = {"keep_clean": True, "auto_augment": "rand_augment"} if paste else {}
+    kw["preset"] = dataclasses.replace(IMAGENET, invariant_crop=True)
     return [
         create_loader(
             root,

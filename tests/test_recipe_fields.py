@@ -91,6 +91,7 @@ PERTURB = {
     "data.color_jitter": (*DEMO, 0.4),
     "data.lighting": (*DEMO, 0.1),
     "data.workers": (*DEMO, 2),
+    "data.invariant_crop": (*DEMO, False),
     "loss.name": (*DEMO, "soft_ce"),
     "loss.gamma": (*GRIDMIX, 0.3),
     "loss.label_smoothing": (*DEMO, 0.1),

@@ -138,7 +138,15 @@ class Recipe:
             "mean": d.mean,
             "std": d.std,
         }
-        optional = {"preset": d.preset, "num_threads": d.workers}
+        optional: dict[str, Any] = {"preset": d.preset, "num_threads": d.workers}
+        if d.invariant_crop:
+            import dataclasses
+
+            from dali_gridaug.presets import resolve_preset
+
+            preset = resolve_preset(d.preset or "imagenet")
+            if preset.crop == "random_resized":
+                optional["preset"] = dataclasses.replace(preset, invariant_crop=True)
         if train:
             keep = self.keep
             out |= {

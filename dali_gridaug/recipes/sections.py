@@ -102,6 +102,11 @@ class DataSection:
             unset: the preset's (none).
         lighting: std of AlexNet's PCA lighting noise; unset: the preset's (none).
         workers: DALI CPU threads per rank; unset: the trainer's default.
+        invariant_crop: the preset's ``invariant_crop``, on by default for the trainer
+            (unlike ``create_loader``): the random-resized crop window is drawn on the host,
+            keyed by global position, so a resumed or resized run sees the crops an
+            uninterrupted one does; false: DALI's own draw, about 6 % faster on DALI's CPU
+            backend, rank-dependent.
     """
 
     image_size: Annotated[Int, Field(ge=8)] = 224
@@ -116,6 +121,7 @@ class DataSection:
     )
     lighting: Annotated[Float, Field(gt=0)] | None = None
     workers: Annotated[Int, Field(ge=1)] | None = None
+    invariant_crop: Bool = True
 
 
 @dataclass(frozen=True, config=_SECTION)
