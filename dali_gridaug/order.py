@@ -45,23 +45,20 @@ def epoch_order(seed: int, epoch: int, num_samples: int, *, shuffle: bool) -> np
 
 def repeat_order(perm: np.ndarray, repeats: int, world: int) -> np.ndarray:
     """``RepeatAugSampler``'s global order for ``world`` ranks: ``perm`` with each index
-    ``repeats`` times in a row, padded by wrapping to ``ceil(N·k / W)·W`` and cut to
-    ``S·W`` positions, ``S = floor(N // 256 · 256 / W)`` (``ceil(N / W)`` when ``N < 256``),
-    at most ``ceil(N·k / W)``: that sampler's ``num_selected_samples`` per rank.
+    ``repeats`` times in a row, cut (or, for tiny datasets, wrapped) to ``S·W`` positions,
+    ``S = floor(N // 256 · 256 / W)`` (``ceil(N / W)`` when ``N < 256``): that sampler's
+    ``num_selected_samples`` per rank. Its padding to ``ceil(N·k / W)·W`` and its cap at
+    that length never act: ``S·W`` is at most that.
 
     Returns:
         ``(S·W,)`` int64 sample indices; rank ``r`` reads positions ``r, r + W, …``.
     """
     n = len(perm)
-    order = np.repeat(perm, repeats)
-    per_rank_all = math.ceil(n * repeats / world)
-    pad = per_rank_all * world - len(order)
-    order = np.concatenate([order, np.resize(order, pad)]) if pad else order
     if n >= REPEAT_ROUND:
         selected = n // REPEAT_ROUND * REPEAT_ROUND // world
     else:
         selected = math.ceil(n / world)
-    return order[: min(selected, per_rank_all) * world]
+    return np.resize(np.repeat(perm, repeats), selected * world)
 
 
 @dataclasses.dataclass(frozen=True)

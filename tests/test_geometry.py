@@ -22,10 +22,9 @@ def test_cut_sides_is_clovaais_int_of_s_sqrt_one_minus_lambda() -> None:
     want_w = [int(37 * math.sqrt(1 - x)) for x in lam]
     assert h.tolist() == want_h and w.tolist() == want_w
     assert h.dtype == np.int64 and w.dtype == np.int64
-    # a float32 λ is widened first: the sides are float64 arithmetic on its value
-    assert g.cut_sides(np.array([0.51], np.float32), 100, 100)[0].tolist() == [
-        int(100 * math.sqrt(1 - float(np.float32(0.51))))
-    ]
+    # a float32 λ is widened first: float32 arithmetic on this λ would give 201, not 200
+    lam32 = np.array([0.1948143094778061], np.float32)
+    assert g.cut_sides(lam32, 224, 224)[0].tolist() == [200]
 
 
 def test_centred_box_is_the_clip_rule() -> None:
@@ -63,6 +62,10 @@ def test_inside_rule_places_the_whole_box_uniformly() -> None:
     assert (boxes[:, 2] - boxes[:, 0] == 3).all()
     assert (boxes[:, 1] == 0).all() and (boxes[:, 3] == 8).all()
     assert np.bincount(boxes[:, 0]).min() > 7000  # uniform: 7500 each
+    # float sides still give int64 boxes (the sides are cast first)
+    for rule in ("clip", "inside"):
+        out = g.sample_box(rng, np.array([2.0, 3.0]), np.array([1.0, 4.0]), 6, 8, rule)
+        assert out.dtype == np.int64, rule
     with pytest.raises(ValueError, match="`rule` must be 'clip' or 'inside', got 'x'"):
         g.sample_box(rng, sh, sw, 6, 8, "x")
 
@@ -104,7 +107,7 @@ def test_sample_grid_draw_order_and_ranges() -> None:
     assert set(p.tile.tolist()) == {8, 9, 10, 11} and set(p.degrees.tolist()) == set(range(5))
     assert (p.shift_x < p.tile).all() and p.shift_x.min() == 0
     assert p.tile.dtype == np.int32 and p.degrees.dtype == np.int64
-    assert p.ratio.dtype == np.float32 and p.shift_x.dtype == np.float32
+    assert p.ratio.dtype == np.float32 and p.shift_x.dtype == p.shift_y.dtype == np.float32
     l_kept = np.ceil(tile * 0.6)
     np.testing.assert_allclose(p.ratio, (tile - l_kept) / tile, rtol=1e-6)
     np.testing.assert_allclose(p.angle, deg * np.pi / 180, rtol=1e-6)

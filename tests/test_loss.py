@@ -43,10 +43,14 @@ def test_gridmix_loss_is_global_plus_gamma_sum_over_cells() -> None:
         g.repeat(2, 1), local.repeat(2, 1, 1, 1), target.repeat(2, 1), patch.repeat(2, 1, 1)
     )
     assert two.item() == pytest.approx(expected, rel=1e-6)
+    assert GridMixLoss().gamma == 0.15  # the paper's γ is the default
+    assert GridMixLoss()(g, local, target, patch).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_gridmix_loss_rejects_mismatched_cells() -> None:
-    with pytest.raises(ValueError, match="cells"):
+    with pytest.raises(
+        ValueError, match=r"^local logits cells \(3, 3\) do not match patch labels \(4, 4\)$"
+    ):
         GridMixLoss()(
             torch.zeros(1, 2),
             torch.zeros(1, 2, 3, 3),

@@ -111,8 +111,11 @@ def timm_repeat_aug(n: int, repeats: int, world: int, rank: int) -> list[int]:
     return indices[rank:total:world][:selected]
 
 
-@pytest.mark.parametrize(("n", "k", "w"), [(10, 3, 4), (60, 2, 3), (256, 3, 3), (700, 3, 8),
-                                          (255, 1, 2), (5, 3, 7)])  # fmt: skip
+REPEATS = [(10, 3, 4), (60, 2, 3), (256, 3, 3), (700, 3, 8), (255, 1, 2), (5, 3, 7), (5, 1, 7),
+           (10, 1, 4)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("n", "k", "w"), REPEATS)
 def test_repeat_order_is_timms_rule(n: int, k: int, w: int) -> None:
     order = repeat_order(np.arange(n), k, w)
     assert order.dtype == np.int64 and len(order) % w == 0
@@ -131,7 +134,7 @@ def test_repeat_order_keeps_the_permutation() -> None:
     ("p", "epoch", "ramp", "want"),
     [(0.8, 0, 10, 0.0), (0.8, 5, 10, 0.4), (0.8, 10, 10, 0.8), (0.8, 30, 10, 0.8),
      (0.8, -3, 10, 0.0), (0.6, 0, 0, 0.6), (0.6, 7, 0, 0.6), (0.6, 2, -1, 0.6),
-     (1.0, 1, 4, 0.25)],
+     (1.0, 1, 4, 0.25), (0.8, 0, 1, 0.0), (0.8, 1, 1, 0.8)],
 )  # fmt: skip
 def test_linear_ramp(p: float, epoch: int, ramp: int, want: float) -> None:
     assert linear_ramp(p, epoch, ramp) == pytest.approx(want, abs=1e-12)
