@@ -34,6 +34,9 @@ def test_centred_box_is_the_clip_rule() -> None:
     assert y1.tolist() == [2, 7, 10, 10]  # c + s//2, clipped at H
     assert x0.tolist() == [8, 0, 3, 4]
     assert x1.tolist() == [10, 1, 7, 4]  # width 1 → s//2 = 0: an empty box, as the official
+    # a centre on the first row/column with side 1 is the empty box [0, 0), not [0, 1)
+    y0, x0, y1, x1 = g.centred_box(np.array([0]), np.array([0]), np.array([1]), np.array([1]), 8, 8)
+    assert (y0.tolist(), x0.tolist(), y1.tolist(), x1.tolist()) == ([0], [0], [0], [0])
     t = g.centred_box(torch.tensor([5]), torch.tensor([5]), 4, 4, 8, 8)
     assert [int(v) for v in t] == [3, 3, 7, 7]
 

@@ -88,6 +88,12 @@ def test_every_position_once_over_the_ranks() -> None:
         assert n - Split(b, w, 0, bool(drop)).end(n, start) < (b * w if drop else 1)
 
 
+def test_steps_start_at_the_epochs_beginning_by_default() -> None:
+    split = Split(batch_size=2, world=2, rank=0, drop_last=False)
+    first = next(split.steps(np.arange(10), epoch=0))
+    assert first.start == 0 and first.rows.tolist() == [0, 2]
+
+
 def test_num_steps_counts_a_partial_last_step() -> None:
     split = Split(batch_size=4, world=2, rank=0, drop_last=False)
     assert split.num_steps(17) == 3 and split.num_steps(16) == 2 and split.num_steps(0) == 0
