@@ -237,3 +237,16 @@ def test_dali_backend_is_the_default_for_every_variant() -> None:
         assert GridMask(**kw).resolve_backend() == "dali"
     with pytest.raises(ValueError, match="backend"):
         GridMask(square_p=0.5, backend="numpy")
+
+
+def test_scaled_to_rounds_the_period_range_from_224_pixels() -> None:
+    """``scaled_to(size)``: ``d`` scaled by size/224 (rounded), at least 1, and d_max stays
+    above d_min; other fields kept."""
+    g = GridMask(d=(96, 224), r=0.4, p=0.5)
+    assert g.scaled_to(224).d == (96, 224)
+    assert g.scaled_to(32).d == (14, 32)  # round(13.71), round(32.0)
+    assert g.scaled_to(64, reference=32).d == (192, 448)
+    assert g.scaled_to(1).d == (1, 2)  # max(1, round(0.43)); max(d_min + 1, round(1.0))
+    small = GridMask(d=(10, 11)).scaled_to(16)
+    assert small.d == (1, 2)  # round(0.71) = 1 and round(0.79) = 1, lifted to d_min + 1
+    assert (g.scaled_to(32).r, g.scaled_to(32).p) == (0.4, 0.5)

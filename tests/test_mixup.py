@@ -241,11 +241,46 @@ def test_random_erasing_aspect_bound_is_timms() -> None:
         (lambda: MixupCutMix(mode="pairs"), r"`mode` must be one of .*got 'pairs'"),
         (lambda: Mixup(alpha=0.0), r"`alpha` must be in \(0, inf\), got 0.0"),
         (lambda: Mixup(p=2.0), r"`p` must be in \[0, 1\], got 2.0"),
+        (lambda: Mixup(p=-0.1), r"^`p` must be in \[0, 1\], got -0.1$"),
+        (lambda: Mixup(mode="x"), r"^`mode` must be one of 'batch', 'pair', 'elem'; got 'x'$"),
+        (lambda: Mixup(label_smoothing=1.0), r"^`label_smoothing` must be in \[0, 1\), got 1.0$"),
+        (lambda: Mixup(label_smoothing=-0.1), r"^`label_smoothing` must be in \[0, 1\), got -0.1"),
+        (lambda: MixupCutMix(label_smoothing=1.0), r"^`label_smoothing` must be in \[0, 1\)"),
+        (lambda: MixupCutMix(label_smoothing=-0.1), r"^`label_smoothing` must be in \[0, 1\)"),
+        (lambda: MixupCutMix(prob=-0.1), r"^`prob` must be in \[0, 1\], got -0.1$"),
+        (lambda: MixupCutMix(prob=1.1), r"^`prob` must be in \[0, 1\], got 1.1$"),
+        (lambda: MixupCutMix(switch_prob=-0.1), r"^`switch_prob` must be in \[0, 1\], got -0.1$"),
+        (lambda: MixupCutMix(mixup_alpha=-1.0), r"^`mixup_alpha` must be in \[0, inf\), got -1"),
+        (lambda: MixupCutMix(cutmix_alpha=-1.0), r"^`cutmix_alpha` must be in \[0, inf\), got -1"),
+        (
+            lambda: MixupCutMix(cutmix_minmax=(0.5, 1.5)),
+            r"^`cutmix_minmax\[1\]` must be in \[0, 1\]",
+        ),
+        (
+            lambda: MixupCutMix(cutmix_minmax=(-0.5, 0.5)),
+            r"^`cutmix_minmax\[0\]` must be in \[0, 1\]",
+        ),
     ],
 )
 def test_bad_arguments_name_themselves(make, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_correct_lam_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match=r"^`correct_lam` must be bool, got 1 \(int\)$"):
+        MixupCutMix(correct_lam=1)
+
+
+def test_edge_arguments_are_accepted() -> None:
+    """The ranges' closed ends construct: p, prob, switch_prob 0 and 1, ε 0, α 0 for one
+    branch, cutmix_minmax touching 0 and 1."""
+    for p in (0.0, 1.0):
+        assert Mixup(p=p).p == p and MixupCutMix(prob=p, switch_prob=p).prob == p
+    assert Mixup(label_smoothing=0.0).label_smoothing == 0.0
+    assert MixupCutMix(mixup_alpha=0.0).cutmix_alpha == 1.0
+    assert MixupCutMix(cutmix_alpha=0.0).mixup_alpha == 0.8
+    assert MixupCutMix(cutmix_minmax=[0.0, 1.0]).cutmix_minmax == (0.0, 1.0)
 
 
 def test_pair_mode_needs_an_even_batch(color_data: Path) -> None:
@@ -254,3 +289,30 @@ def test_pair_mode_needs_an_even_batch(color_data: Path) -> None:
     with pytest.raises(ValueError, match=r"`cutmix_minmax`=\(0.1, 0.12\) leaves no integer box"):
         create_loader(color_data, batch_size=8, device="cpu", image_size=16,
                       augment=[MixupCutMix(cutmix_minmax=(0.1, 0.12))])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (Mixup(alpha=0.8, p=0.3, mode="elem"),
+         dict(mixup_alpha=0.8, cutmix_alpha=0.0, prob=0.3, switch_prob=0.0)),
+        (MixupCutMix(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.3, mode="elem"),
+         dict(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.3)),
+        (MixupCutMix(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7), prob=0.5,
+                     correct_lam=False, mode="elem"),
+         dict(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7), prob=0.5,
+              correct_lam=False)),
+    ],
+)  # fmt: skip
+@pytest.mark.slow
+def test_each_class_hands_its_own_arguments_to_the_rule(ours, theirs: dict) -> None:
+    """``Mixup`` and ``MixupCutMix`` sample exactly with their fields (α, p/prob, switch,
+    minmax, correction): λ and the mix rate match timm's ``Mixup`` built from the same
+    numbers (a dropped ``prob`` would mix every sample: P(λ = 1) = 0 instead of 1 − p)."""
+    ref_lam, _ = _timm_draws("elem", **theirs)
+    rng = np.random.default_rng(2)
+    lam = np.stack([ours.sample(rng, B, H, W, 0)["lam"] for _ in range(DRAWS)])
+    _assert_same_moments(lam, ref_lam)
+    assert stats.ks_2samp(lam.ravel(), ref_lam.ravel()).pvalue > 1e-3
+    p = theirs["prob"]
+    assert abs((lam == 1).mean() - (1 - p)) < 4.5 * math.sqrt(p * (1 - p) / lam.size) + 0.01
