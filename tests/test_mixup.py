@@ -316,3 +316,31 @@ def test_each_class_hands_its_own_arguments_to_the_rule(ours, theirs: dict) -> N
     assert stats.ks_2samp(lam.ravel(), ref_lam.ravel()).pvalue > 1e-3
     p = theirs["prob"]
     assert abs((lam == 1).mean() - (1 - p)) < 4.5 * math.sqrt(p * (1 - p) / lam.size) + 0.01
+
+
+def test_which_configs_paste_and_blend_plainly() -> None:
+    """A paste (CutMix branch) exists only with ``cutmix_alpha > 0`` or a minmax; a plain
+    blend view is needed only where pastes and per-sample draws (``elem``) meet."""
+    assert not Mixup().pastes() and not Mixup(mode="elem").blend_plain()
+    assert MixupCutMix().pastes() and not MixupCutMix(mode="batch").blend_plain()
+    assert MixupCutMix(mode="elem").blend_plain() and not MixupCutMix(mode="pair").blend_plain()
+    assert not MixupCutMix(cutmix_alpha=0.0).pastes()
+    assert MixupCutMix(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.2, 0.8)).pastes()
+
+
+def test_weight_is_fed_not_emitted() -> None:
+    names = {s.name: s.emitted for s in MixupCutMix().schema(H, W)}
+    assert names["weight"] is False and names["lam"] is True
+
+
+def test_minmax_that_leaves_no_box_side_is_refused() -> None:
+    """``int(S·min) ≥ int(S·max)`` on either side is an error naming the geometry; the first
+    side that still has room is not enough."""
+    aug = MixupCutMix(cutmix_minmax=(0.3, 0.35))
+    aug.check_geometry(100, 100, 8)  # 30 < 35 on both sides
+    for h, w in ((100, 10), (10, 100)):  # 3 ≥ 3 on the short side
+        with pytest.raises(
+            ValueError,
+            match=rf"^`cutmix_minmax`=\(0.3, 0.35\) leaves no integer box side on {h}×{w} images$",
+        ):  # noqa: E501
+            aug.check_geometry(h, w, 8)
