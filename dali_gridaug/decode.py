@@ -60,10 +60,8 @@ def decode_train(
     Returns:
         HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)`` (GPU when ``device="gpu"``).
     """
-    from nvidia.dali import fn, types
-
     images = decode_random_crop(encoded, device=device, scale=scale, ratio=ratio, hw_load=hw_load)
-    return fn.resize(images, size=list(size), interp_type=types.INTERP_LINEAR, antialias=True)
+    return resize_to(images, size)
 
 
 #: Attempts of the random-resized crop (torchvision's ``RandomResizedCrop.get_params``).
