@@ -140,8 +140,6 @@ class Recipe:
         }
         optional: dict[str, Any] = {"preset": d.preset, "num_threads": d.workers}
         if d.invariant_crop:
-            import dataclasses
-
             from dali_gridaug.presets import resolve_preset
 
             preset = resolve_preset(d.preset or "imagenet")
