@@ -23,9 +23,14 @@ from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_s
 from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import random_partner
 from dali_gridaug.loader import create_loader
+from dali_gridaug.presets import IMAGENET
 
 #: The folder holding the ``dali_gridaug`` package, for subprocesses' ``PYTHONPATH``.
 PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
+#: ImageNet's preset with the host-drawn, position-keyed crop: what tests comparing pixels
+#: across a rebuild, a resume, two graphs or two world sizes need (DALI's own crop draw is
+#: seeded per rank and restarts with its pipeline)
+INVARIANT_CROP = dataclasses.replace(IMAGENET, invariant_crop=True)
 
 
 def make_constant_dataset(

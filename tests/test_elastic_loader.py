@@ -5,7 +5,6 @@ exactly once; repeated augmentation spreads copies over ranks as timm's RepeatAu
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,10 @@ import torch
 
 from dali_gridaug import CutMix, Cutout, GridMask, RandomErasing, create_loader
 from dali_gridaug.order import epoch_order, repeat_order
-from dali_gridaug.presets import IMAGENET
+from tests.helpers import INVARIANT_CROP
 
 GLOBAL = 12  # divided by 1, 2, 3 and 4 ranks; 60 files = 5 global batches
 AUGS = [GridMask(d=(8, 16), p=0.5, ramp_epochs=0), Cutout(length=6, p=0.5), RandomErasing(p=0.5)]
-#: the host-drawn, position-keyed crop window (DALI's own draw is seeded per rank)
-INVARIANT = dataclasses.replace(IMAGENET, invariant_crop=True)
 
 
 def _ranks(root: Path, world: int, **kw: object) -> list:
@@ -40,7 +37,7 @@ def _ranks(root: Path, world: int, **kw: object) -> list:
 
 
 def _draws(
-    root: Path, world: int, epoch: int, augment: list, preset: object = INVARIANT
+    root: Path, world: int, epoch: int, augment: list, preset: object = INVARIANT_CROP
 ) -> dict[int, dict[str, np.ndarray]]:
     """file index → every per-sample parameter output (flip, crop, the augmentations')."""
     found: dict[int, dict[str, np.ndarray]] = {}

@@ -15,16 +15,14 @@ functions of the quantized saliency and the keys.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from dali_gridaug.loader import create_loader
-from dali_gridaug.presets import IMAGENET
 from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
-from tests.helpers import make_batch, random_images, tiny_model
+from tests.helpers import INVARIANT_CROP, make_batch, random_images, tiny_model
 
 K = 10  # classes of the sample_data fixture
 SIZE = 32
@@ -46,7 +44,7 @@ def stage(method: str, seed: int) -> KeepStage:
 
 def loaders(root: Path, world: int, paste: bool) -> list:
     kw: dict = {"keep_clean": True, "auto_augment": "rand_augment"} if paste else {}
-    kw["preset"] = dataclasses.replace(IMAGENET, invariant_crop=True)
+    kw["preset"] = INVARIANT_CROP
     return [
         create_loader(
             root,

@@ -4,7 +4,6 @@ epochs, nested iteration is refused, and uneven shards yield no empty batch (rea
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,7 @@ import torch
 
 from dali_gridaug import create_loader
 from dali_gridaug.augment import Cutout
-from dali_gridaug.presets import IMAGENET
-
-INVARIANT = dataclasses.replace(IMAGENET, invariant_crop=True)
+from tests.helpers import INVARIANT_CROP
 
 
 def _stamped(sample_data: dict[str, Path], **kw: object):
@@ -23,7 +20,7 @@ def _stamped(sample_data: dict[str, Path], **kw: object):
     (DALI's own crop draw restarts with its pipeline)."""
     return create_loader(
         sample_data["train"], batch_size=5, device="cpu", image_size=16, seed=7,
-        augment=[Cutout(length=4)], preset=INVARIANT, **kw,
+        augment=[Cutout(length=4)], preset=INVARIANT_CROP, **kw,
     )  # fmt: skip
 
 

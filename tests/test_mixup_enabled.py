@@ -4,7 +4,6 @@ state dict (real DALI CPU pipelines over real JPEGs)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,12 @@ from dali_gridaug import create_loader
 from dali_gridaug.augment import CutMix, GridMix, Mixup, MixupCutMix
 from dali_gridaug.gpucheck.graphs import _has_python_function
 from dali_gridaug.labels import one_hot
-from dali_gridaug.presets import IMAGENET
+from tests.helpers import INVARIANT_CROP
 
 #: the host-drawn crop: loaders of different graphs (with and without a mix) and a resumed
 #: one crop a file alike (DALI's own crop draw is seeded per graph and restarts on a build)
 KW = {"batch_size": 8, "device": "cpu", "image_size": 32, "num_threads": 2, "seed": 3,
-      "preset": dataclasses.replace(IMAGENET, invariant_crop=True)}  # fmt: skip
+      "preset": INVARIANT_CROP}  # fmt: skip
 
 
 def _loader(root: Path, augment=(), **kw):

@@ -5,7 +5,6 @@ ends with the same weights as a run that was never interrupted; the loader's own
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -18,7 +17,6 @@ import torch
 
 import dali_gridaug
 from dali_gridaug import CutMix, GridMask, create_loader, make_sample_dataset
-from dali_gridaug.presets import IMAGENET
 from dali_gridaug.recipes import load_recipe
 from dali_gridaug.training.checkpoint import (
     atomic_write_bytes,
@@ -29,6 +27,7 @@ from dali_gridaug.training.checkpoint import (
 )
 from dali_gridaug.training.checkpoint import pipeline_changes as _pipeline_changes
 from dali_gridaug.training.metrics import read_sample_log
+from tests.helpers import INVARIANT_CROP
 
 PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])
 
@@ -173,7 +172,7 @@ def _loader(root: Path, resume: dict | None = None):
     return create_loader(
         root, batch_size=8, image_size=40, device="cpu", seed=3, num_threads=2,
         augment=(GridMask(d=(8, 20), ramp_epochs=2), CutMix(mode="elem")),
-        resume=resume, preset=dataclasses.replace(IMAGENET, invariant_crop=True),
+        resume=resume, preset=INVARIANT_CROP,
     )  # fmt: skip
 
 
