@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dali_gridaug.config import PipelineSpec
 from dali_gridaug.order import Split, Step, epoch_order, repeat_order
 from dali_gridaug.params import ParamSource
 from dali_gridaug.reader import FileSource, Source, read_tar_members
@@ -56,21 +57,19 @@ class Feed:
         self.start(0, 0)
 
     @classmethod
-    def for_spec(
-        cls, spec: Any, *, batch_size: int | None = None, drop_last: bool | None = None,
-        repeats: int = 0,
-    ) -> Feed:  # fmt: skip
-        """The feed a :class:`~dali_gridaug.pipeline.PipelineSpec` is built with: its rank's
-        split of ``batch_size`` (default the spec's), its parameter source (training).
+    def for_spec(cls, spec: PipelineSpec) -> Feed:
+        """The feed a :class:`~dali_gridaug.config.PipelineSpec` is built with: its rank's
+        split of the global steps, its parameter source (training).
         """
-        split = Split(
-            spec.batch_size if batch_size is None else batch_size, spec.num_shards,
-            spec.shard_id, spec.train if drop_last is None else drop_last,
-        )  # fmt: skip
+        split = Split(spec.batch_size, spec.num_shards, spec.shard_id, spec.drop_last)
         return cls(
-            spec.source, split, seed=spec.seed, shuffle=spec.train,
-            params=ParamSource.for_spec(spec), repeats=repeats,
-        )  # fmt: skip
+            spec.source,
+            split,
+            seed=spec.seed,
+            shuffle=spec.train,
+            params=ParamSource.for_spec(spec),
+            repeats=spec.repeats,
+        )
 
     def order(self, epoch: int) -> np.ndarray:
         """The epoch's global order: ``(P,)`` int64 sample indices (the last one is kept)."""

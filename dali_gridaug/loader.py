@@ -4,6 +4,7 @@ torchvision ``DataLoader``: ``for images, target in loader`` (a :class:`Batch`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -11,152 +12,64 @@ from typing import Any
 
 import torch
 
-from dali_gridaug import loader_args as checks
+from dali_gridaug import loader_args
 from dali_gridaug._validate import check_int, check_type
-from dali_gridaug.augment.base import Augment, LabelUpdate
+from dali_gridaug.augment.base import LabelUpdate
 from dali_gridaug.batch import Batch
 from dali_gridaug.compat import LoaderDataset, ShardBatchSampler, ShardSampler
-from dali_gridaug.constants import HW_DECODER_LOAD
+from dali_gridaug.config import FIELDS, LoaderConfig, PipelineSpec, resolve
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.feed import Feed
 from dali_gridaug.interrupts import surface_interrupts
 from dali_gridaug.labels import smooth_target
-from dali_gridaug.pipeline import PipelineSpec, build_pipeline
-from dali_gridaug.policies import AugmentPolicy
-from dali_gridaug.presets import ColorJitter, Lighting, Preset
+from dali_gridaug.pipeline import build_pipeline
 from dali_gridaug.reader import Source, source_identity
 
 
 def create_loader(
     source: Source | str | os.PathLike[str] | Sequence[str],
+    config: LoaderConfig | None = None,
+    /,
     *,
-    batch_size: int,
-    train: bool = True,
-    image_size: int | tuple[int, int] | None = None,
-    augment: Sequence[Augment] = (),
-    device: str = "auto",
-    seed: int = 0,
-    num_threads: int | None = None,
-    shard_id: int | None = None,
-    num_shards: int | None = None,
-    mean: float | Sequence[float] | None = None,
-    std: float | Sequence[float] | None = None,
-    dtype: torch.dtype = torch.float32,
-    drop_last: bool | None = None,
-    keep_clean: bool = False,
-    auto_augment: str | AugmentPolicy | None = None,
-    exclude: Sequence[str] = (),
     resume: Mapping[str, Any] | None = None,
-    preset: str | Preset = "imagenet",
-    color_jitter: ColorJitter | float | None = None,
-    lighting: Lighting | float | None = None,
-    hw_decoder_load: float = HW_DECODER_LOAD,
-    label_smoothing: float = 0.0,
-    num_classes: int | None = None,
-    aug_repeats: int = 0,
-    hflip: float = 0.5,
-    vflip: float = 0.0,
-    interpolation: str | None = None,
+    **options: Any,
 ) -> DaliLoader:
     """Build a DALI loader over ``source``.
 
-    Long only by its 28 documented arguments: the body hands them, by name, to the checks
-    and defaults of ``dali_gridaug.loader_args.loader_spec``.
+    ``create_loader(root, batch_size=256, augment=[GridMask()])`` or, the same,
+    ``create_loader(root, LoaderConfig(batch_size=256, augment=[GridMask()]))``; options
+    given beside a config replace its fields (``dataclasses.replace``).
 
     Args:
         source: ImageFolder root, file list (``.txt``), tar shard path(s), or a
             :class:`~dali_gridaug.reader.FileSource`/:class:`~dali_gridaug.reader.TarSource`.
-        batch_size: images per batch per rank.
-        train: random-resized crop + flip + ``augment`` (True) or resize + centre crop.
-        image_size: output side in pixels, or ``(H, W)``; default the preset's (224, CIFAR 32).
-        augment: augmentation configs; per-sample ones apply in order, one mixing op last.
-        device: ``"gpu"``, ``"cpu"`` (DALI's CPU backend) or ``"auto"`` (GPU when usable).
-        seed: run seed: the epoch's sample order and every host draw derive from it (DALI's
-            own operators, e.g. ``auto_augment``'s, are seeded ``seed + rank``).
-        num_threads: DALI CPU threads; ``None`` or ``0`` (a ``DataLoader``'s
-            ``num_workers=0``, e.g. a script's ``--workers 0``) mean the default, the CPU
-            count, at most 8. So ``num_threads=args.workers`` maps a DataLoader worker count.
-        shard_id: this rank; default the ``torch.distributed`` rank, else 0.
-        num_shards: number of ranks; default the ``torch.distributed`` world size, else 1.
-        mean: per-channel mean in 0–255 pixel units (``0`` with ``std=1`` gives raw pixels);
-            default the preset's.
-        std: per-channel std in 0–255 pixel units; default the preset's.
-        dtype: ``torch.float32`` or ``torch.float16`` images.
-        drop_last: drop the last partial batch; default True for train, False for eval.
-        keep_clean: also return the un-augmented crop as ``Batch.clean`` (Keep stage).
-        auto_augment: a policy applied (with DALI's ``auto_aug``, in the graph) before
-            normalization: a name of :data:`dali_gridaug.policies.POLICIES`
-            (``"rand_augment"``, ``"auto_augment"``, ``"trivial_augment"``) or a policy object
-            (:class:`~dali_gridaug.policies.RandAugment`, ``TrivialAugment``, ``AutoAugment``,
-            e.g. ``policies.from_timm("rand-m9-mstd0.5-inc1")``); the clean view stays
-            available.
-        exclude: file paths to leave out (e.g. the bad files ``dali-gridaug check-data`` found).
+        config: the options as a :class:`~dali_gridaug.config.LoaderConfig`.
         resume: a :meth:`DaliLoader.state_dict` of a loader over the same source with the
             same seed, taken at any world size: continue where it was taken, mid-epoch
             included (the rest of that epoch's order is split over this loader's ranks).
-        hw_decoder_load: share of JPEGs in [0, 1] the GPU decoder sends to the hardware JPEG
-            decoder where the GPU has one (A100/H100); ignored on the CPU.
-        label_smoothing: ε in [0, 1), the one label-smoothing knob: every target, soft
-            (mixing) or hard, becomes ``(1 − ε)·t + ε/K``, ``(B, K)`` float32 (timm's
-            formula). A mixing augmentation's own ``label_smoothing`` (timm compatibility) is
-            used only when this is 0.
-        preset: input pipeline, ``"imagenet"`` (random-resized crop; val resize + centre crop),
-            ``"cifar"`` (pad 4 + random crop; val unchanged) or a
-            :class:`~dali_gridaug.presets.Preset`.
-        color_jitter: train colour jitter, a :class:`~dali_gridaug.presets.ColorJitter` or
-            ``x`` for ``ColorJitter(x, x, x)`` (clovaai ImageNet: 0.4); None: the preset's.
-        lighting: train PCA lighting, a :class:`~dali_gridaug.presets.Lighting` or its ``std``
-            (clovaai ImageNet: 0.1); None: the preset's.
-        num_classes: K, the width of soft targets ``(B, K)``: the model's class count
-            (default: the dataset's). Must be ≥ the dataset's class count (every label < K).
-        hflip: train horizontal-flip probability in [0, 1] per sample (timm's ``hflip``; a
-            host-drawn coin, emitted as the ``"flip"`` parameter; 0.5 draws today's coins).
-        vflip: train vertical-flip probability in [0, 1] per sample (timm's ``vflip``; its own
-            host-drawn coin, emitted as ``"vflip"`` when > 0). Applied right after the crop,
-            before any augmentation, so both views and every paste see the flipped crop.
-        interpolation: resize filter of the train crop and the val resize, ``"bilinear"``,
-            ``"bicubic"`` or ``"nearest"`` (antialiased), or timm's ``"random"`` (bilinear or
-            bicubic per train sample, a host draw; val bilinear); None: the preset's.
+        options: :class:`~dali_gridaug.config.LoaderConfig`'s fields (``batch_size`` is
+            required without a ``config``), documented there.
 
     Returns:
         A :class:`DaliLoader`.
 
     Raises:
-        TypeError, ValueError: a bad argument (the message names it, its range and the value).
+        TypeError, ValueError: a bad option (the message names it, its range and the value),
+            or one :class:`~dali_gridaug.config.LoaderConfig` does not have.
     """
-    spec, drop_last = checks.loader_spec(
-        source,
-        batch_size=batch_size,
-        train=train,
-        image_size=image_size,
-        augment=augment,
-        device=device,
-        seed=seed,
-        num_threads=num_threads,
-        shard_id=shard_id,
-        num_shards=num_shards,
-        mean=mean,
-        std=std,
-        dtype=dtype,
-        drop_last=drop_last,
-        keep_clean=keep_clean,
-        auto_augment=auto_augment,
-        exclude=exclude,
-        preset=preset,
-        color_jitter=color_jitter,
-        lighting=lighting,
-        hw_decoder_load=hw_decoder_load,
-        label_smoothing=label_smoothing,
-        num_classes=num_classes,
-        hflip=hflip,
-        vflip=vflip,
-        interpolation=interpolation,
-    )
-    repeats = checks.repeats(aug_repeats, train)
-    return DaliLoader(
-        spec, drop_last=drop_last, state=resume, num_classes=num_classes, batch_size=batch_size,
-        repeats=repeats,
-    )  # fmt: skip
+    unknown = sorted(set(options) - set(FIELDS))
+    if unknown:
+        raise TypeError(f"create_loader() got an unexpected keyword argument {unknown[0]!r}")
+    if config is None:
+        if "batch_size" not in options:
+            raise TypeError(
+                "create_loader() missing 1 required keyword-only argument: 'batch_size'"
+            )
+        config = LoaderConfig(**options)
+    else:
+        check_type("config", config, LoaderConfig)
+        config = dataclasses.replace(config, **options) if options else config
+    return DaliLoader(resolve(config, source), state=resume)
 
 
 class DaliLoader:
@@ -200,23 +113,17 @@ class DaliLoader:
         self,
         spec: PipelineSpec,
         *,
-        drop_last: bool,
         state: Mapping[str, Any] | None = None,
-        num_classes: int | None = None,
-        batch_size: int | None = None,
-        repeats: int = 0,
     ) -> None:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         self.spec = spec
         self.source = spec.source
-        self.drop_last = drop_last
-        self.batch_size = spec.batch_size if batch_size is None else batch_size
-        self.num_classes = checks.num_classes(num_classes, spec.source)
+        self.drop_last = spec.drop_last
+        self.batch_size = spec.batch_size
+        self.num_classes = spec.num_classes
         self.classes = getattr(spec.source, "classes", None)
-        self.feed = Feed.for_spec(
-            spec, batch_size=self.batch_size, drop_last=drop_last, repeats=repeats
-        )
+        self.feed = Feed.for_spec(spec)
         self.params, self.split = self.feed.params, self.feed.split
         self.device = (
             torch.device("cuda", spec.device_id) if spec.device == "gpu" else torch.device("cpu")
@@ -290,7 +197,7 @@ class DaliLoader:
         self._restore(state)
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        epoch, position, mixup = checks.check_state(state, self.identity())
+        epoch, position, mixup = loader_args.check_state(state, self.identity())
         length = self.feed.length(epoch)
         if position > length:
             raise ValueError(
@@ -487,4 +394,4 @@ class DaliLoader:
         )
 
 
-__all__ = ["DaliLoader", "create_loader"]
+__all__ = ["DaliLoader", "LoaderConfig", "create_loader"]

@@ -1,8 +1,7 @@
-"""The loader's argument resolution, public for what builds loaders or checks their
-options (recipes, gpucheck, benchmarks): ``create_loader``'s arguments → a
-:class:`~dali_gridaug.pipeline.PipelineSpec`, the checks and defaults (each raises
-``TypeError``/``ValueError`` naming the argument, its range and the value, before any
-pipeline is built), and the check of a ``resume`` state.
+"""The checks of the loader's options (:class:`~dali_gridaug.config.LoaderConfig` runs
+them at construction, :func:`~dali_gridaug.config.resolve` against the source and the
+machine): each raises ``TypeError``/``ValueError`` naming the option, its range and the
+value, before any pipeline is built. Also the check of a ``resume`` state.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from typing import Any
 import torch
 
 from dali_gridaug._validate import (
-    check_channels,
     check_choice,
     check_int,
     check_range,
@@ -25,100 +23,11 @@ from dali_gridaug._validate import (
 )
 from dali_gridaug.augment.base import Augment
 from dali_gridaug.constants import PREFETCH
-from dali_gridaug.pipeline import PipelineSpec
 from dali_gridaug.policies import resolve as resolve_policy
-from dali_gridaug.presets import resolve_preset
 from dali_gridaug.reader import FileSource, Source, resolve_source
 
 
-def loader_spec(
-    source: Any,
-    *,
-    batch_size: Any,
-    train: Any,
-    image_size: Any,
-    augment: Any,
-    device: Any,
-    seed: Any,
-    num_threads: Any,
-    shard_id: Any,
-    num_shards: Any,
-    mean: Any,
-    std: Any,
-    dtype: Any,
-    drop_last: Any,
-    keep_clean: Any,
-    auto_augment: Any,
-    exclude: Any,
-    preset: Any,
-    color_jitter: Any,
-    lighting: Any,
-    hw_decoder_load: Any,
-    label_smoothing: Any,
-    num_classes: Any,
-    hflip: Any,
-    vflip: Any,
-    interpolation: Any,
-) -> tuple[PipelineSpec, bool]:
-    """Check ``create_loader``'s arguments (documented there; none has a default here, so a
-    new one cannot be forgotten on the way) and resolve them. Long by its signature, one line
-    per argument; the body is about 45 lines.
-
-    Returns:
-        ``(spec, drop_last)``: one rank's pipeline spec, and ``drop_last`` resolved.
-    """
-    batch_size = check_int("batch_size", batch_size, 1)
-    _check_flags(device, dtype, train, keep_clean, drop_last, auto_augment)
-    # 0 = a DataLoader's num_workers=0: the default thread count
-    threads = check_int("num_threads", 0 if num_threads is None else num_threads, 0)
-    pre = resolve_preset(
-        preset, color_jitter=color_jitter, lighting=lighting, interpolation=interpolation
-    )
-    check_range("hflip", hflip, 0, 1)
-    check_range("vflip", vflip, 0, 1)
-    size = image_size_pair(pre.size if image_size is None else image_size)
-    augment, exclude = augments(augment, size, batch_size), paths(exclude)
-    if augment and not train:
-        raise ValueError("`augment` is for training loaders; pass train=True or augment=()")
-    rank, world = distributed(shard_id, num_shards)
-    # DALI seeds are int64 and rank r's pipeline uses seed + r
-    seed = check_int("seed", seed, 0, 2**63 - world)
-    mean_t = check_channels("mean", pre.mean if mean is None else mean)
-    std_t = check_channels("std", pre.std if std is None else std)
-    if any(s <= 0 for s in std_t):
-        raise ValueError(f"`std` must be positive, got {std}")
-    check_range("hw_decoder_load", hw_decoder_load, 0, 1)
-    smoothing = target_smoothing(label_smoothing, augment)
-    src = dataset(source, exclude, world, num_classes)
-    drop_last = train if drop_last is None else drop_last
-    dev = resolve_device(device)
-    spec = PipelineSpec(
-        source=src,
-        batch_size=pipeline_batch(batch_size, src, world, drop_last, size),
-        train=train,
-        size=size,
-        augments=augment,
-        device=dev,
-        device_id=device_id() if dev == "gpu" else None,
-        seed=seed,
-        num_threads=threads or max(1, min(8, os.cpu_count() or 1)),
-        shard_id=rank,
-        num_shards=world,
-        mean=mean_t,
-        std=std_t,
-        half=dtype == torch.float16,
-        keep_clean=keep_clean,
-        auto_augment=None if auto_augment is None else resolve_policy(auto_augment),
-        preset=pre,
-        hw_decoder_load=float(hw_decoder_load),
-        label_smoothing=smoothing,
-        hflip=float(hflip),
-        vflip=float(vflip),
-    )
-    return spec, drop_last
-
-
-def _check_flags(
+def check_flags(
     device: Any,
     dtype: Any,
     train: Any,
@@ -126,6 +35,7 @@ def _check_flags(
     drop_last: Any,
     auto_augment: Any,
 ) -> None:
+    """The choice and flag options of :class:`~dali_gridaug.config.LoaderConfig` checked."""
     check_choice("device", device, ("auto", "gpu", "cpu"))
     check_choice("dtype", dtype, (torch.float32, torch.float16))
     for name, flag in [("train", train), ("keep_clean", keep_clean)]:
@@ -248,11 +158,11 @@ def paths(exclude: Any) -> tuple[str, ...]:
     return tuple(os.fspath(p) for p in exclude)
 
 
-def pipeline_batch(
+def check_batch(
     batch_size: int, source: Source, world: int, drop_last: bool, size: tuple[int, int]
-) -> int:
-    """DALI's batch size: ``batch_size``, capped at the rank's share (one partial batch
-    either way; DALI would allocate the whole batch).
+) -> None:
+    """``batch_size`` against the rank's share of ``source`` (with ``drop_last`` at least one
+    whole batch) and this machine's memory (DALI allocates its batch, capped at the share).
     """
     n = len(source)
     if drop_last and n < batch_size * world:
@@ -272,7 +182,6 @@ def pipeline_batch(
             f"{need / 2**30:.0f} GiB of batch buffers, more than this machine's "
             f"{ram / 2**30:.0f} GiB of memory"
         )
-    return batch_size
 
 
 def physical_memory() -> int:

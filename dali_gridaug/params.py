@@ -30,6 +30,7 @@ import numpy as np
 
 from dali_gridaug.augment.base import Augment, MixAugment, Params, ParamSpec
 from dali_gridaug.augment.graph import is_native, unused_params
+from dali_gridaug.config import PipelineSpec
 from dali_gridaug.order import Step
 from dali_gridaug.presets import Preset, preset_schema, sample_preset
 from dali_gridaug.rows import RowGenerator
@@ -116,23 +117,23 @@ class ParamSource:
         self.output_names = coins + [k for k, s in specs if s.emitted]
 
     @classmethod
-    def for_spec(cls, spec: Any) -> ParamSource | None:
-        """The source a :class:`~dali_gridaug.pipeline.PipelineSpec` is built with: None for
-        evaluation.
+    def for_spec(cls, spec: PipelineSpec) -> ParamSource | None:
+        """The source a :class:`~dali_gridaug.config.PipelineSpec` is built with: None for
+        evaluation. Its batch is DALI's (:attr:`~dali_gridaug.config.PipelineSpec.dali_batch`).
         """
         if not spec.train:
             return None
         return cls(
             spec.augments,
-            batch_size=spec.batch_size,
+            batch_size=spec.dali_batch,
             height=spec.size[0],
             width=spec.size[1],
             seed=spec.seed,
             rank=spec.shard_id,
             preset=spec.preset,
             paste_before_flip=is_native(spec.augments),
-            hflip=getattr(spec, "hflip", 0.5),
-            vflip=getattr(spec, "vflip", 0.0),
+            hflip=spec.hflip,
+            vflip=spec.vflip,
         )
 
     def _rng(self, step: Step, stream: int, *rank: int) -> np.random.Generator:

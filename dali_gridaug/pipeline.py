@@ -10,49 +10,15 @@ window ``(y, x, h, w)`` in source pixels, training under the preset's ``invarian
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from dali_gridaug import presets
-from dali_gridaug.augment.base import Augment
 from dali_gridaug.augment.graph import augment_graph, check_kernel_dependencies
-from dali_gridaug.constants import HW_DECODER_LOAD, PREFETCH
+from dali_gridaug.config import PipelineSpec
 from dali_gridaug.decode import normalize
 from dali_gridaug.feed import Feed
 from dali_gridaug.params import ParamNodes
-from dali_gridaug.policies import AugmentPolicy, resolve
-from dali_gridaug.reader import Source, check_readable, read
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineSpec:
-    """Everything that defines one rank's pipeline (see ``create_loader`` for meanings)."""
-
-    source: Source
-    batch_size: int
-    train: bool
-    size: tuple[int, int]
-    augments: tuple[Augment, ...]
-    device: str  # "gpu" | "cpu"
-    device_id: int | None
-    seed: int
-    num_threads: int
-    shard_id: int
-    num_shards: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    half: bool
-    keep_clean: bool = False
-    auto_augment: str | AugmentPolicy | None = None  # a dali_gridaug.policies name or policy
-    #: DALI's prefetch depth: 3 lets the host-fed crop's small CPU operators of one batch
-    #: overlap the decode of the previous ones (measured: 2 left the CPU loader ~5 % behind)
-    prefetch: int = PREFETCH
-    hw_decoder_load: float = HW_DECODER_LOAD
-    label_smoothing: float = 0.0
-    preset: presets.Preset = presets.IMAGENET
-    #: train flip probabilities per sample (host-drawn coins, :mod:`dali_gridaug.params`)
-    hflip: float = 0.5
-    vflip: float = 0.0
+from dali_gridaug.reader import check_readable, read
 
 
 def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
@@ -75,7 +41,7 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         return node.gpu() if spec.device == "gpu" else node
 
     @pipeline_def(
-        batch_size=spec.batch_size,
+        batch_size=spec.dali_batch,
         num_threads=spec.num_threads,
         device_id=spec.device_id,
         seed=spec.seed + spec.shard_id,
@@ -100,7 +66,7 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         clean_pixels = pixels
         if spec.auto_augment is not None:
             # HWC uint8: the Keep paste view
-            pixels = resolve(spec.auto_augment).apply(pixels)
+            pixels = spec.auto_augment.apply(pixels)
         if spec.augments and nodes is not None:
             images = augment_graph(pixels, nodes, mirror, mean, spec)
         else:

@@ -130,7 +130,8 @@ class Preset:
         crop_pct: val resizes the shorter side to ``size / crop_pct``; ``None``: no resize.
         mean: per-channel mean, 0–255 units (the loader's default).
         std: per-channel std, 0–255 units (the loader's default).
-        size: output side in pixels (the loader's default ``image_size``).
+        size: output side in pixels, or ``(H, W)`` (the loader's default ``image_size``; the
+            final preset of a :class:`~dali_gridaug.config.LoaderConfig` holds the pair).
         color_jitter: optional train colour jitter.
         lighting: optional train PCA lighting.
         interpolation: resize filter of the train random-resized crop and the val resize,
@@ -160,7 +161,7 @@ class Preset:
     crop_pct: float | None = CROP_PCT
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    size: int = 224
+    size: int | tuple[int, int] = 224
     color_jitter: ColorJitter | None = None
     lighting: Lighting | None = None
     interpolation: str = "bilinear"
@@ -184,8 +185,10 @@ class Preset:
         check_type("preset.padding", self.padding, int)
         check_range("preset.padding", self.padding, 0)
         check_choice("preset.fill", self.fill, ("zero", "reflect"))
-        check_type("preset.size", self.size, int)
-        check_range("preset.size", self.size, 1)
+        sizes = self.size if isinstance(self.size, tuple) and len(self.size) == 2 else (self.size,)
+        for side in sizes:
+            check_type("preset.size", side, int)
+            check_range("preset.size", side, 1)
         if self.crop_pct is not None:
             check_range("preset.crop_pct", self.crop_pct, 0, 1, low_open=True)
         check_type("preset.color_jitter", self.color_jitter, (ColorJitter, type(None)))

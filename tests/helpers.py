@@ -163,6 +163,19 @@ def small_loader(root: Path | str, **kw: object):
     return create_loader(root, **kw)
 
 
+def graph_spec(source: object, device: str, **options: object):
+    """The :class:`~dali_gridaug.config.PipelineSpec` ``create_loader`` resolves for a 4-image,
+    32×32, raw-pixel (mean 0, std 1) one-thread loader with ``options``, placed on ``device``
+    (``"gpu"``: ``device_id=0``, which needs no GPU to define a graph).
+    """
+    from dali_gridaug.config import LoaderConfig, resolve
+
+    defaults = dict(batch_size=4, image_size=32, mean=0.0, std=1.0, num_threads=1)
+    config = LoaderConfig(**{**defaults, **options, "device": "cpu"})
+    spec = resolve(config, source)
+    return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
+
+
 def tiny_model(num_classes: int, seed: int = 0, dropout: float = 0.0) -> nn.Sequential:
     """A two-convolution classifier of ``(B, 3, H, W)`` images into ``num_classes`` logits,
     initialised from ``torch.manual_seed(seed)``. BatchNorm (and, when ``dropout`` > 0, a

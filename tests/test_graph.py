@@ -17,7 +17,7 @@ from dali_gridaug.augment import Mixup, MixupCutMix
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask
 from dali_gridaug.labels import mix_target, one_hot
 from dali_gridaug.presets import IMAGENET, ColorJitter, Lighting
-from tests.helpers import RightHalfMix
+from tests.helpers import RightHalfMix, graph_spec
 
 
 @pytest.fixture(scope="module")
@@ -222,17 +222,12 @@ AUTO_AUGMENTS = {
 }
 
 
-def _op_names(spec_kw: dict, device: str) -> list[str]:
+def _op_names(options: dict, device: str) -> list[str]:
     from dali_gridaug.feed import Feed
-    from dali_gridaug.pipeline import PipelineSpec, build_pipeline
-    from dali_gridaug.reader import resolve_source
+    from dali_gridaug.pipeline import build_pipeline
 
-    spec = PipelineSpec(
-        source=resolve_source(spec_kw.pop("root")), batch_size=4, size=(32, 32), device=device,
-        device_id=0 if device == "gpu" else None, seed=0, num_threads=1, shard_id=0,
-        num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3, **{"train": True, "augments": (),
-                                                          "half": False, **spec_kw},
-    )  # fmt: skip
+    options = dict(options)
+    spec = graph_spec(options.pop("root"), device, **options)
     pipe, _ = build_pipeline(spec, Feed.for_spec(spec))
     pipe._build_graph()  # the operator list, without building (no GPU needed)
     return [f"{o._op.schema.Name()}@{o._op.device}" for o in pipe._ops]
@@ -241,16 +236,16 @@ def _op_names(spec_kw: dict, device: str) -> list[str]:
 IMAGENET_COLOUR = dataclasses.replace(IMAGENET, color_jitter=ColorJitter(0.4, 0.4, 0.4),
                                       lighting=Lighting(std=0.1))  # fmt: skip
 GRAPHS = {
-    **{k: {"augments": tuple(v)} for k, v in AUTO_AUGMENTS.items()},
-    "fp16_all": {"augments": tuple(AUTO_AUGMENTS["all"]), "half": True},
+    **{k: {"augment": tuple(v)} for k, v in AUTO_AUGMENTS.items()},
+    "fp16_all": {"augment": tuple(AUTO_AUGMENTS["all"]), "dtype": torch.float16},
     "val": {"train": False},
     "plain": {},
     "keep_clean_auto_augment": {
         "keep_clean": True,
         "auto_augment": "rand_augment",
-        "augments": (CutMix(),),
-    },  # fmt: skip
-    "colour_lighting": {"preset": IMAGENET_COLOUR, "augments": tuple(AUTO_AUGMENTS["all"])},
+        "augment": (CutMix(),),
+    },
+    "colour_lighting": {"preset": IMAGENET_COLOUR, "augment": tuple(AUTO_AUGMENTS["all"])},
 }
 
 
@@ -270,10 +265,10 @@ def test_the_walk_sees_a_python_function(color_data: Path) -> None:
     """Control: the kernel backend runs as a python_function, and the walk finds it; the
     native random GridMask warps its square field instead."""
     aug = GridMask(d=(8, 16), square_p=0.5, backend="kernel")
-    ops = _op_names({"root": color_data, "augments": (aug,)}, "cpu")
+    ops = _op_names({"root": color_data, "augment": (aug,)}, "cpu")
     assert any("PythonFunction" in o for o in ops)
     random = GridMask(d=(8, 16), square_p=0.5)
-    native = _op_names({"root": color_data, "augments": (random,)}, "gpu")
+    native = _op_names({"root": color_data, "augment": (random,)}, "gpu")
     assert "WarpAffine@gpu" in native and "GridMask@gpu" in native
 
 
@@ -287,23 +282,17 @@ def test_auto_never_picks_a_gpu_kernel_without_cupy(color_data: Path) -> None:
     aug = GridMask(d=(8, 16), square_p=0.5)
     with pytest.raises(ValueError, match="`cupy` is not installed"):
         kernel = dataclasses.replace(aug, backend="kernel")
-        _op_names({"root": color_data, "augments": (kernel,)}, "gpu")
-    assert _op_names({"root": color_data, "augments": (aug,)}, "gpu")  # auto: DALI ops
+        _op_names({"root": color_data, "augment": (kernel,)}, "gpu")
+    assert _op_names({"root": color_data, "augment": (aug,)}, "gpu")  # auto: DALI ops
 
 
 @pytest.mark.parametrize(
     "device", ["cpu", "gpu"], ids=["cpu-graph", "gpu-graph"]
 )  # not the `gpu` mark
 def test_decoders_upsample_alike_and_take_the_hw_load(color_data: Path, device: str) -> None:
-    from dali_gridaug.pipeline import PipelineSpec, build_pipeline
-    from dali_gridaug.reader import resolve_source
+    from dali_gridaug.pipeline import build_pipeline
 
-    spec = PipelineSpec(
-        source=resolve_source(color_data), batch_size=4, train=True, size=(32, 32), augments=(),
-        device=device, device_id=0 if device == "gpu" else None, seed=0, num_threads=1,
-        shard_id=0, num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3, half=False,
-        hw_decoder_load=0.25,
-    )  # fmt: skip
+    spec = graph_spec(color_data, device, hw_decoder_load=0.25)
     from dali_gridaug.feed import Feed
 
     pipe, _ = build_pipeline(spec, Feed.for_spec(spec))

@@ -4,7 +4,7 @@ on the sample data (CPU)."""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
 from pathlib import Path
 
@@ -150,7 +150,7 @@ def test_criterion_same_as_before(
 
 def test_criterion_does_not_smooth_a_second_time() -> None:
     recipe = load_recipe("cifar10_cutout").override({"loss.label_smoothing": 0.1})
-    assert recipe.loader_kwargs()["label_smoothing"] == 0.1  # the loader smooths
+    assert recipe.loader_config().label_smoothing == 0.1  # the loader smooths
     plain = F.cross_entropy(LOGITS, LABELS)
     assert build_criterion(recipe)(LOGITS, FakeBatch(LABELS)).item() == pytest.approx(plain.item())
 
@@ -166,21 +166,17 @@ def test_label_smoothing_changes_the_soft_target_loss() -> None:
     assert smooth == pytest.approx(by_hand.sum(1).mean().item(), rel=1e-6)
 
 
-@pytest.mark.xfail(
-    "label_smoothing" not in inspect.signature(create_loader).parameters,
-    reason="create_loader(label_smoothing=…) from the graph branch",
-    strict=True,
-)
 def test_recipe_label_smoothing_reaches_mixed_targets(sample_data: dict[str, Path]) -> None:
     recipe = load_recipe("imagenet_cutmix").override(
         {"loss.label_smoothing": 0.1, "data.image_size": 64, "data.batch_size": 8}
     )
-    kwargs = recipe.loader_kwargs()
-    kwargs.pop("preset", None), kwargs.pop("color_jitter", None), kwargs.pop("lighting", None)
+    config = dataclasses.replace(
+        recipe.loader_config(), preset="imagenet", color_jitter=None, lighting=None
+    )
     losses = []
     for eps in (0.0, 0.1):
         loader = create_loader(
-            sample_data["train"], device="cpu", seed=0, **{**kwargs, "label_smoothing": eps}
+            sample_data["train"], config, device="cpu", seed=0, label_smoothing=eps
         )
         batch = next(iter(loader))
         k = batch.target.shape[1]

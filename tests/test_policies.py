@@ -21,6 +21,7 @@ from dali_gridaug.policies import (
     from_timm,
     resolve,
 )
+from tests.helpers import graph_spec
 
 timm_aa = pytest.importorskip("timm.data.auto_augment")
 
@@ -231,15 +232,9 @@ def test_policy_graph_has_no_python_function(
     sample_data: dict[str, Path], key: str, device: str
 ) -> None:
     from dali_gridaug.feed import Feed
-    from dali_gridaug.pipeline import PipelineSpec, build_pipeline
-    from dali_gridaug.reader import resolve_source
+    from dali_gridaug.pipeline import build_pipeline
 
-    spec = PipelineSpec(
-        source=resolve_source(str(sample_data["train"])), batch_size=4, train=True,
-        size=(32, 32), augments=(), device=device, device_id=0 if device == "gpu" else None,
-        seed=0, num_threads=1, shard_id=0, num_shards=1, mean=(0.0,) * 3, std=(1.0,) * 3,
-        half=False, auto_augment=resolve(_policy(RUN[key])),
-    )  # fmt: skip
+    spec = graph_spec(sample_data["train"], device, auto_augment=_policy(RUN[key]))
     pipe, _ = build_pipeline(spec, Feed.for_spec(spec))
     pipe._build_graph()  # the operator list, without building (no GPU needed)
     ops = [o._op.schema.Name() for o in pipe._ops]

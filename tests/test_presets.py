@@ -5,6 +5,7 @@ ColorJitter vs torchvision's ``ColorJitter`` on the same images, PCA lighting vs
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -253,7 +254,10 @@ def test_presets_by_name_and_by_object(cifar_like: Path) -> None:
     assert jittered.color_jitter == ColorJitter(0.3, 0.3, 0.3) and jittered.lighting.std == 0.2
     assert (jittered.padding, jittered.fill) == (2, "reflect")
     loader = create_loader(cifar_like, batch_size=8, device="cpu", preset="cifar")
-    assert loader.spec.size == (32, 32) and loader.spec.preset is CIFAR  # the preset's size
+    # the spec carries the final preset: CIFAR's, its size as (H, W)
+    assert loader.spec.size == (32, 32) and loader.spec.preset == dataclasses.replace(
+        CIFAR, size=(32, 32)
+    )
     assert next(iter(loader)).images.shape == (8, 3, 32, 32)
     assert create_loader(cifar_like, batch_size=8, device="cpu").spec.size == (224, 224)
 

@@ -77,8 +77,8 @@ BAD = [
     data_key('workers = "4"', r"`data\.workers` must be int"),
     data_key('preset = "cifr"', r"`data\.preset` must be one of"),
     data_key("mean = [1, 2]", r"`data\.mean`"),
-    data_key("std = [1, 2, 300]", r"`data\.std\[2\]` must be in"),
-    data_key("lighting = -0.1", r"`data\.lighting` must be in \(0,"),
+    data_key("std = [1, 2, 0]", r"`data\.std` must be positive"),
+    data_key("lighting = -0.1", r"`data\.lighting\.std` must be in \[0,"),
     data_key(
         "color_jitter = [0.4, -1, 0.4]",
         r"`data\.color_jitter\.contrast` must be in \[0, inf\), got -1",

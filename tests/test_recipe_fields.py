@@ -44,7 +44,7 @@ def consumers(recipe: Recipe) -> dict[str, str]:
     opt = build_optimizer(model, recipe)
     factor = lr_factor(recipe, 4)
     return {
-        "loader": repr((recipe.loader_kwargs(True), recipe.loader_kwargs(False))),
+        "loader": repr((recipe.loader_config(True), recipe.loader_config(False))),
         "keep": repr(recipe.keep_kwargs()),
         "loss": repr((recipe.loss_kind, build_criterion(recipe)(output, batch).item())),
         "model": repr(
@@ -92,6 +92,12 @@ PERTURB = {
     "data.lighting": (*DEMO, 0.1),
     "data.workers": (*DEMO, 2),
     "data.invariant_crop": (*DEMO, False),
+    "data.interpolation": (*DEMO, "bicubic"),
+    "data.hflip": (*DEMO, 0.0),
+    "data.vflip": (*DEMO, 0.5),
+    "data.hw_decoder_load": (*DEMO, 0.5),
+    "data.drop_last": (*DEMO, False),
+    "data.aug_repeats": (*DEMO, 3),
     "loss.name": (*DEMO, "soft_ce"),
     "loss.gamma": (*GRIDMIX, 0.3),
     "loss.label_smoothing": (*DEMO, 0.1),
@@ -116,7 +122,11 @@ def schema_fields() -> set[str]:
     out = set()
     for section in recipes.SECTIONS:
         for f in dataclasses.fields(getattr(recipes, f"{section.capitalize()}Section")):
-            if f.name == "gridmask":  # the [keep.gridmask] table
+            if f.name == "options":  # [data]'s loader options
+                from dali_gridaug.recipes.sections import DATA_OPTIONS
+
+                out |= {f"data.{name}" for name in DATA_OPTIONS}
+            elif f.name == "gridmask":  # the [keep.gridmask] table
                 grid = dataclasses.fields(recipes.KeepGridMaskSection)
                 out |= {f"keep.gridmask.{g.name}" for g in grid}
             else:

@@ -206,7 +206,7 @@ def test_criterion_dispatch() -> None:
     smooth = load_recipe("demo").override({"loss.label_smoothing": 0.1})
     # smoothing is the loader's one knob (create_loader(label_smoothing=...)): the criterion
     # gets the smoothed target and adds no second smoothing
-    assert smooth.loader_kwargs()["label_smoothing"] == 0.1
+    assert smooth.loader_config().label_smoothing == 0.1
     smoothed = smooth_target(labels, NUM_CLASSES, 0.1)
     hard = build_criterion(smooth)(logits, _batch(smoothed, labels))
     assert hard == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item())
@@ -251,7 +251,7 @@ def test_command_line_overrides_recipe() -> None:
     )  # fmt: skip
     r = resolve_recipe(args)
     assert (r.schedule.epochs, r.optim.lr) == (3, 0.4)
-    assert (r.data.batch_size, r.data.image_size) == (64, 128)
+    assert (r.data.batch_size, r.data.options["image_size"]) == (64, 128)
     assert r.model.name == "resnet18" and r.optim.nesterov and r.augment[0].d == (32, 96)
     assert r.schedule.milestones == (1, 2)
     assert r.augment[0].r == 0.6  # untouched values stay the recipe's

@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dali_gridaug.augment.base import Augment, MaskAugment, MixAugment
 from dali_gridaug.decode import normalize
+
+if TYPE_CHECKING:  # the spec is built above this package (config imports augment.base)
+    from dali_gridaug.config import PipelineSpec
 
 
 def is_native(augments: Sequence[Augment]) -> bool:
@@ -116,7 +119,7 @@ def check_kernel_dependencies(augments: Sequence[Augment], device: str) -> None:
         ) from e
 
 
-def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
+def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: PipelineSpec) -> Any:
     """Augment, flip and normalize ``pixels`` (HWC uint8 crops of ``spec.size``).
 
     Args:
@@ -124,7 +127,7 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) ->
         nodes: the batch's :class:`~dali_gridaug.params.ParamNodes`.
         mirror: ``(B,)`` int32 flip-coin node.
         mean: per-channel mean (a sequence, or a per-sample node: PCA lighting).
-        spec: the :class:`~dali_gridaug.pipeline.PipelineSpec`.
+        spec: the :class:`~dali_gridaug.config.PipelineSpec`.
 
     Returns:
         ``(B, 3, H, W)`` CHW float32 (float16 when ``spec.half``) DataNode.
@@ -193,7 +196,7 @@ def _blend(aug: MixAugment, images: Any, params: Any, plain: Any) -> Any:
     return images if out is None else out
 
 
-def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Any) -> Any:
+def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: PipelineSpec) -> Any:
     """Fallback when some augmentation runs as a kernel: each op in order on normalized HWC
     float images (paste arguments in output coordinates), then one transpose to CHW.
     """

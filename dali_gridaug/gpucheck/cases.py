@@ -281,18 +281,27 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
     """
     import torch
 
-    from dali_gridaug.loader_args import loader_spec
+    from dali_gridaug.config import LoaderConfig, resolve
 
-    spec, _ = loader_spec(
-        source, batch_size=BATCH, train=case.train, image_size=case.size,
-        augment=case.augments, device="cpu", seed=0, num_threads=1, shard_id=0, num_shards=1,
-        mean=None, std=None, dtype=torch.float16 if case.half else torch.float32,
-        drop_last=None, keep_clean=case.keep_clean, auto_augment=case.auto_augment,
-        exclude=(), preset=case.preset,
-        color_jitter=None, lighting=None, hw_decoder_load=case.hw_decoder_load,
-        label_smoothing=0.0, num_classes=None, hflip=case.hflip, vflip=case.vflip,
-        interpolation=None,
-    )  # fmt: skip
+    config = LoaderConfig(
+        batch_size=BATCH,
+        train=case.train,
+        image_size=case.size,
+        augment=case.augments,
+        device="cpu",
+        seed=0,
+        num_threads=1,
+        shard_id=0,
+        num_shards=1,
+        dtype=torch.float16 if case.half else torch.float32,
+        keep_clean=case.keep_clean,
+        auto_augment=case.auto_augment,
+        preset=case.preset,
+        hw_decoder_load=case.hw_decoder_load,
+        hflip=case.hflip,
+        vflip=case.vflip,
+    )
+    spec = resolve(config, source)
     return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
 
 
@@ -305,7 +314,7 @@ def builder(case: GraphCase, sources: Sources, device: str) -> Callable[..., Any
 
     def build(position: int = 0) -> tuple[Any, list[str]]:
         spec = make_spec(case, sources.get(case), device)
-        feed = Feed.for_spec(spec, drop_last=False)
+        feed = Feed.for_spec(spec)
         feed.start(0, position)
         return build_pipeline(spec, feed)
 

@@ -9,8 +9,10 @@ by name, ``--recipe path/to/file.toml`` any file. Tables (every key optional, ex
     [model]      name (a torchvision classification model), cifar_stem, zero_init_residual
     [optim]      lr, momentum, nesterov, weight_decay, no_wd_bn_bias
     [schedule]   name ("step" | "cosine"), epochs, warmup_epochs, milestones, gamma, min_lr
-    [data]       image_size, batch_size (global), val_batch_size, mean, std, auto_augment,
-                 preset, color_jitter, lighting, workers
+    [data]       batch_size (global), val_batch_size, workers, then loader options:
+                 image_size, mean, std, preset, color_jitter, lighting, interpolation,
+                 invariant_crop, auto_augment, hflip, vflip, hw_decoder_load, drop_last,
+                 aug_repeats (LoaderConfig's fields; the preset's size, mean, std unless set)
     [[augment]]  name = a key of dali_gridaug.AUGMENTATIONS, then that config's arguments
     [loss]       name ("auto" | "ce" | "soft_ce" | "gridmix"), gamma, label_smoothing
     [keep]       method, tau, length, saliency, alpha, draws, box, early_weight
@@ -19,11 +21,12 @@ by name, ``--recipe path/to/file.toml`` any file. Tables (every key optional, ex
 The schema (:mod:`~dali_gridaug.recipes.sections`) holds types and the recipe's own ranges;
 what the library already checks is checked by constructing the library's objects
 (:mod:`~dali_gridaug.recipes.checks`): each ``[[augment]]`` entry builds its augmentation
-config, ``[data]`` preset and colour options build the loader's preset, ``[keep]`` builds a
-:class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and ``[model] name`` is looked
-up in torchvision's model registry. :meth:`Recipe.loader_kwargs` and :meth:`Recipe.keep_kwargs`
-are the one mapping from a recipe to ``create_loader`` and ``KeepStage`` arguments. A wrong key
-or value fails at load time, before any loader is built, naming the file, table and key:
+config, ``[data]``'s loader options build a :class:`~dali_gridaug.config.LoaderConfig`,
+``[keep]`` builds a :class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and
+``[model] name`` is looked up in torchvision's model registry.
+:meth:`Recipe.loader_config` and :meth:`Recipe.keep_kwargs` are the one mapping from a recipe
+to ``create_loader`` and ``KeepStage`` arguments. A wrong key or value fails at load time,
+before any loader is built, naming the file, table and key:
 ``recipe demo.toml: [optim] unknown key 'lrr'`` or
 ``recipe demo.toml: `augment[0].r` must be in (0, 1), got 1.5``.
 """
@@ -41,11 +44,11 @@ from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from dali_gridaug.augment import Augment
+from dali_gridaug.config import LoaderConfig
 from dali_gridaug.errors import UsageError
 from dali_gridaug.recipes.checks import (
     build_augments,
     check_cross_sections,
-    check_data,
     check_keep,
     check_model,
     describe_errors,
@@ -60,6 +63,7 @@ from dali_gridaug.recipes.sections import (
     OptimSection,
     ScheduleSection,
     Str,
+    data_table,
 )
 
 
@@ -81,7 +85,7 @@ class Recipe:
     """
 
     name: Str
-    data: DataSection
+    data: Annotated[DataSection, BeforeValidator(data_table)]
     description: Str = ""
     model: ModelSection = ModelSection()
     optim: OptimSection = OptimSection()
@@ -93,7 +97,6 @@ class Recipe:
 
     def __post_init__(self) -> None:
         check_model(self)
-        check_data(self)
         check_cross_sections(self)
         if self.keep is not None:
             check_keep(self)
@@ -113,13 +116,14 @@ class Recipe:
             return "gridmix"
         return "soft_ce" if mixer is not None or self.keep is not None else "ce"
 
-    def loader_kwargs(self, train: bool = True, world_size: int = 1) -> dict[str, Any]:
-        """The ``create_loader`` keyword arguments this recipe sets; the trainer adds the
-        source, device, seed and checkpointing.
+    def loader_config(self, train: bool = True, world_size: int = 1) -> LoaderConfig:
+        """The loader options this recipe sets, per rank; the trainer adds the source,
+        device, seed and threads.
 
         Args:
-            train: the training loader (augmentations, colour ops, label smoothing, Keep's
-                clean view) or the validation one (geometry and normalization only).
+            train: the training loader (augmentations, ``[data]``'s options, label smoothing,
+                Keep's clean view) or the validation one
+                (:meth:`~dali_gridaug.config.LoaderConfig.evaluation`).
             world_size: ranks sharing the global batch; ``batch_size`` is per rank.
 
         Raises:
@@ -132,34 +136,18 @@ class Recipe:
                 f"the {world_size} ranks"
             )
         batch = d.batch_size if train else max(1, (d.val_batch_size or d.batch_size))
-        out: dict[str, Any] = {
-            "batch_size": max(1, batch // world_size),
-            "image_size": d.image_size,
-            "mean": d.mean,
-            "std": d.std,
-        }
-        optional: dict[str, Any] = {"preset": d.preset, "num_threads": d.workers}
-        if d.invariant_crop:
-            from dali_gridaug.presets import resolve_preset
-
-            preset = resolve_preset(d.preset or "imagenet")
-            if preset.crop == "random_resized":
-                optional["preset"] = dataclasses.replace(preset, invariant_crop=True)
-        if train:
-            keep = self.keep
-            out |= {
-                "augment": self.augment,
-                "auto_augment": d.auto_augment or None,
-                "keep_clean": keep is not None and keep.method == "paste",
-            }
-            jitter = d.color_jitter
-            if isinstance(jitter, tuple):
-                from dali_gridaug.presets import ColorJitter
-
-                jitter = ColorJitter(*jitter)
-            optional |= {"color_jitter": jitter, "lighting": d.lighting}
-            optional["label_smoothing"] = self.loss.label_smoothing or None
-        return out | {k: v for k, v in optional.items() if v is not None}
+        base = dataclasses.replace(
+            d.loader(), batch_size=max(1, batch // world_size), num_threads=d.workers
+        )
+        if not train:
+            return base.evaluation()
+        keep = self.keep
+        return dataclasses.replace(
+            base,
+            augment=self.augment,
+            keep_clean=keep is not None and keep.method == "paste",
+            label_smoothing=self.loss.label_smoothing,
+        )
 
     def keep_kwargs(self) -> dict[str, Any] | None:
         """The :class:`~dali_gridaug.saliency.KeepStage` keyword arguments (after the model),
@@ -228,6 +216,7 @@ class Recipe:
             section = getattr(self, key)
             if section is not None:
                 out[key] = _plain(dataclasses.asdict(section))
+        out["data"] |= out["data"].pop("options", {})
         out["augment"] = [{"name": a.name, **_plain(dataclasses.asdict(a))} for a in self.augment]
         return out
 

@@ -21,13 +21,14 @@ import annotated_types
 from pydantic import ValidationError
 
 from dali_gridaug.augment import AUGMENTATIONS, Augment
+from dali_gridaug.loader_args import target_smoothing
 from dali_gridaug.policies import POLICIES
 
 #: ``data.auto_augment``'s policy names (:data:`dali_gridaug.policies.POLICIES`).
 AUTO_AUGMENT = tuple(POLICIES)
 
 
-def _named(label: str, error: Exception) -> str:
+def named(label: str, error: Exception) -> str:
     """``"`r` must be …"`` → ``"`augment[0].r` must be …"`` (prefix the first backticked name)."""
     message = re.sub(r"`([^`]+)`", rf"`{label}.\1`", str(error), count=1)
     return message if message != str(error) else f"{label}: {message}"
@@ -61,7 +62,7 @@ def build_augments(entries: Any) -> tuple[Augment, ...]:
         try:
             out.append(cls(**kwargs))
         except (TypeError, ValueError) as e:
-            raise ValueError(_named(label, e)) from None
+            raise ValueError(named(label, e)) from None
     return tuple(out)
 
 
@@ -93,27 +94,12 @@ def check_model(recipe: Any) -> None:
             raise ValueError(f"{what} needs a ResNet `model.name`, got {name!r}")
 
 
-def check_data(recipe: Any) -> None:
-    """``[data]`` preset and colour options: they build the loader's preset."""
-    d = recipe.data
-    if d.preset is None and d.color_jitter is None and d.lighting is None:
-        return
-    from dali_gridaug.presets import ColorJitter, resolve_preset
-
-    jitter = d.color_jitter
-    try:
-        jitter = ColorJitter(*jitter) if isinstance(jitter, tuple) else jitter
-        resolve_preset(d.preset or "imagenet", color_jitter=jitter, lighting=d.lighting)
-    except (TypeError, ValueError) as e:
-        raise ValueError(_named("data", e)) from None
-
-
 def check_cross_sections(recipe: Any) -> None:
     """Rules that involve more than one table."""
-    size, batch = recipe.data.image_size, recipe.data.batch_size
+    (height, width), batch = recipe.data.loader().final_preset().size, recipe.data.batch_size
     for i, aug in enumerate(recipe.augment):
         try:
-            aug.check_geometry(size, size, batch)
+            aug.check_geometry(height, width, batch)
         except ValueError as e:
             raise ValueError(f"augment[{i}]: {e}") from None
     mixing = [i for i, a in enumerate(recipe.augment) if a.mixing]
@@ -127,12 +113,10 @@ def check_cross_sections(recipe: Any) -> None:
             "`loss.name`='ce' takes hard labels, but this recipe mixes labels "
             "(use 'auto' or 'soft_ce')"
         )
-    own = getattr(mixer, "label_smoothing", 0.0)
-    if own and recipe.loss.label_smoothing and own != recipe.loss.label_smoothing:
-        raise ValueError(
-            f"`loss.label_smoothing`={recipe.loss.label_smoothing} and the mixing augmentation's "
-            f"`label_smoothing`={own} differ; set the one in [loss]"
-        )
+    try:  # the loader's one rule
+        target_smoothing(recipe.loss.label_smoothing, recipe.augment)
+    except ValueError as e:
+        raise ValueError(f"[loss] and [[augment]]: {named('loss', e)}") from None
     if recipe.keep is not None and mixer is not None:
         raise ValueError(
             f"[keep] mixes on its own; it cannot follow a mixing [[augment]] ({mixer.name})"
@@ -154,8 +138,9 @@ def check_keep(recipe: Any) -> None:
     """``[keep]``: the arguments build a KeepStage; the window fits the image; no key unused."""
     from dali_gridaug.saliency import KeepStage
 
-    keep, size = recipe.keep, recipe.data.image_size
-    if keep.method == "paste" and not recipe.data.auto_augment:
+    keep, loader = recipe.keep, recipe.data.loader()
+    size = min(loader.final_preset().size)
+    if keep.method == "paste" and loader.auto_augment is None:
         raise ValueError(
             "`keep.method`='paste' pastes back into an auto-augmented image; "
             f"set `data.auto_augment` (one of {', '.join(AUTO_AUGMENT)})"
@@ -169,7 +154,7 @@ def check_keep(recipe: Any) -> None:
     try:
         KeepStage(_stand_in_model(), **recipe.keep_kwargs())
     except (TypeError, ValueError) as e:
-        raise ValueError(_named("keep", e)) from None
+        raise ValueError(named("keep", e)) from None
 
 
 def describe_errors(error: ValidationError, root: type) -> str:

@@ -4,13 +4,16 @@ ranges. What the library checks itself is checked by :mod:`dali_gridaug.recipes.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 
-from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
-from dali_gridaug.recipes.checks import AUTO_AUGMENT
+from dali_gridaug.config import LoaderConfig
+from dali_gridaug.presets import ColorJitter
+from dali_gridaug.recipes.checks import named
 from dali_gridaug.saliency.keep import METHODS, SALIENCY_KINDS
 
 
@@ -22,8 +25,6 @@ Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict()]
-Pixel = Annotated[float, Strict(), Field(ge=0, le=255)]
-Channels = Annotated[tuple[Pixel, Pixel, Pixel], BeforeValidator(_tuple)]
 _SECTION = ConfigDict(extra="forbid")
 
 
@@ -83,45 +84,88 @@ class ScheduleSection:
             )
 
 
+#: The ``[data]`` keys that are loader options, :class:`~dali_gridaug.config.LoaderConfig`
+#: fields checked by constructing it. The rest of its fields come from the trainer (source,
+#: device, seed, ranks, threads), from other tables (``[[augment]]``, ``[loss]``'s
+#: ``label_smoothing``, ``[keep]``'s clean view) or are not a recipe's (``exclude``,
+#: ``num_classes``, ``dtype``).
+DATA_OPTIONS = (
+    "image_size",
+    "mean",
+    "std",
+    "preset",
+    "color_jitter",
+    "lighting",
+    "interpolation",
+    "invariant_crop",
+    "auto_augment",
+    "hflip",
+    "vflip",
+    "hw_decoder_load",
+    "drop_last",
+    "aug_repeats",
+)
+#: The trainer's loader defaults where they differ from ``create_loader``'s: an exact resume
+#: matters more in a long run than the ~6 % of CPU throughput of DALI's own crop draw.
+RECIPE_DEFAULTS: dict[str, Any] = {"invariant_crop": True}
+#: ``[data]``'s own keys (the rest are :data:`DATA_OPTIONS`)
+DATA_OWN = ("batch_size", "val_batch_size", "workers")
+
+
+def data_table(raw: Any) -> Any:
+    """A flat ``[data]`` table as :class:`DataSection`'s fields: its own keys, and the loader
+    options under ``options``.
+    """
+    if not isinstance(raw, Mapping) or "options" in raw:
+        return raw
+    options = {k: v for k, v in raw.items() if k not in DATA_OWN}
+    return {**{k: v for k, v in raw.items() if k in DATA_OWN}, "options": options}
+
+
 @dataclass(frozen=True, config=_SECTION)
 class DataSection:
-    """``[data]``.
+    """``[data]``: the recipe's own keys, then loader options.
 
     Attributes:
-        image_size: training crop and validation crop side in pixels.
         batch_size: **global** batch size, split evenly over the ranks.
         val_batch_size: global validation batch size (0: ``batch_size``).
-        mean: per-channel mean in 0–255 pixel units (ImageNet's unless set, whatever the
-            preset: a CIFAR recipe sets CIFAR's).
-        std: per-channel std in 0–255 pixel units (likewise).
-        auto_augment: DALI ``auto_aug`` policy applied before normalization ("": none).
-        preset: the loader's pipeline preset (``"imagenet"``, ``"cifar"``); unset: the
-            loader's default (ImageNet).
-        color_jitter: torchvision ``ColorJitter`` strength, one number for brightness,
-            contrast and saturation alike or a ``[brightness, contrast, saturation]`` list;
-            unset: the preset's (none).
-        lighting: std of AlexNet's PCA lighting noise; unset: the preset's (none).
         workers: DALI CPU threads per rank; unset: the trainer's default.
-        invariant_crop: the preset's ``invariant_crop``, on by default for the trainer
-            (unlike ``create_loader``): the random-resized crop window is drawn on the host,
-            keyed by global position, so a resumed or resized run sees the crops an
-            uninterrupted one does; false: DALI's own draw, about 6 % faster on DALI's CPU
-            backend, rank-dependent.
+        options: the other keys, as written: :data:`DATA_OPTIONS`, the
+            :class:`~dali_gridaug.config.LoaderConfig` fields of the same names and meanings
+            (``preset``'s size, mean and std unless set; ``color_jitter`` may also be a
+            ``[brightness, contrast, saturation]`` list, ``auto_augment = ""`` is none). The
+            trainer's defaults differ in :data:`RECIPE_DEFAULTS` only.
     """
 
-    image_size: Annotated[Int, Field(ge=8)] = 224
     batch_size: Annotated[Int, Field(ge=1)] = 256
     val_batch_size: Annotated[Int, Field(ge=0)] = 0
-    mean: Channels = IMAGENET_MEAN
-    std: Channels = IMAGENET_STD
-    auto_augment: Literal[("", *AUTO_AUGMENT)] = ""  # type: ignore[valid-type]
-    preset: Str | None = None
-    color_jitter: Float | Annotated[tuple[Float, Float, Float], BeforeValidator(_tuple)] | None = (
-        None
-    )
-    lighting: Annotated[Float, Field(gt=0)] | None = None
     workers: Annotated[Int, Field(ge=1)] | None = None
-    invariant_crop: Bool = True
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.options) - set(DATA_OPTIONS))
+        if unknown:
+            valid = ", ".join((*DATA_OWN, *DATA_OPTIONS))
+            raise ValueError(f"[data] unknown key {unknown[0]!r}; valid keys: {valid}")
+        self.loader()
+
+    def loader(self) -> LoaderConfig:
+        """The training loader's options of this table (``batch_size`` the global one).
+
+        Raises:
+            ValueError: a bad option, named as ``data.<key>``.
+        """
+        options = {**RECIPE_DEFAULTS, **self.options}
+        for key, value in options.items():
+            options[key] = tuple(value) if isinstance(value, list) else value
+        if options.get("auto_augment") == "":
+            options["auto_augment"] = None
+        try:
+            if isinstance(options.get("color_jitter"), tuple):
+                options["color_jitter"] = ColorJitter(*options["color_jitter"])
+            return LoaderConfig(batch_size=self.batch_size, **options)
+        except (TypeError, ValueError) as e:
+            raise ValueError(named("data", e)) from None
 
 
 @dataclass(frozen=True, config=_SECTION)

@@ -190,19 +190,19 @@ def build_loaders(
         UsageError: the batch does not split over the ranks, the checkpoint is of another
             dataset, or the class folders differ.
     """
-    from dali_gridaug.loader import create_loader
+    from dali_gridaug.loader import LoaderConfig, create_loader
 
     threads = max(1, (os.cpu_count() or 1) // env.local_world_size)
     common: dict[str, Any] = dict(
         device="gpu" if env.device.type == "cuda" else "cpu", seed=cfg.seed,
     )  # fmt: skip
 
-    def kwargs(train: bool) -> dict[str, Any]:
-        out = recipe.loader_kwargs(train, env.world_size)
-        out["num_threads"] = cfg.workers or out.get("num_threads") or min(8, threads)
-        return out | common
+    def config(train: bool) -> LoaderConfig:
+        base = recipe.loader_config(train, env.world_size)
+        workers = cfg.workers or base.num_threads or min(8, threads)
+        return dataclasses.replace(base, num_threads=workers, **common)
 
-    train = create_loader(cfg.train, train=True, **kwargs(True))
+    train = create_loader(cfg.train, config(True))
     if resume is not None:
         check_source(resume.path, resume.state["loader"], train)
         train.load_state_dict(resume.state["loader"])
@@ -210,7 +210,7 @@ def build_loaders(
         return train, None
 
     def make_val(exclude: Sequence[str]) -> Any:
-        return create_loader(cfg.val, train=False, exclude=tuple(exclude), **kwargs(False))
+        return create_loader(cfg.val, config(False), exclude=tuple(exclude))
 
     val = ValSet(cfg.val, make_val, env, Path(cfg.out), cfg.check_val, log)
     if val.loader.classes != train.classes:
