@@ -17,6 +17,7 @@ import torch
 
 import dali_gridaug
 from dali_gridaug import CutMix, GridMask, create_loader, make_sample_dataset
+from dali_gridaug.constants import IMAGENET_MEAN
 from dali_gridaug.recipes import load_recipe
 from dali_gridaug.training.checkpoint import (
     atomic_write_bytes,
@@ -267,3 +268,10 @@ def test_resume_refuses_a_different_pipeline() -> None:
     assert _pipeline_changes(demo.to_dict(), longer.to_dict()) == []
     other = demo.override({"data.image_size": 48, "augment[0].p": 0.9})
     assert _pipeline_changes(demo.to_dict(), other.to_dict()) == ["data.image_size", "augment"]
+    # compared by effect: a key written out as its default (older files wrote every key) is
+    # no change, a changed default is
+    spelled = demo.to_dict()
+    spelled["data"] |= {"mean": list(IMAGENET_MEAN), "invariant_crop": True, "hflip": 0.5}
+    assert _pipeline_changes(spelled, demo.to_dict()) == []
+    spelled["data"]["vflip"] = 0.5
+    assert _pipeline_changes(spelled, demo.to_dict()) == ["data.vflip"]

@@ -217,16 +217,30 @@ def find_resume(resume: str | None, out: Path) -> Path | None:
 
 
 def pipeline_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """Recipe values that define the training pipeline and differ between two recipes."""
-    changed = [
-        f"data.{k}"
-        for k in sorted(set(saved.get("data", {})) | set(now.get("data", {})))
-        if k != "val_batch_size" and saved.get("data", {}).get(k) != now.get("data", {}).get(k)
-    ]
+    """Recipe values that define the training pipeline and differ between two recipes (their
+    :meth:`~dali_gridaug.recipes.Recipe.to_dict`): ``[data]`` compared by effect, each key's
+    value after the defaults (a key written out as its default is no change), then
+    ``[[augment]]`` and ``[keep]``.
+    """
+    old, new = data_values(saved.get("data", {})), data_values(now.get("data", {}))
+    changed = [f"data.{k}" for k in old if old[k] != new[k]]
     for key in ("augment", "keep"):
         if saved.get(key) != now.get(key):
             changed.append(key)
     return changed
+
+
+def data_values(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``[data]`` table's effective values by key (the loader's size, mean and std from
+    its final preset), ``val_batch_size`` left out (it does not shape training).
+    """
+    from dali_gridaug.recipes.sections import DATA_OPTIONS, DataSection, data_table
+
+    section = DataSection(**data_table(dict(table)))
+    config, preset = section.loader(), section.loader().final_preset()
+    final = {"image_size": preset.size, "mean": preset.mean, "std": preset.std}
+    values = {k: final.get(k, getattr(config, k)) for k in DATA_OPTIONS}
+    return {"batch_size": section.batch_size, "workers": section.workers, **values}
 
 
 def rng_state(env: DistEnv) -> dict[str, Any]:
