@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import CutMix, GridMask, create_loader
+from dali_gridaug.augment import SampleContext
 from dali_gridaug.kernels import grid_keep_mask
 from tests.conftest import COLORS
 from tests.helpers import collect, make_constant_dataset
@@ -188,7 +189,7 @@ def test_square_field_gives_every_square_its_coin() -> None:
     every lookup lands inside the field."""
     h, w = 30, 50
     aug = GridMask(r=0.6, d=(8, 20), square_p=0.5, p=1.0, ramp_epochs=0)
-    p = aug.sample(np.random.default_rng(0), 256, h, w, epoch=0)
+    p = aug.sample(np.random.default_rng(0), SampleContext(256, h, w))
     grid = [p[k] for k in ("tile", "ratio", "angle", "shift_x", "shift_y")]
     m = p["field_matrix"].astype(np.float64)[:, :, :, None, None]
     y, x = np.mgrid[0:h, 0:w] + 0.5

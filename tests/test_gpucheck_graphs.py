@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import gpucheck, presets
-from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment
+from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment, SampleContext
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim
 from dali_gridaug.policies import POLICIES
@@ -234,7 +234,7 @@ def test_the_cpu_model_is_dalis_cpu_multi_paste() -> None:
     checked = 0
     for name in PASTING:
         aug = case_mod.make_augment(name, size=12)
-        params = aug.sample(rng, b, h, w, 0, flip=rng.integers(0, 2, b))
+        params = aug.sample(rng, SampleContext(b, h, w, flip=rng.integers(0, 2, b)))
         for s, got in enumerate(_dali_cpu_paste(images, params)):
             regions = paste_sim.regions_of(params, s)
             want = paste_sim.cpu_provenance(h, w, regions)

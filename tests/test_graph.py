@@ -196,8 +196,8 @@ def test_a_new_mixing_augmentation_needs_only_the_contract(photos: Path) -> None
 
 def test_a_draw_that_breaks_its_schema_is_refused(photos: Path) -> None:
     class Bad(RightHalfMix):
-        def sample(self, *args, **kw):
-            return {**super().sample(*args, **kw), "lam": np.zeros(3, np.float64)}
+        def sample(self, rng, ctx):
+            return {**super().sample(rng, ctx), "lam": np.zeros(3, np.float64)}
 
     loader = create_loader(photos, batch_size=4, device="cpu", image_size=32, augment=[Bad()])
     with pytest.raises(Exception, match=r"`lam` is float64\(3,\).*float32\(4,\)"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import CutMix, GridMask, GridMix, RandomErasing
+from dali_gridaug.augment import SampleContext
 from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask, mix_by_mask
 
 AUGS = [
@@ -20,7 +21,7 @@ AUGS = [
 
 
 def _params(aug, b=6, h=30, w=40, seed=0):
-    return aug.sample(np.random.default_rng(seed), b, h, w, epoch=0)
+    return aug.sample(np.random.default_rng(seed), SampleContext(b, h, w))
 
 
 @pytest.mark.parametrize("aug", AUGS, ids=lambda a: type(a).__name__)

@@ -22,6 +22,7 @@ from dali_gridaug.augment.base import (
     MixAugment,
     Params,
     ParamSpec,
+    SampleContext,
     paste_args,
     paste_specs,
 )
@@ -86,16 +87,8 @@ class CutMix(MixAugment):
     def target_smoothing(self) -> float:
         return self.label_smoothing
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b = batch_size
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
         n = 1 if self.mode == "batch" else b
         lam = rng.beta(self.alpha, self.alpha, size=n)
         box = sample_box(rng, *cut_sides(lam, height, width), height, width, "clip")
@@ -112,14 +105,11 @@ class CutMix(MixAugment):
             "lam": np.ascontiguousarray(lam, np.float32),
             "partner": partner,
             "box": np.ascontiguousarray(box, np.int32),
-            **paste_args(partner, box[:, None, :], height, width, flip),
+            **paste_args(partner, box[:, None, :], height, width, ctx.flip),
         }
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
-        return {
-            **super().unmixed(batch_size, height, width),
-            "box": np.zeros((batch_size, 4), np.int32),
-        }
+    def unmixed(self, ctx: SampleContext) -> Params:
+        return {**super().unmixed(ctx), "box": np.zeros((ctx.batch_size, 4), np.int32)}
 
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape

@@ -18,7 +18,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_int, check_pair, check_range, check_type
-from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
+from dali_gridaug.augment.base import (
+    Backend,
+    MaskAugment,
+    Params,
+    ParamSpec,
+    SampleContext,
+    ones_mask,
+)
 from dali_gridaug.geometry import centred_box
 from dali_gridaug.kernels import box_keep_mask, mix_by_mask, normal_noise
 
@@ -83,16 +90,8 @@ class Cutout(_BoxDrop):
                 f"got {self.length}"
             )
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b = batch_size
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
         cy, cx = rng.integers(0, height, b), rng.integers(0, width, b)
         applied = rng.random(b) < self.p
         box = np.stack(centred_box(cy, cx, self.length, self.length, height, width), axis=1)
@@ -305,16 +304,9 @@ class RandomErasing(_BoxDrop):
 
     # --- host draws --------------------------------------------------------------------------
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b, k, a = batch_size, self.max_boxes, self.max_attempts
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
+        k, a = self.max_boxes, self.max_attempts
         lo, hi = self.count_range
         # draw order: with count 1 the draws are those of the one-box version
         area = rng.uniform(*self.scale, size=(b, k, a)) * height * width

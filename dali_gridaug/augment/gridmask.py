@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
-from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
+from dali_gridaug.augment.base import (
+    Backend,
+    MaskAugment,
+    Params,
+    ParamSpec,
+    SampleContext,
+    ones_mask,
+)
 from dali_gridaug.augment.schedule import linear_ramp
 from dali_gridaug.geometry import sample_grid
 from dali_gridaug.kernels import grid_keep_mask, mix_by_mask
@@ -113,18 +120,10 @@ class GridMask(MaskAugment):
                 )
         return specs
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b = batch_size
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
         grid = sample_grid(rng, b, self.r, self.d, self.rotate)
-        applied = rng.random(b) < self.apply_prob(epoch)
+        applied = rng.random(b) < self.apply_prob(ctx.epoch)
         params: Params = {
             "applied": applied.astype(np.uint8),
             "tile": grid.tile,

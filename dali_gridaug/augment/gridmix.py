@@ -24,6 +24,7 @@ from dali_gridaug.augment.base import (
     MixAugment,
     Params,
     ParamSpec,
+    SampleContext,
     paste_args,
     paste_specs,
 )
@@ -75,16 +76,8 @@ class GridMix(MixAugment):
             *paste_specs(n * n),
         )
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b, n = batch_size, self.n
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, n, height, width = ctx.batch_size, self.n, ctx.height, ctx.width
         cells = (rng.random((b, n, n)) < self.p).astype(np.uint8)
         partner = random_partner(rng, b, self.derangement)
         # the own image whole, then every cell that comes from the partner
@@ -94,13 +87,13 @@ class GridMix(MixAugment):
             "lam": cells.reshape(b, -1).mean(1).astype(np.float32),
             "partner": partner,
             "cells": cells,
-            **paste_args(partner, boxes, height, width, flip),
+            **paste_args(partner, boxes, height, width, ctx.flip),
         }
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+    def unmixed(self, ctx: SampleContext) -> Params:
         # every cell the sample's own: patch labels all its label
-        cells = np.ones((batch_size, self.n, self.n), np.uint8)
-        return {**super().unmixed(batch_size, height, width), "cells": cells}
+        cells = np.ones((ctx.batch_size, self.n, self.n), np.uint8)
+        return {**super().unmixed(ctx), "cells": cells}
 
     def labels(
         self, params: Mapping[str, Any], y: Any, num_classes: int, smoothing: float = 0.0

@@ -37,6 +37,7 @@ from dali_gridaug.augment.base import (
     MixAugment,
     Params,
     ParamSpec,
+    SampleContext,
     paste_args,
     paste_specs,
 )
@@ -184,25 +185,18 @@ class _Mixing(MixAugment):
             *(paste_specs(1) if self.pastes() else ()),
         )
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        p = sample_mix(rng, batch_size, height, width, **self._mix_kwargs())
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        h, w = ctx.height, ctx.width
+        p = sample_mix(rng, ctx.batch_size, h, w, **self._mix_kwargs())
         out: Params = {k: p[k] for k in ("lam", "partner", *self.extra_keys, "weight")}
         if self.pastes():
-            out.update(paste_args(p["partner"], p["box"][:, None, :], height, width, flip))
+            out.update(paste_args(p["partner"], p["box"][:, None, :], h, w, ctx.flip))
         return out
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
-        b = batch_size
+    def unmixed(self, ctx: SampleContext) -> Params:
+        b = ctx.batch_size
         none = {"box": np.zeros((b, 4), np.int32), "use_cutmix": np.zeros(b, np.uint8)}
-        out = super().unmixed(batch_size, height, width)
+        out = super().unmixed(ctx)
         out.update({k: none[k] for k in self.extra_keys})
         # the blend keeps the own image whole: w·x + 0·x[partner] = x
         return {**out, "weight": np.ones(b, np.float32)}
