@@ -20,10 +20,9 @@ from tests.reference.official import cutmix_official_lam
 EPOCHS = 63  # 32 flat-colour images per epoch → 2,016 draws
 
 
-def _loader(root: Path, aug, size=(64, 64), seed=5):
-    return create_loader(
-        root, batch_size=32, device="cpu", image_size=size, mean=0, std=1, augment=[aug], seed=seed
-    )
+def _loader(root: Path, aug, size=(64, 64), seed=5, **options):
+    kw = dict(batch_size=32, device="cpu", image_size=size, mean=0, std=1, seed=seed)
+    return create_loader(root, augment=[aug], **kw, **options)
 
 
 def _batches(loader, epochs: int):
@@ -86,12 +85,14 @@ def test_cutmix_corrected_lam_is_at_least_the_sampled_one(color_data: Path) -> N
     assert (a.lam >= b.lam - 1e-6).all() and (a.lam > b.lam + 1e-3).any()
 
 
-def test_cutmix_label_smoothing(color_data: Path) -> None:
-    b = next(iter(_loader(color_data, CutMix(label_smoothing=0.1))))
+def test_cutmix_label_smoothing_is_the_loaders(color_data: Path) -> None:
+    b = next(iter(_loader(color_data, CutMix(), label_smoothing=0.1)))
     k = b.target.shape[1]
     torch.testing.assert_close(b.target.sum(1), torch.ones(len(b)))
     assert b.target.min() >= 0.1 / k - 1e-7
     torch.testing.assert_close(b.target, mix_target(b.labels, b.partner, b.lam, k, 0.1))
+    with pytest.raises(TypeError, match="label_smoothing"):  # the loader's is the one knob
+        CutMix(label_smoothing=0.1)
 
 
 def test_cutmix_derangement_never_mixes_with_itself(color_data: Path) -> None:

@@ -170,13 +170,16 @@ def test_label_smoothing_soft_targets_equal_timms(color_data: Path) -> None:
 
 
 def test_one_smoothing_knob(color_data: Path) -> None:
-    own = next(iter(create_loader(color_data, batch_size=8, device="cpu", image_size=32,
-                                  augment=[CutMix(label_smoothing=0.2)])))  # fmt: skip
+    # timm's Mixup keeps its own ε (compatibility); the clovaai CutMix has none
+    mix = Mixup(label_smoothing=0.2)
+    loader = create_loader(color_data, batch_size=8, device="cpu", image_size=32, augment=[mix])
+    own = next(iter(loader))
     k = own.target.shape[1]
     torch.testing.assert_close(own.target, mix_target(own.labels, own.partner, own.lam, k, 0.2))
     with pytest.raises(ValueError, match=r"`label_smoothing`=0.1.*`label_smoothing`=0.2"):
-        create_loader(color_data, batch_size=8, device="cpu", augment=[CutMix(label_smoothing=0.2)],
-                      label_smoothing=0.1)  # fmt: skip
+        create_loader(color_data, batch_size=8, device="cpu", augment=[mix], label_smoothing=0.1)
+    with pytest.raises(TypeError, match="label_smoothing"):
+        CutMix(label_smoothing=0.2)
     with pytest.raises(ValueError, match="label_smoothing"):
         create_loader(color_data, batch_size=8, device="cpu", label_smoothing=1.0)
 

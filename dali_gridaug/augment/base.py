@@ -152,7 +152,9 @@ class Augment:
         raise NotImplementedError
 
     def target_smoothing(self) -> float:
-        """This config's own label smoothing ε (timm compatibility); 0 unless it has one."""
+        """This config's own label smoothing ε (timm's ``Mixup``/``MixupCutMix`` argument,
+        kept for compatibility); 0 unless it has one.
+        """
         return 0.0
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:

@@ -46,22 +46,19 @@ class CutMix(MixAugment):
         mode: ``"batch"``: one λ, one box, one coin for the batch (official code);
             ``"elem"``: per-sample λ, box and coin.
         correct_lam: recompute λ from the clipped box (official code; default True).
-        label_smoothing: timm-style smoothing ε of the target, kept for timm compatibility;
-            used only when the loader's ``label_smoothing`` is 0 (both non-zero and different
-            is an error).
         derangement: partners form a permutation without fixed points (no self-mixing).
         backend: see :class:`~dali_gridaug.augment.base.Augment`.
 
     Note:
         Partners are one random permutation of the batch; samples not mixed have λ = 1 and
-        themselves as partner.
+        themselves as partner. The targets are smoothed by the loader's ``label_smoothing``
+        (the official code and torchvision have no smoothing of their own).
     """
 
     alpha: float = 1.0
     p: float = 1.0
     mode: Literal["batch", "elem"] = "batch"
     correct_lam: bool = True
-    label_smoothing: float = 0.0
     derangement: bool = False
     backend: Backend = "auto"
 
@@ -72,7 +69,6 @@ class CutMix(MixAugment):
         check_range("p", self.p, 0, 1)
         check_choice("mode", self.mode, ("batch", "elem"))
         check_type("correct_lam", self.correct_lam, bool)
-        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         check_type("derangement", self.derangement, bool)
         super().__post_init__()
 
@@ -83,9 +79,6 @@ class CutMix(MixAugment):
             ParamSpec("box", np.int32, (4,)),
             *paste_specs(1),
         )
-
-    def target_smoothing(self) -> float:
-        return self.label_smoothing
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
         b, height, width = ctx.batch_size, ctx.height, ctx.width
