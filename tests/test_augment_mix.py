@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 from dali_gridaug import CutMix, GridMix, create_loader
-from dali_gridaug.kernels import cell_keep_mask
+from dali_gridaug.kernels import cell_visible_mask
 from dali_gridaug.labels import mix_target, one_hot
 from tests.conftest import COLORS
 from tests.helpers import color_ids
@@ -129,8 +129,8 @@ def test_gridmix_cell_count_is_binomial(gridmix_draws: list) -> None:
 
 def test_gridmix_cells_are_pure_and_match_patch_labels(gridmix_draws: list) -> None:
     h, w = 66, 70
-    cell_of_row = cell_keep_mask(np, h, 1, np.arange(4)[None, :, None].repeat(4, 2))[0, :, 0]
-    cell_of_col = cell_keep_mask(np, 1, w, np.arange(4)[None, None, :].repeat(4, 1))[0, 0, :]
+    cell_of_row = cell_visible_mask(np, h, 1, np.arange(4)[None, :, None].repeat(4, 2))[0, :, 0]
+    cell_of_col = cell_visible_mask(np, 1, w, np.arange(4)[None, None, :].repeat(4, 1))[0, 0, :]
     for b in gridmix_draws[:10]:
         ids = color_ids(b.images, COLORS)
         expected = b.patch_labels.numpy()[:, cell_of_row.astype(int)][:, :, cell_of_col.astype(int)]

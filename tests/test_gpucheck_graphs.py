@@ -100,13 +100,13 @@ def test_a_cpu_only_op_planted_in_a_library_graph_is_caught(
 ) -> None:
     from nvidia.dali import fn, types
 
-    original = GridMask.keep_mask_dali
+    original = GridMask.visible_mask_dali
 
     def planted(self, params, height, width, device):
         ones = fn.ones(shape=[height, width, 1], dtype=types.UINT8, device=device)
         return original(self, params, height, width, device) * ones
 
-    monkeypatch.setattr(GridMask, "keep_mask_dali", planted)
+    monkeypatch.setattr(GridMask, "visible_mask_dali", planted)
     result = gpucheck.validate(_case("gridmask [auto=dali]"), sources)
     assert not result.ok and result.level == 1
     assert result.message.startswith("L2 placement: Ones ") and "placed on 'gpu'" in result.message
@@ -138,13 +138,13 @@ def test_a_run_time_error_planted_in_a_library_graph_is_caught_by_the_cpu_twin(
 ) -> None:
     from nvidia.dali import fn
 
-    original = GridMask.keep_mask_dali
+    original = GridMask.visible_mask_dali
 
     def planted(self, params, height, width, device):  # one column too many
         mask = original(self, params, height, width, device)
         return fn.pad(mask, shape=[height, width + 1, 1], fill_value=1)
 
-    monkeypatch.setattr(GridMask, "keep_mask_dali", planted)
+    monkeypatch.setattr(GridMask, "visible_mask_dali", planted)
     result = gpucheck.validate(_case("gridmask [auto=dali]"), sources)
     assert not result.ok and result.level == 4 and result.message.startswith("L5 CPU twin: ")
     assert "defined at dali_gridaug/" in result.message

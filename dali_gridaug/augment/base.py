@@ -11,7 +11,7 @@ pixels before the flip, which ``crop_mirror_normalize`` does).
 
 Two kinds:
 
-- mask augmentations (:class:`MaskAugment`): a per-sample keep-mask and a fill
+- mask augmentations (:class:`MaskAugment`): a per-sample visibility mask and a fill
   (``out = x·M + fill·(1 − M)`` on normalized pixels);
 - mixing augmentations (:class:`MixAugment`): a paste from a partner image and a
   :meth:`MixAugment.labels` update; at most one per pipeline, applied last.
@@ -172,7 +172,7 @@ class Augment:
 
 
 class MaskAugment(Augment):
-    """A per-sample augmentation expressed as a keep-mask ``M`` and a fill:
+    """A per-sample augmentation expressed as a visibility mask ``M`` and a fill:
     ``out = x·M + fill·(1 − M)`` on normalized pixels (a fill of 0 drops to exactly 0).
     """
 
@@ -180,11 +180,12 @@ class MaskAugment(Augment):
         """The value of dropped pixels: a constant, or ``"noise"`` (standard normal)."""
         return 0.0
 
-    def keep_mask_dali(
+    def visible_mask_dali(
         self, params: Mapping[str, Any], height: int, width: int, device: str
     ) -> Any:
-        """``(H, W, 1)`` uint8 DataNode on ``device`` (``"cpu"``/``"gpu"``), 1 = kept, in
-        output coordinates; ``params`` are the CPU parameter nodes.
+        """The visibility mask: ``(H, W, 1)`` uint8 DataNode on ``device`` (``"cpu"``/
+        ``"gpu"``), 1 where the pixel stays, in output coordinates; ``params`` are the CPU
+        parameter nodes.
         """
         raise NotImplementedError
 

@@ -33,7 +33,7 @@ from dali_gridaug.geometry import (
     random_partner,
     sample_box,
 )
-from dali_gridaug.kernels import box_keep_mask, mix_by_mask
+from dali_gridaug.kernels import box_visible_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,4 +106,4 @@ class CutMix(MixAugment):
 
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
-        return mix_by_mask(xp, images, box_keep_mask(xp, h, w, params["box"]), params["partner"])
+        return mix_by_mask(xp, images, box_visible_mask(xp, h, w, params["box"]), params["partner"])

@@ -29,7 +29,7 @@ from dali_gridaug.augment.base import (
     paste_specs,
 )
 from dali_gridaug.geometry import cell_boxes, random_partner
-from dali_gridaug.kernels import cell_keep_mask, mix_by_mask
+from dali_gridaug.kernels import cell_visible_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,4 +106,6 @@ class GridMix(MixAugment):
 
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
-        return mix_by_mask(xp, images, cell_keep_mask(xp, h, w, params["cells"]), params["partner"])
+        return mix_by_mask(
+            xp, images, cell_visible_mask(xp, h, w, params["cells"]), params["partner"]
+        )

@@ -43,7 +43,7 @@ from dali_gridaug.augment.base import (
     paste_specs,
 )
 from dali_gridaug.geometry import box_area, identity_partner, sample_timm_box
-from dali_gridaug.kernels import box_keep_mask, mix_by_mask
+from dali_gridaug.kernels import box_visible_mask, mix_by_mask
 
 Mode = Literal["batch", "pair", "elem"]
 
@@ -197,7 +197,7 @@ class _Mixing(MixAugment):
         partner = params["partner"].reshape(-1)
         own = images
         if "box" in params:
-            own = mix_by_mask(xp, images, box_keep_mask(xp, h, w, params["box"]), partner)
+            own = mix_by_mask(xp, images, box_visible_mask(xp, h, w, params["box"]), partner)
         weight = params["weight"].reshape(-1, 1, 1, 1).astype(images.dtype)
         return (weight * own + (1 - weight) * images[xp.asarray(partner)]).astype(images.dtype)
 
