@@ -120,18 +120,12 @@ class Augment:
 
     def __post_init__(self) -> None:
         check_choice("backend", self.backend, ("auto", "dali", "kernel"))
-        if self.backend == "dali" and "dali" not in self.backends():
-            raise ValueError(
-                f"{type(self).__name__}: `backend`='dali' cannot express this configuration "
-                f"({self._why_kernel_only()}); use backend='kernel' or 'auto'"
-            )
 
     def backends(self) -> tuple[str, ...]:
-        """Backends that can run this configuration, preferred first."""
+        """Backends that can run this configuration, preferred first (every configuration
+        runs on DALI's operators).
+        """
         return ("dali", "kernel")
-
-    def _why_kernel_only(self) -> str:
-        return ""
 
     def resolve_backend(self) -> str:
         """The backend used: the explicit choice, else the first of :meth:`backends`."""
