@@ -92,6 +92,46 @@ def sample_box(
     raise ValueError(f"`rule` must be 'clip' or 'inside', got {rule!r}")
 
 
+def sample_timm_box(
+    rng: np.random.Generator,
+    lam: Array,
+    height: int,
+    width: int,
+    minmax: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The CutMix boxes of timm (``timm/data/mixup.py``), beside the clovaai rule above.
+
+    Without ``minmax``, ``rand_bbox``: sides :func:`cut_sides` of ``lam``, centre uniform over
+    all H·W pixels, box ``[c − s//2, c + (s+1)//2)`` clipped to the image (the clovaai rule
+    of :func:`centred_box` ends at ``c + s//2``). With ``minmax = (a, b)``,
+    ``rand_bbox_minmax``: sides uniform in ``int(S·a) … int(S·b) − 1`` per axis, the top left
+    corner uniform over the positions where the whole box fits.
+
+    Args:
+        rng: the generator; draws, in order, the centre rows and columns (with ``minmax``:
+            the heights, widths, top rows and left columns).
+        lam: ``(N,)`` λ in [0, 1] (share of the image kept; unused with ``minmax``).
+        height: image height H in pixels.
+        width: image width W in pixels.
+        minmax: ``(a, b)`` box side range as fractions of the image side, or None.
+
+    Returns:
+        ``(N, 4)`` int64 boxes ``(y0, x0, y1, x1)``.
+    """
+    n = np.shape(lam)[0]
+    if minmax is None:
+        ch, cw = cut_sides(lam, height, width)
+        cy, cx = rng.integers(0, height, n), rng.integers(0, width, n)
+        y0, y1 = np.clip(cy - ch // 2, 0, height), np.clip(cy + (ch + 1) // 2, 0, height)
+        x0, x1 = np.clip(cx - cw // 2, 0, width), np.clip(cx + (cw + 1) // 2, 0, width)
+    else:
+        ch = rng.integers(int(height * minmax[0]), int(height * minmax[1]), n)
+        cw = rng.integers(int(width * minmax[0]), int(width * minmax[1]), n)
+        y0, x0 = rng.integers(0, height - ch + 1), rng.integers(0, width - cw + 1)
+        y1, x1 = y0 + ch, x0 + cw
+    return np.stack([y0, x0, y1, x1], axis=1).astype(np.int64)
+
+
 def box_area(boxes: Array) -> Array:
     """``(N,)`` pixel areas of ``(N, 4)`` boxes (0 for empty ones; numpy or torch)."""
     return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)

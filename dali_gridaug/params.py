@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dali_gridaug.augment.base import Augment, MixAugment, Params, ParamSpec
+from dali_gridaug.augment.base import Augment, MixAugment, Params, ParamSpec, SampleContext
 from dali_gridaug.augment.graph import is_native, unused_params
 from dali_gridaug.config import PipelineSpec
 from dali_gridaug.order import Step
@@ -159,15 +159,15 @@ class ParamSource:
             own = sample_preset(self.preset, self.rows(step, PRESET_STREAM), b)
             self._check("preset", self.preset_specs, own, b)
             out.update({f"preset.{k}": v for k, v in own.items()})
+        ctx = SampleContext(
+            b, self.height, self.width, step.epoch, flip if self.paste_before_flip else None
+        )
         for i, aug in enumerate(self.augments):
             if isinstance(aug, MixAugment) and not self.mixing_enabled:
-                params = aug.unmixed(b, self.height, self.width)
+                params = aug.unmixed(ctx)
             else:
                 rng = self._rng(step, i, BATCH_KEY, self.rank) if aug.mixing else self.rows(step, i)
-                params = aug.sample(
-                    rng, b, self.height, self.width, step.epoch,
-                    flip=flip if self.paste_before_flip else None,
-                )  # fmt: skip
+                params = aug.sample(rng, ctx)
             self._check(type(aug).__name__, self.schemas[i], params, b)
             out.update({f"{i}.{k}": v for k, v in params.items()})
         return out

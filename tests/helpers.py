@@ -267,8 +267,9 @@ class RightHalfMix(MixAugment):
     def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
         return (ParamSpec("lam", np.float32), ParamSpec("partner", np.int32), *paste_specs(1))
 
-    def sample(self, rng, batch_size, height, width, epoch, flip=None):
-        partner = random_partner(rng, batch_size, derangement=True)
-        box = np.broadcast_to(np.array([[[0, width // 2, height, width]]]), (batch_size, 1, 4))
-        lam = np.full(batch_size, (width // 2) / width, np.float32)
-        return {"lam": lam, "partner": partner, **paste_args(partner, box, height, width, flip)}
+    def sample(self, rng, ctx):
+        b, h, w = ctx.batch_size, ctx.height, ctx.width
+        partner = random_partner(rng, b, derangement=True)
+        box = np.broadcast_to(np.array([[[0, w // 2, h, w]]]), (b, 1, 4))
+        lam = np.full(b, (w // 2) / w, np.float32)
+        return {"lam": lam, "partner": partner, **paste_args(partner, box, h, w, ctx.flip)}

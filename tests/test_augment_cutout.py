@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import Cutout, RandomErasing, create_loader
-from dali_gridaug.kernels import box_keep_mask
+from dali_gridaug.kernels import box_visible_mask
 from tests.helpers import collect
 
 
@@ -26,8 +26,8 @@ def _dropped(images: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["dali", "kernel"])
 def test_cutout_zeroes_exactly_the_clipped_box(color_data: Path, backend: str) -> None:
     out = _collect(color_data, Cutout(length=16, p=1.0, backend=backend))
-    keep = box_keep_mask(np, 64, 64, out["0.box"])
-    assert np.array_equal(_dropped(out["images"]), keep == 0)
+    visible = box_visible_mask(np, 64, 64, out["0.box"])
+    assert np.array_equal(_dropped(out["images"]), visible == 0)
     box = out["0.box"]
     side = box[:, 2:] - box[:, :2]
     inside = (box[:, :2] > 0).all(1) & (box[:, 2:] < 64).all(1)
@@ -53,18 +53,18 @@ def test_cutout_centre_is_uniform_over_pixels(color_data: Path) -> None:
 @pytest.mark.parametrize("backend", ["dali", "kernel"])
 def test_random_erasing_noise_fill(color_data: Path, backend: str) -> None:
     out = _collect(color_data, RandomErasing(p=1.0, value="random", backend=backend))
-    keep = box_keep_mask(np, 64, 64, out["0.box"])
-    noise = out["images"].transpose(0, 2, 3, 1)[keep == 0]
+    visible = box_visible_mask(np, 64, 64, out["0.box"])
+    noise = out["images"].transpose(0, 2, 3, 1)[visible == 0]
     assert noise.size > 1000
     assert abs(noise.mean()) < 0.1 and abs(noise.std() - 1) < 0.1  # standard normal
-    area = (keep == 0).mean((1, 2))
+    area = (visible == 0).mean((1, 2))
     assert ((area >= 0.02 - 0.01) & (area <= 1 / 3 + 0.02)).all()
 
 
 def test_random_erasing_constant_fill(color_data: Path) -> None:
     out = _collect(color_data, RandomErasing(p=1.0, value=0))
-    keep = box_keep_mask(np, 64, 64, out["0.box"])
-    assert np.array_equal(_dropped(out["images"]), keep == 0)
+    visible = box_visible_mask(np, 64, 64, out["0.box"])
+    assert np.array_equal(_dropped(out["images"]), visible == 0)
 
 
 def test_cutout_longer_than_the_image_fails_at_construction(color_data: Path) -> None:

@@ -19,7 +19,7 @@ from scipy import stats
 
 from dali_gridaug import Cutout, RandomErasing, create_loader
 from dali_gridaug.augment.base import ParamSpec
-from dali_gridaug.kernels import box_keep_mask
+from dali_gridaug.kernels import box_visible_mask
 from dali_gridaug.order import Step
 from dali_gridaug.params import ParamSource
 from tests.helpers import collect, make_constant_dataset
@@ -95,7 +95,7 @@ def test_boxes_match_timm(grey: Path, monkeypatch: pytest.MonkeyPatch, count) ->
     n = len(ours["images"])
     # the emitted boxes are the erased pixels
     erased = _erased(ours["images"])
-    assert np.array_equal(erased, box_keep_mask(np, H, W, ours["box"]) == 0)
+    assert np.array_equal(erased, box_visible_mask(np, H, W, ours["box"]) == 0)
     lo, hi = (count, count) if isinstance(count, int) else count
     t_boxes, t_frac = _timm(
         n, monkeypatch, probability=1.0, min_aspect=ratio[0], max_aspect=ratio[1],
@@ -178,7 +178,7 @@ def test_const_fill_is_exact(tmp_path: Path) -> None:
                                mean=mean, std=std, augment=[aug], seed=0)  # fmt: skip
         out = collect(loader, 2, ("0.box",))
         x = out["images"].transpose(0, 2, 3, 1)
-        inside = box_keep_mask(np, H, W, out["0.box"].reshape(len(x), -1, 4)) == 0
+        inside = box_visible_mask(np, H, W, out["0.box"].reshape(len(x), -1, 4)) == 0
         assert inside.any((1, 2)).all()
         assert (x[inside] == np.float32(fill)).all()
         np.testing.assert_allclose(x[~inside], np.broadcast_to(clean, x[~inside].shape),
@@ -216,7 +216,7 @@ def test_pixel_fill_is_standard_normal_per_pixel(grey: Path) -> None:
     for count in (1, (1, 3)):
         ours = _ours(grey, RandomErasing(p=1.0, mode="pixel", count=count), epochs=4)
         x = ours["images"].transpose(0, 2, 3, 1)
-        inside = box_keep_mask(np, H, W, ours["box"]) == 0
+        inside = box_visible_mask(np, H, W, ours["box"]) == 0
         assert np.array_equal(_erased(ours["images"]), inside)  # exactly the boxes
         noise = x[inside]  # (n, 3)
         sample = noise[:: max(1, len(noise) // 20000)].ravel()
@@ -238,7 +238,7 @@ def test_backends_and_the_per_op_path_agree(grey: Path, kw) -> None:
         augment=[RandomErasing(p=0.7, **kw), Cutout(length=4, p=1.0, backend="kernel")],
     )  # fmt: skip
     mixed = collect(loader, 1, keys)
-    cut = box_keep_mask(np, H, W, mixed["1.box"])[:, None] == 0
+    cut = box_visible_mask(np, H, W, mixed["1.box"])[:, None] == 0
     assert np.array_equal(mixed["0.box"], dali["0.box"])
     assert np.array_equal(np.where(cut, 0, dali["images"]), mixed["images"])
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dali_gridaug import CutMix, GridMask, create_loader
-from dali_gridaug.kernels import grid_keep_mask
+from dali_gridaug.augment import SampleContext
+from dali_gridaug.kernels import grid_visible_mask
 from tests.conftest import COLORS
 from tests.helpers import collect, make_constant_dataset
 from tests.reference.official import gridmask_official
@@ -73,7 +74,7 @@ def test_mask_is_stationary_including_corners(draws: dict[str, np.ndarray]) -> N
 
 
 def test_dali_output_equals_numpy_kernel_on_emitted_params(draws: dict[str, np.ndarray]) -> None:
-    ref = grid_keep_mask(
+    ref = grid_visible_mask(
         np,
         64,
         64,
@@ -104,7 +105,7 @@ def test_backends_agree(color_data: Path) -> None:
 def test_non_square_images(color_data: Path) -> None:
     out = collect(_loader(color_data, size=(40, 72)), 2, KEYS)
     assert out["images"].shape[1:] == (3, 40, 72)
-    ref = grid_keep_mask(
+    ref = grid_visible_mask(
         np,
         40,
         72,
@@ -188,7 +189,7 @@ def test_square_field_gives_every_square_its_coin() -> None:
     every lookup lands inside the field."""
     h, w = 30, 50
     aug = GridMask(r=0.6, d=(8, 20), square_p=0.5, p=1.0, ramp_epochs=0)
-    p = aug.sample(np.random.default_rng(0), 256, h, w, epoch=0)
+    p = aug.sample(np.random.default_rng(0), SampleContext(256, h, w))
     grid = [p[k] for k in ("tile", "ratio", "angle", "shift_x", "shift_y")]
     m = p["field_matrix"].astype(np.float64)[:, :, :, None, None]
     y, x = np.mgrid[0:h, 0:w] + 0.5
@@ -197,8 +198,8 @@ def test_square_field_gives_every_square_its_coin() -> None:
     size = p["field"].shape[1]
     assert iu.min() >= 0 and iv.min() >= 0 and max(iu.max(), iv.max()) < size
     coin = p["field"][np.arange(256)[:, None, None], iv, iu, 0]
-    full = grid_keep_mask(np, h, w, *grid)
-    rand = grid_keep_mask(np, h, w, *grid, square_keep=p["square_keep"])
+    full = grid_visible_mask(np, h, w, *grid)
+    rand = grid_visible_mask(np, h, w, *grid, square_visible=p["square_visible"])
     assert np.array_equal(np.where(full == 0, coin, 1), rand)
     assert 0.3 < (rand != full).sum() / (full == 0).sum() < 0.7  # about half the squares
 
@@ -216,7 +217,7 @@ def test_random_gridmask_square_coins_are_fair_and_independent(color_data: Path)
 
 
 def test_random_gridmask_travels_through_the_cutmix_paste(color_data: Path) -> None:
-    """Before CutMix the random keep-mask is pasted like the pixels: on the same draws it
+    """Before CutMix the random visibility mask is pasted like the pixels: on the same draws it
     drops a subset of the full grid's pixels and leaves every other pixel as it is."""
     out = {}
     for sp in (0.5, 1.0):

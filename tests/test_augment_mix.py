@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 from dali_gridaug import CutMix, GridMix, create_loader
-from dali_gridaug.kernels import cell_keep_mask
+from dali_gridaug.kernels import cell_visible_mask
 from dali_gridaug.labels import mix_target, one_hot
 from tests.conftest import COLORS
 from tests.helpers import color_ids
@@ -20,10 +20,9 @@ from tests.reference.official import cutmix_official_lam
 EPOCHS = 63  # 32 flat-colour images per epoch → 2,016 draws
 
 
-def _loader(root: Path, aug, size=(64, 64), seed=5):
-    return create_loader(
-        root, batch_size=32, device="cpu", image_size=size, mean=0, std=1, augment=[aug], seed=seed
-    )
+def _loader(root: Path, aug, size=(64, 64), seed=5, **options):
+    kw = dict(batch_size=32, device="cpu", image_size=size, mean=0, std=1, seed=seed)
+    return create_loader(root, augment=[aug], **kw, **options)
 
 
 def _batches(loader, epochs: int):
@@ -86,12 +85,14 @@ def test_cutmix_corrected_lam_is_at_least_the_sampled_one(color_data: Path) -> N
     assert (a.lam >= b.lam - 1e-6).all() and (a.lam > b.lam + 1e-3).any()
 
 
-def test_cutmix_label_smoothing(color_data: Path) -> None:
-    b = next(iter(_loader(color_data, CutMix(label_smoothing=0.1))))
+def test_cutmix_label_smoothing_is_the_loaders(color_data: Path) -> None:
+    b = next(iter(_loader(color_data, CutMix(), label_smoothing=0.1)))
     k = b.target.shape[1]
     torch.testing.assert_close(b.target.sum(1), torch.ones(len(b)))
     assert b.target.min() >= 0.1 / k - 1e-7
     torch.testing.assert_close(b.target, mix_target(b.labels, b.partner, b.lam, k, 0.1))
+    with pytest.raises(TypeError, match="label_smoothing"):  # the loader's is the one knob
+        CutMix(label_smoothing=0.1)
 
 
 def test_cutmix_derangement_never_mixes_with_itself(color_data: Path) -> None:
@@ -128,8 +129,8 @@ def test_gridmix_cell_count_is_binomial(gridmix_draws: list) -> None:
 
 def test_gridmix_cells_are_pure_and_match_patch_labels(gridmix_draws: list) -> None:
     h, w = 66, 70
-    cell_of_row = cell_keep_mask(np, h, 1, np.arange(4)[None, :, None].repeat(4, 2))[0, :, 0]
-    cell_of_col = cell_keep_mask(np, 1, w, np.arange(4)[None, None, :].repeat(4, 1))[0, 0, :]
+    cell_of_row = cell_visible_mask(np, h, 1, np.arange(4)[None, :, None].repeat(4, 2))[0, :, 0]
+    cell_of_col = cell_visible_mask(np, 1, w, np.arange(4)[None, None, :].repeat(4, 1))[0, 0, :]
     for b in gridmix_draws[:10]:
         ids = color_ids(b.images, COLORS)
         expected = b.patch_labels.numpy()[:, cell_of_row.astype(int)][:, :, cell_of_col.astype(int)]

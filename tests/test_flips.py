@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 
 from dali_gridaug import CutMix, GridMix, create_loader
-from dali_gridaug.kernels import cell_keep_mask
+from dali_gridaug.kernels import cell_visible_mask
 from dali_gridaug.order import Step
 from dali_gridaug.params import FLIP_STREAM, ParamSource
 from tests.conftest import COLORS
@@ -78,8 +78,8 @@ def test_cutmix_lam_is_the_pixel_fraction_under_vflip(color_data: Path) -> None:
 
 def test_gridmix_cells_match_patch_labels_under_vflip(color_data: Path) -> None:
     h, w = 66, 70
-    cell_of_row = cell_keep_mask(np, h, 1, np.arange(4)[None, :, None].repeat(4, 2))[0, :, 0]
-    cell_of_col = cell_keep_mask(np, 1, w, np.arange(4)[None, None, :].repeat(4, 1))[0, 0, :]
+    cell_of_row = cell_visible_mask(np, h, 1, np.arange(4)[None, :, None].repeat(4, 2))[0, :, 0]
+    cell_of_col = cell_visible_mask(np, 1, w, np.arange(4)[None, None, :].repeat(4, 1))[0, 0, :]
     loader = _mix_loader(color_data, GridMix(n=4, p=0.6), size=(h, w))
     for _ in range(3):
         for b in loader:

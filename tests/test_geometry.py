@@ -1,7 +1,7 @@
 """:mod:`dali_gridaug.geometry`, rule by rule, against the official code's formulas written
-out (clovaai CutMix ``rand_bbox``, uoguelph-mlrg Cutout, akuxcw GridMask) and exact small
-cases: box sides, the clip and inside placements, areas, mirroring, GridMask's stripe and
-draw ranges, partners and GridMix cells. Pure NumPy, fast (issue 23's mutation targets).
+out (clovaai CutMix and timm ``rand_bbox``, uoguelph-mlrg Cutout, akuxcw GridMask) and exact
+small cases: box sides, the clip and inside placements, areas, mirroring, GridMask's stripe
+and draw ranges, partners and GridMix cells. Pure NumPy, fast (issue 23's mutation targets).
 """
 
 from __future__ import annotations
@@ -71,6 +71,25 @@ def test_inside_rule_places_the_whole_box_uniformly() -> None:
         assert out.dtype == np.int64, rule
     with pytest.raises(ValueError, match="`rule` must be 'clip' or 'inside', got 'x'"):
         g.sample_box(rng, sh, sw, 6, 8, "x")
+
+
+def test_timm_box_is_timms_rand_bbox_and_rand_bbox_minmax_written_out() -> None:
+    lam = np.random.default_rng(2).uniform(0, 1, 500)
+    box = g.sample_timm_box(np.random.default_rng(3), lam, 20, 13)
+    r = np.random.default_rng(3)
+    cy, cx = r.integers(0, 20, 500), r.integers(0, 13, 500)
+    ch = np.array([int(20 * math.sqrt(1 - x)) for x in lam])
+    cw = np.array([int(13 * math.sqrt(1 - x)) for x in lam])
+    # timm's end is c + (s+1)//2 (the clovaai rule's is c + s//2)
+    want = [cy - ch // 2, cx - cw // 2, cy + (ch + 1) // 2, cx + (cw + 1) // 2]
+    want = np.stack(want, 1).clip(0, [20, 13, 20, 13])
+    assert box.dtype == np.int64 and np.array_equal(box, want)
+    box = g.sample_timm_box(np.random.default_rng(4), lam, 20, 13, (0.25, 0.75))
+    r = np.random.default_rng(4)
+    h, w = r.integers(5, 15, 500), r.integers(3, 9, 500)
+    y0, x0 = r.integers(0, 20 - h + 1), r.integers(0, 13 - w + 1)
+    assert np.array_equal(box, np.stack([y0, x0, y0 + h, x0 + w], 1))
+    assert (box[:, 2] <= 20).all() and (box[:, 3] <= 13).all()  # fully inside
 
 
 def test_box_area() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing
+from dali_gridaug.augment import SampleContext
 from dali_gridaug.augment.graph import _KernelCall
 from dali_gridaug.augment.mixup import Mixup, MixupCutMix
 from dali_gridaug.gpucheck.cupy_rules import (
@@ -50,7 +51,7 @@ KERNEL_AUGS = [
 def _batch(aug: Any, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Normalized HWC float32 images and one draw of ``aug``'s parameters."""
     rng = np.random.default_rng(seed)
-    params = aug.sample(rng, B, H, W, epoch=3)
+    params = aug.sample(rng, SampleContext(B, H, W, epoch=3))
     images = rng.standard_normal((B, H, W, 3)).astype(np.float32)
     return images, params
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dali_gridaug import gpucheck, presets
-from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment
+from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment, SampleContext
 from dali_gridaug.gpucheck import cases as case_mod
 from dali_gridaug.gpucheck import controls, graphs, paste_sim
 from dali_gridaug.policies import POLICIES
@@ -100,13 +100,13 @@ def test_a_cpu_only_op_planted_in_a_library_graph_is_caught(
 ) -> None:
     from nvidia.dali import fn, types
 
-    original = GridMask.keep_mask_dali
+    original = GridMask.visible_mask_dali
 
     def planted(self, params, height, width, device):
         ones = fn.ones(shape=[height, width, 1], dtype=types.UINT8, device=device)
         return original(self, params, height, width, device) * ones
 
-    monkeypatch.setattr(GridMask, "keep_mask_dali", planted)
+    monkeypatch.setattr(GridMask, "visible_mask_dali", planted)
     result = gpucheck.validate(_case("gridmask [auto=dali]"), sources)
     assert not result.ok and result.level == 1
     assert result.message.startswith("L2 placement: Ones ") and "placed on 'gpu'" in result.message
@@ -138,13 +138,13 @@ def test_a_run_time_error_planted_in_a_library_graph_is_caught_by_the_cpu_twin(
 ) -> None:
     from nvidia.dali import fn
 
-    original = GridMask.keep_mask_dali
+    original = GridMask.visible_mask_dali
 
     def planted(self, params, height, width, device):  # one column too many
         mask = original(self, params, height, width, device)
         return fn.pad(mask, shape=[height, width + 1, 1], fill_value=1)
 
-    monkeypatch.setattr(GridMask, "keep_mask_dali", planted)
+    monkeypatch.setattr(GridMask, "visible_mask_dali", planted)
     result = gpucheck.validate(_case("gridmask [auto=dali]"), sources)
     assert not result.ok and result.level == 4 and result.message.startswith("L5 CPU twin: ")
     assert "defined at dali_gridaug/" in result.message
@@ -234,7 +234,7 @@ def test_the_cpu_model_is_dalis_cpu_multi_paste() -> None:
     checked = 0
     for name in PASTING:
         aug = case_mod.make_augment(name, size=12)
-        params = aug.sample(rng, b, h, w, 0, flip=rng.integers(0, 2, b))
+        params = aug.sample(rng, SampleContext(b, h, w, flip=rng.integers(0, 2, b)))
         for s, got in enumerate(_dali_cpu_paste(images, params)):
             regions = paste_sim.regions_of(params, s)
             want = paste_sim.cpu_provenance(h, w, regions)

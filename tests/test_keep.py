@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from dali_gridaug.kernels import grid_keep_mask
+from dali_gridaug.kernels import grid_visible_mask
 from dali_gridaug.saliency import (
     EarlyHeadResNet,
     KeepGridMaskConfig,
@@ -198,7 +198,7 @@ def test_gridmask_keeps_a_draw_within_the_saliency_quantile() -> None:
     assert grid is not None and params.draw_scores is not None and params.draw is not None
     # every candidate mask, rebuilt from the drawn parameters with the NumPy kernel
     masks = torch.from_numpy(
-        grid_keep_mask(
+        grid_visible_mask(
             np,
             S,
             S,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dali_gridaug import geometry
-from dali_gridaug.augment import CutMix, Cutout
+from dali_gridaug.augment import CutMix, Cutout, SampleContext
 from dali_gridaug.saliency import (
     KeepGridMaskConfig,
     KeepStage,
@@ -211,16 +211,12 @@ def test_clip_with_zero_saliency_is_exactly_the_cutout_baseline(saliency: str) -
 def test_clip_mean_cut_area_follows_the_baseline_not_the_inside_rule(method: str) -> None:
     size, batch, rounds = 32, 64, 8
     model = tiny_model(K)
-    rng = np.random.default_rng(10)
+    rng, ctx = np.random.default_rng(10), SampleContext(512, size, size)
     if method == "cutmix":
-        lam = np.concatenate(
-            [CutMix(mode="elem").sample(rng, 512, size, size, 0)["lam"] for _ in range(20)]
-        )
+        lam = np.concatenate([CutMix(mode="elem").sample(rng, ctx)["lam"] for _ in range(20)])
         baseline = float(1 - lam.mean())  # ≈ 0.30 for α = 1 at 32×32
     else:
-        boxes = np.concatenate(
-            [Cutout(length=16).sample(rng, 512, size, size, 0)["box"] for _ in range(20)]
-        )
+        boxes = np.concatenate([Cutout(length=16).sample(rng, ctx)["box"] for _ in range(20)])
         baseline = float(geometry.box_area(boxes).mean()) / size**2  # ≈ 0.19
     means = {}
     for box in ("clip", "inside"):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from dali_gridaug import CutMix, GridMask, GridMix, RandomErasing
-from dali_gridaug.kernels import box_keep_mask, cell_keep_mask, grid_keep_mask, mix_by_mask
+from dali_gridaug.augment import SampleContext
+from dali_gridaug.kernels import box_visible_mask, cell_visible_mask, grid_visible_mask, mix_by_mask
 
 AUGS = [
     GridMask(r=0.5, d=(8, 20), p=1.0, ramp_epochs=0),
@@ -20,7 +21,7 @@ AUGS = [
 
 
 def _params(aug, b=6, h=30, w=40, seed=0):
-    return aug.sample(np.random.default_rng(seed), b, h, w, epoch=0)
+    return aug.sample(np.random.default_rng(seed), SampleContext(b, h, w))
 
 
 @pytest.mark.parametrize("aug", AUGS, ids=lambda a: type(a).__name__)
@@ -39,17 +40,17 @@ def test_kernel_invariants(aug) -> None:
 
 
 def test_masks_on_known_geometry() -> None:
-    m = grid_keep_mask(np, 8, 8, [4], [0.5], [0.0], [0.0], [0.0])[0]
+    m = grid_visible_mask(np, 8, 8, [4], [0.5], [0.0], [0.0], [0.0])[0]
     dropped = np.zeros((8, 8), bool)
     for y in range(8):
         for x in range(8):
             dropped[y, x] = (y % 4 < 2) and (x % 4 < 2)
     assert np.array_equal(m == 0, dropped)
     assert np.array_equal(
-        grid_keep_mask(np, 8, 8, [4], [0.5], [0.0], [0.0], [0.0], mode=0)[0], 1 - m
+        grid_visible_mask(np, 8, 8, [4], [0.5], [0.0], [0.0], [0.0], mode=0)[0], 1 - m
     )
-    assert box_keep_mask(np, 4, 4, np.array([[1, 1, 3, 3]]))[0].sum() == 12
-    cells = cell_keep_mask(np, 7, 5, np.array([[[1, 0], [0, 1]]]))[0]
+    assert box_visible_mask(np, 4, 4, np.array([[1, 1, 3, 3]]))[0].sum() == 12
+    cells = cell_visible_mask(np, 7, 5, np.array([[[1, 0], [0, 1]]]))[0]
     assert cells[:3, :2].all() and not cells[:3, 2:].any() and cells[3:, 2:].all()
     assert mix_by_mask(np, np.ones((1, 2, 2, 1)), np.zeros((1, 2, 2)), fill=7.0).max() == 7
 
@@ -69,26 +70,28 @@ def test_mask_kernels_on_torch_equal_numpy() -> None:
         rng.uniform(0, 6, b).astype(np.float32),
         rng.uniform(0, 6, b).astype(np.float32),
     ]
-    square_keep = rng.integers(0, 2, (b, 8, 8)).astype(np.uint8)
+    square_visible = rng.integers(0, 2, (b, 8, 8)).astype(np.uint8)
     for mode in (0, 1):
-        ref = grid_keep_mask(np, h, w, *grid, mode=mode, square_keep=square_keep)
-        got = grid_keep_mask(torch, h, w, *map(torch.from_numpy, grid), mode=mode,
-                             square_keep=torch.from_numpy(square_keep))  # fmt: skip
+        ref = grid_visible_mask(np, h, w, *grid, mode=mode, square_visible=square_visible)
+        squares = torch.from_numpy(square_visible)
+        got = grid_visible_mask(
+            torch, h, w, *map(torch.from_numpy, grid), mode=mode, square_visible=squares
+        )
         assert got.dtype == torch.float32 and np.array_equal(got.numpy(), ref)
     y0, x0 = rng.integers(0, h, b), rng.integers(0, w, b)
     boxes = np.stack([y0, x0, y0 + rng.integers(0, 12, b), x0 + rng.integers(0, 12, b)], 1)
     boxes = np.minimum(boxes, [h, w, h, w])
-    ref = box_keep_mask(np, h, w, boxes)
-    assert np.array_equal(box_keep_mask(torch, h, w, torch.from_numpy(boxes)).numpy(), ref)
+    ref = box_visible_mask(np, h, w, boxes)
+    assert np.array_equal(box_visible_mask(torch, h, w, torch.from_numpy(boxes)).numpy(), ref)
     assert ref.min() == 0  # some box is non-empty
     cells = rng.integers(0, 2, (b, 3, 3))
-    ref = cell_keep_mask(np, h, w, cells)
-    assert np.array_equal(cell_keep_mask(torch, h, w, torch.from_numpy(cells)).numpy(), ref)
+    ref = cell_visible_mask(np, h, w, cells)
+    assert np.array_equal(cell_visible_mask(torch, h, w, torch.from_numpy(cells)).numpy(), ref)
 
 
 def test_empty_batch() -> None:
-    assert grid_keep_mask(np, 5, 5, [], [], [], [], []).shape == (0, 5, 5)
-    assert box_keep_mask(np, 5, 5, np.zeros((0, 4), int)).shape == (0, 5, 5)
+    assert grid_visible_mask(np, 5, 5, [], [], [], [], []).shape == (0, 5, 5)
+    assert box_visible_mask(np, 5, 5, np.zeros((0, 4), int)).shape == (0, 5, 5)
 
 
 @pytest.mark.gpu

@@ -14,7 +14,7 @@ from scipy import stats
 from timm.data import mixup as timm_mixup  # the reference: timm's own code (test extra)
 
 from dali_gridaug import create_loader
-from dali_gridaug.augment import AUGMENTATIONS, RandomErasing
+from dali_gridaug.augment import AUGMENTATIONS, RandomErasing, SampleContext
 from dali_gridaug.augment.mixup import Mixup, MixupCutMix, sample_mix
 from dali_gridaug.labels import mix_target
 from tests.conftest import COLORS
@@ -311,7 +311,7 @@ def test_each_class_hands_its_own_arguments_to_the_rule(ours, theirs: dict) -> N
     numbers (a dropped ``prob`` would mix every sample: P(λ = 1) = 0 instead of 1 − p)."""
     ref_lam, _ = _timm_draws("elem", **theirs)
     rng = np.random.default_rng(2)
-    lam = np.stack([ours.sample(rng, B, H, W, 0)["lam"] for _ in range(DRAWS)])
+    lam = np.stack([ours.sample(rng, SampleContext(B, H, W))["lam"] for _ in range(DRAWS)])
     _assert_same_moments(lam, ref_lam)
     assert stats.ks_2samp(lam.ravel(), ref_lam.ravel()).pvalue > 1e-3
     p = theirs["prob"]

@@ -15,14 +15,15 @@ import math
 import numpy as np
 from scipy import stats
 
-from dali_gridaug.augment import GridMask, RandomErasing
+from dali_gridaug.augment import GridMask, RandomErasing, SampleContext
 
 SIDE = 2048  # large boxes: rounding the sides moves log(h/w) by < 0.01
 N = 4000
 
 
 def _log_aspects(aug: RandomErasing, seed: int) -> np.ndarray:
-    box = aug.sample(np.random.default_rng(seed), N, SIDE, SIDE, 0)["box"].astype(np.float64)
+    box = aug.sample(np.random.default_rng(seed), SampleContext(N, SIDE, SIDE))["box"]
+    box = box.astype(np.float64)
     h, w = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     return np.log(h / w)
 
@@ -53,7 +54,8 @@ def test_gridmask_period_covers_d_min_to_d_max_minus_one() -> None:
     """
     d_min, d_max = 96, 224
     aug = GridMask(p=1.0, d=(d_min, d_max))
-    tile = aug.sample(np.random.default_rng(1), 64 * 128, 224, 224, 0)["tile"].astype(np.int64)
+    tile = aug.sample(np.random.default_rng(1), SampleContext(64 * 128, 224, 224))["tile"]
+    tile = tile.astype(np.int64)
     assert tile.min() == d_min and tile.max() == d_max - 1
     counts = np.bincount(tile - d_min, minlength=d_max - d_min)
     assert len(counts) == d_max - d_min

@@ -1,10 +1,18 @@
 """Stage 3, augment: one module per paper idea, each a frozen config declaring its parameter
-``schema``, drawing them with ``sample`` (host, once per batch) and applying them in the DALI
-graph: a keep-mask (:class:`MaskAugment`) or a paste plus a label update (:class:`MixAugment`);
-``apply_xp`` is the ``xp`` kernel of the ``"kernel"`` backend.
+``schema``, drawing them with ``sample`` (host, once per batch, from its generator and the
+batch's :class:`SampleContext`) and applying them in the DALI graph: a visibility mask
+(:class:`MaskAugment`) or a paste plus a label update (:class:`MixAugment`); ``apply_xp`` is
+the ``xp`` kernel of the ``"kernel"`` backend.
 """
 
-from dali_gridaug.augment.base import Augment, LabelUpdate, MaskAugment, MixAugment, ParamSpec
+from dali_gridaug.augment.base import (
+    Augment,
+    LabelUpdate,
+    MaskAugment,
+    MixAugment,
+    ParamSpec,
+    SampleContext,
+)
 from dali_gridaug.augment.cutmix import CutMix
 from dali_gridaug.augment.cutout import Cutout, RandomErasing
 from dali_gridaug.augment.gridmask import GridMask
@@ -30,4 +38,5 @@ __all__ = [
     "Mixup",
     "MixupCutMix",
     "RandomErasing",
+    "SampleContext",
 ]

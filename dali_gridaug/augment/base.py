@@ -11,7 +11,7 @@ pixels before the flip, which ``crop_mirror_normalize`` does).
 
 Two kinds:
 
-- mask augmentations (:class:`MaskAugment`): a per-sample keep-mask and a fill
+- mask augmentations (:class:`MaskAugment`): a per-sample visibility mask and a fill
   (``out = x·M + fill·(1 − M)`` on normalized pixels);
 - mixing augmentations (:class:`MixAugment`): a paste from a partner image and a
   :meth:`MixAugment.labels` update; at most one per pipeline, applied last.
@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from dali_gridaug._validate import check_choice
+from dali_gridaug._validate import check_choice, check_int
 
 Backend = Literal["auto", "dali", "kernel"]
 #: Parameter name → ``(B, *ParamSpec.shape)`` array.
@@ -49,6 +49,39 @@ class ParamSpec:
     dtype: type
     shape: tuple[int, ...] = ()
     emitted: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleContext:
+    """What :meth:`Augment.sample` knows of the batch it draws for, built once per batch by
+    the parameter source (:class:`~dali_gridaug.params.ParamSource`) and passed to every
+    augmentation.
+
+    Attributes:
+        batch_size: B, the samples drawn.
+        height: image height H in pixels (output coordinates).
+        width: image width W in pixels.
+        epoch: 0-based epoch (schedules).
+        flip: ``(B,)`` 0/1 horizontal-flip coins applied after a paste (paste arguments are
+            mirrored where 1), or None when the paste runs on flipped images.
+    """
+
+    batch_size: int
+    height: int
+    width: int
+    epoch: int = 0
+    flip: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        check_int("batch_size", self.batch_size, 1)
+        check_int("height", self.height, 1)
+        check_int("width", self.width, 1)
+        check_int("epoch", self.epoch, 0)
+        if self.flip is not None and np.shape(self.flip) != (self.batch_size,):
+            raise ValueError(
+                f"`flip` must have shape ({self.batch_size},) (one coin per sample), "
+                f"got {np.shape(self.flip)}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +120,12 @@ class Augment:
 
     def __post_init__(self) -> None:
         check_choice("backend", self.backend, ("auto", "dali", "kernel"))
-        if self.backend == "dali" and "dali" not in self.backends():
-            raise ValueError(
-                f"{type(self).__name__}: `backend`='dali' cannot express this configuration "
-                f"({self._why_kernel_only()}); use backend='kernel' or 'auto'"
-            )
 
     def backends(self) -> tuple[str, ...]:
-        """Backends that can run this configuration, preferred first."""
+        """Backends that can run this configuration, preferred first (every configuration
+        runs on DALI's operators).
+        """
         return ("dali", "kernel")
-
-    def _why_kernel_only(self) -> str:
-        return ""
 
     def resolve_backend(self) -> str:
         """The backend used: the explicit choice, else the first of :meth:`backends`."""
@@ -119,28 +146,17 @@ class Augment:
         raise NotImplementedError
 
     def target_smoothing(self) -> float:
-        """This config's own label smoothing ε (timm compatibility); 0 unless it has one."""
+        """This config's own label smoothing ε (timm's ``Mixup``/``MixupCutMix`` argument,
+        kept for compatibility); 0 unless it has one.
+        """
         return 0.0
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
         """Draw this batch's parameters (arrays ``(B, *spec.shape)`` of :meth:`schema`).
 
         Args:
             rng: the batch's generator (the only randomness).
-            batch_size: B.
-            height: image height H.
-            width: image width W.
-            epoch: 0-based epoch (schedules).
-            flip: ``(B,)`` 0/1 horizontal-flip coins applied after a paste (paste arguments
-                are mirrored where 1), or None when the paste runs on flipped images.
+            ctx: the batch's shape, epoch and flip coins (:class:`SampleContext`).
         """
         raise NotImplementedError
 
@@ -150,7 +166,7 @@ class Augment:
 
 
 class MaskAugment(Augment):
-    """A per-sample augmentation expressed as a keep-mask ``M`` and a fill:
+    """A per-sample augmentation expressed as a visibility mask ``M`` and a fill:
     ``out = x·M + fill·(1 − M)`` on normalized pixels (a fill of 0 drops to exactly 0).
     """
 
@@ -158,11 +174,12 @@ class MaskAugment(Augment):
         """The value of dropped pixels: a constant, or ``"noise"`` (standard normal)."""
         return 0.0
 
-    def keep_mask_dali(
+    def visible_mask_dali(
         self, params: Mapping[str, Any], height: int, width: int, device: str
     ) -> Any:
-        """``(H, W, 1)`` uint8 DataNode on ``device`` (``"cpu"``/``"gpu"``), 1 = kept, in
-        output coordinates; ``params`` are the CPU parameter nodes.
+        """The visibility mask: ``(H, W, 1)`` uint8 DataNode on ``device`` (``"cpu"``/
+        ``"gpu"``), 1 where the pixel stays, in output coordinates; ``params`` are the CPU
+        parameter nodes.
         """
         raise NotImplementedError
 
@@ -219,7 +236,7 @@ class MixAugment(Augment):
         """True when :meth:`blend_dali` needs the partner's images without the paste."""
         return False
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+    def unmixed(self, ctx: SampleContext) -> Params:
         """The draw of a batch this augmentation leaves alone (``loader.mixup_enabled =
         False``): its :meth:`schema`'s arrays with ``lam`` 1, ``partner`` the sample itself,
         and (when :meth:`pastes`) empty paste boxes. The graph then returns every image
@@ -228,13 +245,13 @@ class MixAugment(Augment):
         """
         from dali_gridaug.geometry import identity_partner
 
-        b = batch_size
+        b, h, w = ctx.batch_size, ctx.height, ctx.width
         own = identity_partner(b).astype(np.int32)
         out: Params = {"lam": np.ones(b, np.float32), "partner": own}
         if self.pastes():
-            ids = next(s for s in self.schema(height, width) if s.name == "paste_ids")
+            ids = next(s for s in self.schema(h, w) if s.name == "paste_ids")
             boxes = np.zeros((b, ids.shape[0] - 1, 4), np.int64)
-            out.update(paste_args(own, boxes, height, width, None))
+            out.update(paste_args(own, boxes, h, w, None))
         return out
 
     def labels(

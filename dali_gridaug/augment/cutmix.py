@@ -22,6 +22,7 @@ from dali_gridaug.augment.base import (
     MixAugment,
     Params,
     ParamSpec,
+    SampleContext,
     paste_args,
     paste_specs,
 )
@@ -32,7 +33,7 @@ from dali_gridaug.geometry import (
     random_partner,
     sample_box,
 )
-from dali_gridaug.kernels import box_keep_mask, mix_by_mask
+from dali_gridaug.kernels import box_visible_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,22 +46,19 @@ class CutMix(MixAugment):
         mode: ``"batch"``: one λ, one box, one coin for the batch (official code);
             ``"elem"``: per-sample λ, box and coin.
         correct_lam: recompute λ from the clipped box (official code; default True).
-        label_smoothing: timm-style smoothing ε of the target, kept for timm compatibility;
-            used only when the loader's ``label_smoothing`` is 0 (both non-zero and different
-            is an error).
         derangement: partners form a permutation without fixed points (no self-mixing).
         backend: see :class:`~dali_gridaug.augment.base.Augment`.
 
     Note:
         Partners are one random permutation of the batch; samples not mixed have λ = 1 and
-        themselves as partner.
+        themselves as partner. The targets are smoothed by the loader's ``label_smoothing``
+        (the official code and torchvision have no smoothing of their own).
     """
 
     alpha: float = 1.0
     p: float = 1.0
     mode: Literal["batch", "elem"] = "batch"
     correct_lam: bool = True
-    label_smoothing: float = 0.0
     derangement: bool = False
     backend: Backend = "auto"
 
@@ -71,7 +69,6 @@ class CutMix(MixAugment):
         check_range("p", self.p, 0, 1)
         check_choice("mode", self.mode, ("batch", "elem"))
         check_type("correct_lam", self.correct_lam, bool)
-        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         check_type("derangement", self.derangement, bool)
         super().__post_init__()
 
@@ -83,19 +80,8 @@ class CutMix(MixAugment):
             *paste_specs(1),
         )
 
-    def target_smoothing(self) -> float:
-        return self.label_smoothing
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b = batch_size
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
         n = 1 if self.mode == "batch" else b
         lam = rng.beta(self.alpha, self.alpha, size=n)
         box = sample_box(rng, *cut_sides(lam, height, width), height, width, "clip")
@@ -112,15 +98,12 @@ class CutMix(MixAugment):
             "lam": np.ascontiguousarray(lam, np.float32),
             "partner": partner,
             "box": np.ascontiguousarray(box, np.int32),
-            **paste_args(partner, box[:, None, :], height, width, flip),
+            **paste_args(partner, box[:, None, :], height, width, ctx.flip),
         }
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
-        return {
-            **super().unmixed(batch_size, height, width),
-            "box": np.zeros((batch_size, 4), np.int32),
-        }
+    def unmixed(self, ctx: SampleContext) -> Params:
+        return {**super().unmixed(ctx), "box": np.zeros((ctx.batch_size, 4), np.int32)}
 
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
-        return mix_by_mask(xp, images, box_keep_mask(xp, h, w, params["box"]), params["partner"])
+        return mix_by_mask(xp, images, box_visible_mask(xp, h, w, params["box"]), params["partner"])

@@ -2,7 +2,7 @@
 (Zhong et al., 2020, arXiv:1708.04896; timm's area/aspect sampling).
 
 Both drop boxes in normalized space (a 0 is the dataset's mean colour): Cutout one per
-sample, random erasing one or more (timm's ``count``). In the graph the keep-mask is
+sample, random erasing one or more (timm's ``count``). In the graph the visibility mask is
 ``fn.erase`` on a ones image; a noise fill is blended in from ``fn.random.normal``, a
 per-box colour painted box by box.
 """
@@ -18,9 +18,16 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_int, check_pair, check_range, check_type
-from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
+from dali_gridaug.augment.base import (
+    Backend,
+    MaskAugment,
+    Params,
+    ParamSpec,
+    SampleContext,
+    ones_mask,
+)
 from dali_gridaug.geometry import centred_box
-from dali_gridaug.kernels import box_keep_mask, mix_by_mask, normal_noise
+from dali_gridaug.kernels import box_visible_mask, mix_by_mask, normal_noise
 
 
 class _BoxDrop(MaskAugment):
@@ -29,7 +36,7 @@ class _BoxDrop(MaskAugment):
     def schema(self, height: int, width: int) -> tuple[ParamSpec, ...]:
         return (ParamSpec("applied", np.uint8), ParamSpec("box", np.int32, (4,)))
 
-    def keep_mask_dali(
+    def visible_mask_dali(
         self, params: Mapping[str, Any], height: int, width: int, device: str
     ) -> Any:
         from nvidia.dali import fn, types
@@ -45,11 +52,11 @@ class _BoxDrop(MaskAugment):
 
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         b, h, w, c = images.shape
-        keep = box_keep_mask(xp, h, w, params["box"])
+        visible = box_visible_mask(xp, h, w, params["box"])
         fill = self.fill()
         if fill == "noise":  # the seed stays on the device: same noise on NumPy and CuPy
             fill = normal_noise(xp, params["noise_seed"], images.shape, images.dtype)
-        return mix_by_mask(xp, images, keep, fill=fill)
+        return mix_by_mask(xp, images, visible, fill=fill)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,16 +90,8 @@ class Cutout(_BoxDrop):
                 f"got {self.length}"
             )
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b = batch_size
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
         cy, cx = rng.integers(0, height, b), rng.integers(0, width, b)
         applied = rng.random(b) < self.p
         box = np.stack(centred_box(cy, cx, self.length, self.length, height, width), axis=1)
@@ -240,11 +239,11 @@ class RandomErasing(_BoxDrop):
 
     # --- graph -------------------------------------------------------------------------------
 
-    def keep_mask_dali(
+    def visible_mask_dali(
         self, params: Mapping[str, Any], height: int, width: int, device: str
     ) -> Any:
         if self.max_boxes == 1:
-            return super().keep_mask_dali(params, height, width, device)
+            return super().visible_mask_dali(params, height, width, device)
         from nvidia.dali import fn, types
 
         box = params["box"]  # (K, 4): one fn.erase with K regions (empty ones erase nothing)
@@ -272,7 +271,7 @@ class RandomErasing(_BoxDrop):
             for k in range(self.max_boxes):
                 one = {"box": params["box"][k] if self.max_boxes > 1 else params["box"]}
                 inside = 1 - fn.reshape(
-                    _BoxDrop.keep_mask_dali(self, one, height, width, device),
+                    _BoxDrop.visible_mask_dali(self, one, height, width, device),
                     shape=[1, height, width],
                 )
                 c = fn.reshape(color[k], shape=[3, 1, 1])
@@ -284,8 +283,8 @@ class RandomErasing(_BoxDrop):
             out_of_bounds_policy="pad", fill_values=0,
         )  # fmt: skip
         if self.max_boxes > 1:  # the bounding box holds pixels of no box
-            keep = self.keep_mask_dali(params, height, width, device)
-            placed = placed * (1 - fn.reshape(keep, shape=[1, height, width]))
+            visible = self.visible_mask_dali(params, height, width, device)
+            placed = placed * (1 - fn.reshape(visible, shape=[1, height, width]))
         return fn.reshape(placed, layout="CHW")
 
     def _noise_kernel(self) -> bool:
@@ -299,22 +298,15 @@ class RandomErasing(_BoxDrop):
         color = params["color"].astype(images.dtype)
         out = images
         for k in range(boxes.shape[1]):  # later boxes paint over earlier ones
-            keep = box_keep_mask(xp, h, w, boxes[:, k])
-            out = mix_by_mask(xp, out, keep, fill=color[:, k, None, None, :])
+            visible = box_visible_mask(xp, h, w, boxes[:, k])
+            out = mix_by_mask(xp, out, visible, fill=color[:, k, None, None, :])
         return out
 
     # --- host draws --------------------------------------------------------------------------
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b, k, a = batch_size, self.max_boxes, self.max_attempts
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
+        k, a = self.max_boxes, self.max_attempts
         lo, hi = self.count_range
         # draw order: with count 1 the draws are those of the one-box version
         area = rng.uniform(*self.scale, size=(b, k, a)) * height * width

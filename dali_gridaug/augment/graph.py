@@ -7,9 +7,9 @@ over float images.
    ``crop_mirror_normalize``: exact, a paste commutes with per-channel normalization. The
    paste arguments are mirrored where the sample's flip coin is 1, so after the flip every
    emitted box and cell is where the labels say.
-2. Mask augmentations build small ``(H, W, 1)`` uint8 keep-masks in output coordinates
+2. Mask augmentations build small ``(H, W, 1)`` uint8 visibility masks in output coordinates
    (``fn.grid_mask``/``fn.erase`` on a ones image; random GridMask ORs in its square coins
-   warped onto the grid by ``fn.warp_affine``), folded into one keep-mask (and fill
+   warped onto the grid by ``fn.warp_affine``), folded into one visibility mask (and fill
    regions) in the given order. Before a mixing op they travel with the pixels:
    flip → the images' own paste → flip (paste(x⊙M) = paste(x)⊙paste(M)). A noise fill is
    drawn only for its box and placed (CHW float, 0 outside the box) by a zero-padding
@@ -44,13 +44,14 @@ def is_native(augments: Sequence[Augment]) -> bool:
 
 @dataclasses.dataclass
 class _Masks:
-    """Masks folded in order: ``out = x·keep + Σ fill·region``; ``keep`` and the regions are
-    uint8 ``(H, W, 1)`` (a region None = everywhere). A fill is a constant, ``"noise"`` (a
+    """Masks folded in order: ``out = x·visible + Σ fill·region``; ``visible`` (the
+    visibility mask, 1 where the pixel stays) and the regions are uint8 ``(H, W, 1)`` (a
+    region None = everywhere). A fill is a constant, ``"noise"`` (a
     standard-normal field of the images' shape: the per-op fallback) or a placed fill, a CHW
     float node that is 0 outside its own drop (box noise, placed by the augmentation).
     """
 
-    keep: Any = None
+    visible: Any = None
     terms: list[list[Any]] = dataclasses.field(default_factory=list)
 
     def add(self, mask: Any, fill: Any, fill_node: Any = None) -> None:
@@ -59,7 +60,7 @@ class _Masks:
         def u8(node: Any) -> Any:
             return fn.cast(node, dtype=types.UINT8)
 
-        self.keep = mask if self.keep is None else u8(self.keep * mask)
+        self.visible = mask if self.visible is None else u8(self.visible * mask)
         for term in self.terms:
             term[1] = mask if term[1] is None else u8(term[1] * mask)
         if fill_node is not None:
@@ -69,7 +70,7 @@ class _Masks:
 
     def map(self, f: Any, placed: Any) -> None:
         """Move every mask through ``f`` and every placed fill through ``placed`` (a paste)."""
-        self.keep = f(self.keep)
+        self.visible = f(self.visible)
         self.terms = [
             [v if isinstance(v, (int, float, str)) else placed(v), None if r is None else f(r)]
             for v, r in self.terms
@@ -82,7 +83,7 @@ class _Masks:
         def shaped(m: Any) -> Any:
             return m if layout == "HWC" else fn.reshape(m, shape=[1, *size], layout="CHW")
 
-        out = images * shaped(self.keep)
+        out = images * shaped(self.visible)
         for fill, region in self.terms:
             if isinstance(fill, str):
                 fill = fn.random.normal(images)
@@ -144,14 +145,14 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Pipelin
             mixer = (aug, p)
         elif isinstance(aug, MaskAugment):
             placed = aug.fill_dali(p, h, w, spec.device)
-            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
+            masks.add(aug.visible_mask_dali(p, h, w, spec.device), aug.fill(), placed)
         else:
             raise TypeError(f"{type(aug).__name__} is neither a mask nor a mixing augmentation")
     plain_pixels, plain_masks = pixels, masks
     if mixer is not None and mixer[0].pastes():
         aug, p = mixer
         pixels = aug.paste_dali(pixels, p)
-        if masks.keep is not None:
+        if masks.visible is not None:
             masks = dataclasses.replace(masks, terms=[list(t) for t in masks.terms])
             masks.map(
                 lambda m: fn.flip(aug.paste_dali(fn.flip(m, horizontal=mirror), p),
@@ -161,12 +162,12 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Pipelin
 
     # DALI's arithmetic operators have no float16 (CPU and GPU alike): when a mask multiply or
     # a blend follows, normalize to float32 and cast once at the end.
-    arith = masks.keep is not None or (mixer is not None and _blends(mixer[0]))
+    arith = masks.visible is not None or (mixer is not None and _blends(mixer[0]))
 
     def finish(pix: Any, folded: _Masks) -> Any:
         x = normalize(pix, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="CHW",
                       half=spec.half and not arith)  # fmt: skip
-        return x if folded.keep is None else folded.apply(x, "CHW", spec.size)
+        return x if folded.visible is None else folded.apply(x, "CHW", spec.size)
 
     images = finish(pixels, masks)
     if mixer is not None:
@@ -219,7 +220,7 @@ def _per_op(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: PipelineSpec)
             placed = aug.fill_dali(p, h, w, spec.device)  # CHW: this path runs in HWC
             if placed is not None:
                 placed = fn.transpose(placed, perm=[1, 2, 0], output_layout="HWC")
-            masks.add(aug.keep_mask_dali(p, h, w, spec.device), aug.fill(), placed)
+            masks.add(aug.visible_mask_dali(p, h, w, spec.device), aug.fill(), placed)
             images = masks.apply(images, "HWC", spec.size)
     images = fn.transpose(images, perm=[2, 0, 1], output_layout="CHW")
     return fn.cast(images, dtype=types.FLOAT16) if spec.half else images

@@ -4,9 +4,9 @@ Official-code semantics: d ~ U{d_min … d_max−1}, kept stripes of width
 l = ceil(d·r) every d pixels, the (d−l)×(d−l) squares between them dropped (mode 1) or kept
 (mode 0, reversed GridMask), rotated by U{0 … rotate−1} degrees, a uniform offset, applied
 with probability p_e = P·min(1, e/ramp_epochs). Random GridMask drops each square only with
-probability ``square_p``. In the graph the keep-mask comes from ``fn.grid_mask(tile=d,
+probability ``square_p``. In the graph the visibility mask comes from ``fn.grid_mask(tile=d,
 ratio=(d−l)/d)`` on a ones image (mode 1) and its complement (mode 0). Random GridMask ORs
-in a per-square keep field: the ``S×S`` table of square coins, warped onto the rotated grid
+in a per-square visibility field: the ``S×S`` table of square coins, warped onto the rotated grid
 by a nearest-neighbour ``fn.warp_affine`` (:func:`square_field`), so every variant runs on
 DALI's operators.
 """
@@ -22,10 +22,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
-from dali_gridaug.augment.base import Backend, MaskAugment, Params, ParamSpec, ones_mask
+from dali_gridaug.augment.base import (
+    Backend,
+    MaskAugment,
+    Params,
+    ParamSpec,
+    SampleContext,
+    ones_mask,
+)
 from dali_gridaug.augment.schedule import linear_ramp
 from dali_gridaug.geometry import sample_grid
-from dali_gridaug.kernels import grid_keep_mask, mix_by_mask
+from dali_gridaug.kernels import grid_visible_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +65,7 @@ class GridMask(MaskAugment):
     backend: Backend = "auto"
 
     name: ClassVar[str] = "gridmask"
-    kernel_params: ClassVar[tuple[str, ...]] = ("square_keep",)
+    kernel_params: ClassVar[tuple[str, ...]] = ("square_visible",)
 
     def __post_init__(self) -> None:
         check_range("r", self.r, 0, 1, low_open=True, high_open=True)
@@ -105,7 +112,7 @@ class GridMask(MaskAugment):
         )
         if self.square_p < 1:
             s = self.squares(height, width)
-            specs += (ParamSpec("square_keep", np.uint8, (s, s), emitted=False),)
+            specs += (ParamSpec("square_visible", np.uint8, (s, s), emitted=False),)
             if self.resolve_backend() == "dali":
                 specs += (
                     ParamSpec("field", np.uint8, (s, s, 1), emitted=False),
@@ -113,18 +120,10 @@ class GridMask(MaskAugment):
                 )
         return specs
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b = batch_size
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, height, width = ctx.batch_size, ctx.height, ctx.width
         grid = sample_grid(rng, b, self.r, self.d, self.rotate)
-        applied = rng.random(b) < self.apply_prob(epoch)
+        applied = rng.random(b) < self.apply_prob(ctx.epoch)
         params: Params = {
             "applied": applied.astype(np.uint8),
             "tile": grid.tile,
@@ -135,15 +134,15 @@ class GridMask(MaskAugment):
         }
         if self.square_p < 1:
             s = self.squares(height, width)
-            params["square_keep"] = (rng.random((b, s, s)) >= self.square_p).astype(np.uint8)
+            params["square_visible"] = (rng.random((b, s, s)) >= self.square_p).astype(np.uint8)
             if self.resolve_backend() == "dali":
                 params["field"], params["field_matrix"] = square_field(
-                    params["square_keep"], grid.tile, grid.ratio, grid.angle,
+                    params["square_visible"], grid.tile, grid.ratio, grid.angle,
                     grid.shift_x, grid.shift_y, height, width,
                 )  # fmt: skip
         return params
 
-    def keep_mask_dali(
+    def visible_mask_dali(
         self, params: Mapping[str, Any], height: int, width: int, device: str
     ) -> Any:
         from nvidia.dali import fn, types
@@ -176,7 +175,7 @@ class GridMask(MaskAugment):
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
         applied = xp.asarray(params["applied"]).astype(bool)
-        keep = grid_keep_mask(
+        visible = grid_visible_mask(
             xp,
             h,
             w,
@@ -186,14 +185,14 @@ class GridMask(MaskAugment):
             params["shift_x"],
             params["shift_y"],
             mode=self.mode,
-            square_keep=params.get("square_keep"),
+            square_visible=params.get("square_visible"),
         )
-        keep = xp.where(applied[:, None, None], keep, 1.0)
-        return mix_by_mask(xp, images, keep)
+        visible = xp.where(applied[:, None, None], visible, 1.0)
+        return mix_by_mask(xp, images, visible)
 
 
 def square_field(
-    square_keep: np.ndarray,
+    square_visible: np.ndarray,
     tile: np.ndarray,
     ratio: np.ndarray,
     angle: np.ndarray,
@@ -206,9 +205,9 @@ def square_field(
     rotated grid: ``warp_affine(field, matrix)`` (nearest neighbour, DALI's pixel-centre
     convention ``src = A·(x + ½, y + ½) + t``) gives every pixel the coin of its square.
 
-    In grid units (``fx``, ``fy`` of :func:`~dali_gridaug.kernels.grid_keep_mask`) a square
+    In grid units (``fx``, ``fy`` of :func:`~dali_gridaug.kernels.grid_visible_mask`) a square
     is ``frac(fx) < ratio`` and ``frac(fy) < ratio``, and its coin is
-    ``square_keep[floor(fy) mod S, floor(fx) mod S]``. The warp looks up at
+    ``square_visible[floor(fy) mod S, floor(fx) mod S]``. The warp looks up at
     ``fx + (1 − ratio)/2`` (same for y): inside a square that has the same floor, and the
     lookup's cell edges fall mid-stripe, where the grid keeps the pixel whatever the coin,
     so rounding at a cell edge never changes the mask. The table is rolled so the cells the
@@ -216,7 +215,7 @@ def square_field(
     :meth:`GridMask.squares`).
 
     Args:
-        square_keep: ``(B, S, S)`` uint8, 1 = that square is kept.
+        square_visible: ``(B, S, S)`` uint8, 1 = that square stays visible (not dropped).
         tile: ``(B,)`` int32 period ``d`` in pixels.
         ratio: ``(B,)`` float32 dropped fraction of the period per axis.
         angle: ``(B,)`` float32 rotation in radians.
@@ -229,7 +228,7 @@ def square_field(
         ``field`` ``(B, S, S, 1)`` uint8 (HWC) and ``matrix`` ``(B, 2, 3)`` float32 (output
         pixel → field pixel).
     """
-    b, size = square_keep.shape[0], square_keep.shape[-1]
+    b, size = square_visible.shape[0], square_visible.shape[-1]
     t = tile.astype(np.float64)
     c, s = np.cos(angle) / t, np.sin(angle) / t
     half = (1 - ratio.astype(np.float64)) / 2
@@ -241,7 +240,7 @@ def square_field(
     first_y = np.floor((cx * s[:, None] + cy * c[:, None]).min(1) + oy).astype(np.int64) - 1
     rows = (np.arange(size)[None] + first_y[:, None]) % size
     cols = (np.arange(size)[None] + first_x[:, None]) % size
-    field = square_keep[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    field = square_visible[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
     matrix = np.empty((b, 2, 3), np.float64)
     matrix[:, 0, 0], matrix[:, 0, 1] = c, -s
     matrix[:, 1, 0], matrix[:, 1, 1] = s, c

@@ -24,11 +24,12 @@ from dali_gridaug.augment.base import (
     MixAugment,
     Params,
     ParamSpec,
+    SampleContext,
     paste_args,
     paste_specs,
 )
 from dali_gridaug.geometry import cell_boxes, random_partner
-from dali_gridaug.kernels import cell_keep_mask, mix_by_mask
+from dali_gridaug.kernels import cell_visible_mask, mix_by_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,16 +76,8 @@ class GridMix(MixAugment):
             *paste_specs(n * n),
         )
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        b, n = batch_size, self.n
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        b, n, height, width = ctx.batch_size, self.n, ctx.height, ctx.width
         cells = (rng.random((b, n, n)) < self.p).astype(np.uint8)
         partner = random_partner(rng, b, self.derangement)
         # the own image whole, then every cell that comes from the partner
@@ -94,13 +87,13 @@ class GridMix(MixAugment):
             "lam": cells.reshape(b, -1).mean(1).astype(np.float32),
             "partner": partner,
             "cells": cells,
-            **paste_args(partner, boxes, height, width, flip),
+            **paste_args(partner, boxes, height, width, ctx.flip),
         }
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
+    def unmixed(self, ctx: SampleContext) -> Params:
         # every cell the sample's own: patch labels all its label
-        cells = np.ones((batch_size, self.n, self.n), np.uint8)
-        return {**super().unmixed(batch_size, height, width), "cells": cells}
+        cells = np.ones((ctx.batch_size, self.n, self.n), np.uint8)
+        return {**super().unmixed(ctx), "cells": cells}
 
     def labels(
         self, params: Mapping[str, Any], y: Any, num_classes: int, smoothing: float = 0.0
@@ -113,4 +106,6 @@ class GridMix(MixAugment):
 
     def apply_xp(self, xp: ModuleType, images: Any, params: Mapping[str, Any]) -> Any:
         _, h, w, _ = images.shape
-        return mix_by_mask(xp, images, cell_keep_mask(xp, h, w, params["cells"]), params["partner"])
+        return mix_by_mask(
+            xp, images, cell_visible_mask(xp, h, w, params["cells"]), params["partner"]
+        )

@@ -10,9 +10,10 @@ Semantics of timm's ``timm/data/mixup.py`` (``Mixup``, ``rand_bbox``, ``rand_bbo
   members mixing with each other (same λ, same box); ``"elem"`` one draw per sample.
 - The partner of sample ``i`` is ``B−1−i`` (the flipped batch). The reader reshuffles the
   files every epoch, so this is a uniformly random pairing of the files.
-- Mixup: ``x̃ = λ·x + (1−λ)·x[partner]``. CutMix: box side ``int(S·sqrt(1−λ))`` per axis,
-  centre uniform over pixels, box ``[c − s//2, c + (s+1)//2)`` clipped (timm's rule; the
-  clovaai rule of :class:`~dali_gridaug.augment.cutmix.CutMix` ends at ``c + s//2``), or with
+- Mixup: ``x̃ = λ·x + (1−λ)·x[partner]``. CutMix: timm's box rule,
+  :func:`~dali_gridaug.geometry.sample_timm_box` (box side ``int(S·sqrt(1−λ))`` per axis,
+  centre uniform over pixels, box ``[c − s//2, c + (s+1)//2)`` clipped; the clovaai rule of
+  :class:`~dali_gridaug.augment.cutmix.CutMix` ends at ``c + s//2``), or with
   ``cutmix_minmax = (a, b)`` side ``U{int(S·a) … int(S·b)−1}`` placed fully inside; λ is
   recomputed from the box area when ``correct_lam`` or ``cutmix_minmax``.
 - Targets: ``λ·onehot_ε(y) + (1−λ)·onehot_ε(y[partner])`` with timm's smoothing (off ε/K, on
@@ -37,11 +38,12 @@ from dali_gridaug.augment.base import (
     MixAugment,
     Params,
     ParamSpec,
+    SampleContext,
     paste_args,
     paste_specs,
 )
-from dali_gridaug.geometry import identity_partner
-from dali_gridaug.kernels import box_keep_mask, mix_by_mask
+from dali_gridaug.geometry import box_area, identity_partner, sample_timm_box
+from dali_gridaug.kernels import box_visible_mask, mix_by_mask
 
 Mode = Literal["batch", "pair", "elem"]
 
@@ -89,12 +91,11 @@ def sample_mix(
     alpha = np.where(use_cutmix, cutmix_alpha, mixup_alpha)
     lam = rng.beta(alpha, alpha).astype(np.float64)
     lam = np.where(rng.random(n) < prob, lam, 1.0)
-    box = _boxes(rng, n, height, width, lam, cutmix_minmax)
+    box = sample_timm_box(rng, lam, height, width, cutmix_minmax)
     use_cutmix &= lam < 1.0
     box = np.where(use_cutmix[:, None], box, 0)
     if correct_lam or cutmix_minmax is not None:
-        area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
-        lam = np.where(use_cutmix, 1.0 - area / (height * width), lam)
+        lam = np.where(use_cutmix, 1.0 - box_area(box) / (height * width), lam)
     unit = {"batch": np.zeros(b, np.int64), "pair": None, "elem": np.arange(b)}[mode]
     if unit is None:
         unit = np.minimum(np.arange(b), b - 1 - np.arange(b))
@@ -109,31 +110,6 @@ def sample_mix(
         "use_cutmix": use_cutmix.astype(np.uint8),
         "weight": np.where(use_cutmix, np.float32(1), lam).astype(np.float32),
     }
-
-
-def _boxes(
-    rng: np.random.Generator,
-    n: int,
-    height: int,
-    width: int,
-    lam: np.ndarray,
-    minmax: tuple[float, float] | None,
-) -> np.ndarray:
-    """``(n, 4)`` int64 CutMix boxes ``(y0, x0, y1, x1)``: timm's ``rand_bbox`` (side from λ,
-    centre uniform, clipped) or ``rand_bbox_minmax`` (side from ``minmax``, fully inside).
-    """
-    if minmax is None:
-        cut = np.sqrt(1.0 - lam)
-        ch, cw = (height * cut).astype(np.int64), (width * cut).astype(np.int64)
-        cy, cx = rng.integers(0, height, n), rng.integers(0, width, n)
-        y0, y1 = np.clip(cy - ch // 2, 0, height), np.clip(cy + (ch + 1) // 2, 0, height)
-        x0, x1 = np.clip(cx - cw // 2, 0, width), np.clip(cx + (cw + 1) // 2, 0, width)
-    else:
-        ch = rng.integers(int(height * minmax[0]), int(height * minmax[1]), n)
-        cw = rng.integers(int(width * minmax[0]), int(width * minmax[1]), n)
-        y0, x0 = rng.integers(0, height - ch + 1), rng.integers(0, width - cw + 1)
-        y1, x1 = y0 + ch, x0 + cw
-    return np.stack([y0, x0, y1, x1], axis=1).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,25 +160,18 @@ class _Mixing(MixAugment):
             *(paste_specs(1) if self.pastes() else ()),
         )
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        batch_size: int,
-        height: int,
-        width: int,
-        epoch: int,
-        flip: np.ndarray | None = None,
-    ) -> Params:
-        p = sample_mix(rng, batch_size, height, width, **self._mix_kwargs())
+    def sample(self, rng: np.random.Generator, ctx: SampleContext) -> Params:
+        h, w = ctx.height, ctx.width
+        p = sample_mix(rng, ctx.batch_size, h, w, **self._mix_kwargs())
         out: Params = {k: p[k] for k in ("lam", "partner", *self.extra_keys, "weight")}
         if self.pastes():
-            out.update(paste_args(p["partner"], p["box"][:, None, :], height, width, flip))
+            out.update(paste_args(p["partner"], p["box"][:, None, :], h, w, ctx.flip))
         return out
 
-    def unmixed(self, batch_size: int, height: int, width: int) -> Params:
-        b = batch_size
+    def unmixed(self, ctx: SampleContext) -> Params:
+        b = ctx.batch_size
         none = {"box": np.zeros((b, 4), np.int32), "use_cutmix": np.zeros(b, np.uint8)}
-        out = super().unmixed(batch_size, height, width)
+        out = super().unmixed(ctx)
         out.update({k: none[k] for k in self.extra_keys})
         # the blend keeps the own image whole: w·x + 0·x[partner] = x
         return {**out, "weight": np.ones(b, np.float32)}
@@ -228,7 +197,7 @@ class _Mixing(MixAugment):
         partner = params["partner"].reshape(-1)
         own = images
         if "box" in params:
-            own = mix_by_mask(xp, images, box_keep_mask(xp, h, w, params["box"]), partner)
+            own = mix_by_mask(xp, images, box_visible_mask(xp, h, w, params["box"]), partner)
         weight = params["weight"].reshape(-1, 1, 1, 1).astype(images.dtype)
         return (weight * own + (1 - weight) * images[xp.asarray(partner)]).astype(images.dtype)
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dali_gridaug.augment.base import SampleContext
+
 #: One paste region: ``(source sample, in_anchor (y, x), shape (h, w), out_anchor (y, x))``.
 Region = tuple[int, tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -135,6 +137,7 @@ def check_augmentation(
     out = []
     for _ in range(draws):
         flip = rng.integers(0, 2, batch_size)
-        params = aug.sample(rng, batch_size, height, width, 0, flip=flip)  # type: ignore[attr-defined]
+        ctx = SampleContext(batch_size, height, width, flip=flip)
+        params = aug.sample(rng, ctx)  # type: ignore[attr-defined]
         out += compare(height, width, params)
     return out

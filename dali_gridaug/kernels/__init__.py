@@ -10,15 +10,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from dali_gridaug.kernels.masks import box_keep_mask, cell_keep_mask, grid_keep_mask
+from dali_gridaug.kernels.masks import box_visible_mask, cell_visible_mask, grid_visible_mask
 from dali_gridaug.kernels.noise import normal_noise
 from dali_gridaug.kernels.paste import mix_by_mask
 
 __all__ = [
-    "box_keep_mask",
-    "cell_keep_mask",
+    "box_visible_mask",
+    "cell_visible_mask",
     "get_xp",
-    "grid_keep_mask",
+    "grid_visible_mask",
     "mix_by_mask",
     "normal_noise",
 ]

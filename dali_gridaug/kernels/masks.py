@@ -1,4 +1,5 @@
-"""Binary keep-masks for a batch: 1 = pixel kept from the image itself, 0 = dropped/replaced.
+"""Binary visibility masks for a batch: 1 where the pixel stays (the image's own pixel), 0
+where it is dropped or replaced.
 
 All functions take per-sample parameters as 1-D arrays with a leading batch dimension ``B``
 and return a ``(B, H, W)`` float32 mask on the same device as the parameters. ``xp`` is the
@@ -16,7 +17,7 @@ from typing import Any
 Array = Any
 
 
-def grid_keep_mask(
+def grid_visible_mask(
     xp: ModuleType,
     height: int,
     width: int,
@@ -27,9 +28,9 @@ def grid_keep_mask(
     shift_y: Array,
     *,
     mode: int = 1,
-    square_keep: Array | None = None,
+    square_visible: Array | None = None,
 ) -> Array:
-    """GridMask keep-mask with the geometry of DALI's ``fn.grid_mask``.
+    """GridMask visibility mask with the geometry of DALI's ``fn.grid_mask``.
 
     In the grid frame ``fx = (x·cos a − y·sin a − shift_x) / tile`` and
     ``fy = (x·sin a + y·cos a − shift_y) / tile``; a pixel lies in a dropped square iff
@@ -48,12 +49,12 @@ def grid_keep_mask(
         shift_y: ``(B,)`` grid offset in pixels along the rotated y axis.
         mode: 1 = GridMask (drop squares), 0 = reversed (keep only the squares): exactly
             ``1 − mask(mode=1)``.
-        square_keep: optional ``(B, S, S)`` 0/1 array for random GridMask: square
-            ``(iy mod S, ix mod S)`` is dropped only where it is 0 (S ≥ number of squares
-            per axis keeps squares independent).
+        square_visible: optional ``(B, S, S)`` 0/1 array for random GridMask: square
+            ``(iy mod S, ix mod S)`` is dropped only where it is 0 (1 = it stays visible;
+            S ≥ number of squares per axis keeps squares independent).
 
     Returns:
-        ``(B, H, W)`` float32 keep-mask.
+        ``(B, H, W)`` float32 visibility mask.
     """
     f32 = xp.float32
     tile = xp.asarray(tile, dtype=f32)[:, None, None]
@@ -67,18 +68,18 @@ def grid_keep_mask(
     fx = (x * cos - y * sin - shift_x) / tile
     fy = (x * sin + y * cos - shift_y) / tile
     in_square = ((fx - xp.floor(fx)) < ratio) & ((fy - xp.floor(fy)) < ratio)
-    if square_keep is not None:
-        size = square_keep.shape[-1]
+    if square_visible is not None:
+        size = square_visible.shape[-1]
         iy = xp.asarray(xp.floor(fy), dtype=xp.int64) % size
         ix = xp.asarray(xp.floor(fx), dtype=xp.int64) % size
         b = xp.arange(tile.shape[0])[:, None, None]
-        in_square &= square_keep[b, iy, ix] == 0
+        in_square &= square_visible[b, iy, ix] == 0
     dropped = in_square if mode == 1 else ~in_square
     return xp.asarray(~dropped, dtype=f32)
 
 
-def box_keep_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Array:
-    """Keep-mask that is 0 inside one box per sample, or inside any of ``K`` boxes.
+def box_visible_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Array:
+    """Visibility mask that is 0 inside one box per sample, or inside any of ``K`` boxes.
 
     Args:
         xp: numpy, cupy or torch.
@@ -92,9 +93,9 @@ def box_keep_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Arra
     """
     boxes = xp.asarray(boxes)
     if len(boxes.shape) == 3:
-        inside = box_keep_mask(xp, height, width, boxes[:, 0]) == 0  # K ≥ 1
+        inside = box_visible_mask(xp, height, width, boxes[:, 0]) == 0  # K ≥ 1
         for k in range(1, boxes.shape[1]):
-            one = box_keep_mask(xp, height, width, boxes[:, k]) == 0
+            one = box_visible_mask(xp, height, width, boxes[:, k]) == 0
             inside = inside | one
         return xp.asarray(~inside, dtype=xp.float32)
     y = xp.arange(height)[None, :, None]
@@ -104,7 +105,7 @@ def box_keep_mask(xp: ModuleType, height: int, width: int, boxes: Array) -> Arra
     return xp.asarray(~inside, dtype=xp.float32)
 
 
-def cell_keep_mask(xp: ModuleType, height: int, width: int, cells: Array) -> Array:
+def cell_visible_mask(xp: ModuleType, height: int, width: int, cells: Array) -> Array:
     """Upsample an ``n×n`` cell mask to pixels with GridMix's cell boundaries.
 
     Cell ``(i, j)`` covers rows ``[floor(i·H/n), floor((i+1)·H/n))`` and the same for

@@ -11,7 +11,7 @@ The parameters are drawn with torch on the batch's device (no host synchronisati
 by each sample's key (:mod:`dali_gridaug.saliency.keyed`: streams ``GRID_TILE``,
 ``GRID_DEGREES``, ``GRID_SHIFT_X``, ``GRID_SHIFT_Y`` for the candidates, ``GRID_CHOICE`` for the
 one kept), so a sample's candidates do not depend on its batch; the
-masks come from :func:`dali_gridaug.kernels.grid_keep_mask`, the kernel the GridMask
+masks come from :func:`dali_gridaug.kernels.grid_visible_mask`, the kernel the GridMask
 augmentation uses. Masks are built in chunks of samples so that at most ``max_elements``
 candidate-mask values exist at a time; the choice is made once for the whole batch, so the
 result does not depend on the chunk size.
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
-from dali_gridaug.kernels import grid_keep_mask
+from dali_gridaug.kernels import grid_visible_mask
 from dali_gridaug.saliency.keyed import Stream, integers_below
 from dali_gridaug.saliency.regions import (
     SCORE_BITS,
@@ -125,12 +125,13 @@ class GridDraws:
     shift_y: torch.Tensor
 
     def masks(self, rows: slice, height: int, width: int, mode: int) -> torch.Tensor:
-        """``(n, k, H, W)`` float32 keep-masks of the samples ``rows``, on the draws' device."""
+        """``(n, k, H, W)`` float32 visibility masks of the samples ``rows`` (draws' device)."""
         fields = (self.tile, self.ratio, self.angle, self.shift_x, self.shift_y)
         n, k = self.tile[rows].shape
         with self.tile.device:  # the kernel's factory functions follow the default device
-            out = grid_keep_mask(torch, height, width, *(f[rows].reshape(-1) for f in fields),
-                                 mode=mode)  # fmt: skip
+            out = grid_visible_mask(
+                torch, height, width, *(f[rows].reshape(-1) for f in fields), mode=mode
+            )
         return out.reshape(n, k, height, width)
 
     def pick(self, draw: torch.Tensor) -> GridDraws:
@@ -198,7 +199,7 @@ def choose_grid_draw(
             at least one sample per chunk. The result does not depend on it.
 
     Returns:
-        ``keep``: ``(B, H, W)`` float32 chosen keep-mask; ``dropped``: ``(B, k)`` float32
+        ``keep``: ``(B, H, W)`` float32 chosen visibility mask; ``dropped``: ``(B, k)`` float32
         ``Σ g·(1 − mask)`` per candidate (summed exactly on the saliency quantized to
         ``2^-24`` of each image's maximum, as the window scores); ``draw``: ``(B,)`` int64
         chosen candidate.

@@ -30,7 +30,7 @@ from torch import nn
 from dali_gridaug._validate import check_choice, check_range, check_type
 from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import box_area
-from dali_gridaug.kernels import box_keep_mask
+from dali_gridaug.kernels import box_visible_mask
 from dali_gridaug.labels import mix_target
 from dali_gridaug.saliency import keyed
 from dali_gridaug.saliency.boxes import BOX_RULES, BoxRule, select_boxes
@@ -327,7 +327,7 @@ class KeepStage:
     @staticmethod
     def _box_keep(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
         with boxes.device:  # the kernel's factory functions follow the default device
-            return box_keep_mask(torch, height, width, boxes)
+            return box_visible_mask(torch, height, width, boxes)
 
     # -- applying --------------------------------------------------------------------------
 

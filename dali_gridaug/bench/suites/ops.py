@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dali_gridaug.augment.base import SampleContext
 from dali_gridaug.bench.reference import REFERENCES, build
 from dali_gridaug.bench.registry import Benchmark, Settings, suite
 from dali_gridaug.bench.suites.loaders import gpu_skip, our_augment
@@ -157,7 +158,7 @@ class AugmentOp(Benchmark):
         if self.op in REFERENCES:
             self.fn(self.x, self.labels)
         elif self.impl == "kernel":
-            params = self.aug.sample(self.rng, self.b, self.size, self.size, 0)
+            params = self.aug.sample(self.rng, SampleContext(self.b, self.size, self.size))
             self.aug.apply_xp(self.xp, self.x, {k: self.xp.asarray(v) for k, v in params.items()})
         else:
             self.pipe.run()

@@ -8,7 +8,7 @@ conversion, so the figures are the graph's alone):
 ``read`` (file reader) → ``decode-crop`` (random-resized-crop decode) → ``resize`` (to the
 output size, antialiased) → ``normalize`` (flip + CMN to CHW float32: the whole
 un-augmented graph); then, each on top of ``normalize``: ``+gridmask-mask`` (GridMask's
-keep-mask built, not applied), ``+gridmask`` (mask and multiply), ``+cutmix`` (the uint8
+visibility mask built, not applied), ``+gridmask`` (mask and multiply), ``+cutmix`` (the uint8
 paste). A stage's cost per image is the difference between the ``cpu_s_per_image`` of its
 configuration and of the one before it (``+…`` against ``normalize``).
 """
@@ -85,7 +85,7 @@ class CpuStage(Benchmark):
                 return (x, labels, *nodes.all.values())
             x = normalize(pixels, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=nodes.flip,
                           crop=None, layout="CHW", half=False)  # fmt: skip
-            mask = () if aug is None else (aug.keep_mask_dali(nodes.augments[0], *size, "cpu"),)
+            mask = () if aug is None else (aug.visible_mask_dali(nodes.augments[0], *size, "cpu"),)
             return (x, *mask, labels, *nodes.all.values())
 
         self.pipe = graph()
