@@ -6,6 +6,8 @@ IMAGENET_STD: tuple[float, float, float] = (0.229 * 255, 0.224 * 255, 0.225 * 25
 #: RandomResizedCrop defaults of the torchvision ImageNet recipe.
 RRC_SCALE: tuple[float, float] = (0.08, 1.0)
 RRC_RATIO: tuple[float, float] = (3 / 4, 4 / 3)
+#: Attempts of the random-resized crop (torchvision's ``RandomResizedCrop.get_params``).
+RRC_ATTEMPTS: int = 10
 #: Validation resizes the shorter side to ``image_size / CROP_PCT`` (224 → 256).
 CROP_PCT: float = 0.875
 

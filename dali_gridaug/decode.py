@@ -1,5 +1,19 @@
-"""Stage 2, decode/crop: JPEG bytes → cropped HWC uint8 pixels → flipped, normalized float
-images (CHW on the loader's path, HWC where asked).
+"""Stage 2, decode/crop: every DALI op of the stage, built from a
+:class:`~dali_gridaug.presets.Preset` (data) and its host-fed per-sample draws
+(:func:`~dali_gridaug.params.preset_schema`).
+
+Layouts, in graph order:
+
+- :func:`decode_train`: JPEG bytes → HWC uint8 RGB of the output size, the preset's crop
+  (random-resized: DALI's decoder draws the window, or under ``invariant_crop`` the host
+  does, :func:`rrc_window`, and only the window is decoded; pad: :func:`pad_crop`);
+- :func:`decode_val`: JPEG bytes → HWC uint8 RGB resized (shorter side to
+  ``size / crop_pct``, or each side under ``crop_mode="squash"``), not yet centre-cropped;
+- :func:`color_ops`: the train colour jitter, HWC uint8 → HWC uint8;
+- :func:`normalize`: ``crop_mirror_normalize``, HWC uint8 → float32 (float16 when asked),
+  ``(x − mean) / std`` (PCA lighting through :func:`normalize_mean`'s per-sample mean), the
+  val centre crop, the horizontal flip; in the layout asked: CHW on the loader's path
+  (:mod:`dali_gridaug.pipeline`, :mod:`dali_gridaug.augment.graph`).
 
 On a GPU the decoder is DALI's ``mixed`` nvJPEG decoder (hardware JPEG decoder where the GPU
 has one); without one every op runs on DALI's CPU backend with the same semantics.
@@ -14,13 +28,147 @@ from typing import Any
 import numpy as np
 
 from dali_gridaug.constants import (
-    CROP_PCT,
     HW_DECODER_LOAD,
     PREALLOCATE_HEIGHT_HINT,
     PREALLOCATE_WIDTH_HINT,
+    RRC_ATTEMPTS,
     RRC_RATIO,
     RRC_SCALE,
 )
+from dali_gridaug.presets import RANDOM_INTERPOLATIONS, Preset
+
+#: Luma weights of torchvision's ``rgb_to_grayscale`` (ITU-R 601-2).
+_GRAY = (0.299, 0.587, 0.114)
+
+
+def decode_train(
+    encoded: Any,
+    preset: Preset,
+    draws: dict[str, Any],
+    *,
+    device: str,
+    size: tuple[int, int],
+    hw_load: float = HW_DECODER_LOAD,
+) -> tuple[Any, Any]:
+    """Decode and crop for training as ``preset`` says (no flip: :func:`normalize` flips),
+    with the host-fed ``draws`` of :func:`~dali_gridaug.params.preset_schema` (name → CPU
+    node; ``{}`` for a preset that draws nothing on the host, e.g. ``IMAGENET``).
+
+    The random-resized crop (area ∈ ``preset.scale``, aspect ∈ ``preset.ratio``) is resized
+    to ``size`` with ``preset.interpolation`` (antialiased; per sample under ``"random"``);
+    the pad crop takes ``size`` from the padded image. ``hw_load`` is the share of JPEGs sent
+    to the GPU's hardware decoder (where it has one).
+
+    Returns:
+        ``(pixels, window)``: HWC uint8 RGB ``DataNode`` of shape ``(size[0], size[1], 3)``
+        (GPU when ``device="gpu"``), and the crop window ``(anchor, size)``, each ``(2,)``
+        float32 in source pixels (the host-drawn random-resized crop, ``invariant_crop``;
+        else None).
+    """
+    from nvidia.dali import fn, types
+
+    if preset.crop == "pad":
+        images = decode(encoded, device=device, hw_load=hw_load)
+        return pad_crop(images, fn.peek_image_shape(encoded), preset, size, draws["pad"]), None
+    interp = random_interp_type(draws["interp"]) if preset.random_filter else preset.interpolation
+    window = None
+    if preset.host_window:
+        window = rrc_window(fn.peek_image_shape(encoded, dtype=types.FLOAT64), draws)
+        images = decode_window(encoded, window, device=device, hw_load=hw_load)
+    else:
+        images = decode_random_crop(
+            encoded, device=device, scale=preset.scale, ratio=preset.ratio, hw_load=hw_load
+        )
+    return resize_to(images, size, interp), window
+
+
+def decode_val(
+    encoded: Any,
+    preset: Preset,
+    *,
+    device: str,
+    size: tuple[int, int],
+    hw_load: float = HW_DECODER_LOAD,
+) -> Any:
+    """Decode for evaluation: resize the shorter side to ``size / crop_pct`` (224 → 256;
+    ``preset.crop_mode`` ``"center"``), or each side to ``floor(side / crop_pct)``
+    (``"squash"``, timm's: the aspect ratio is not kept), or nothing when ``crop_pct`` is None;
+    with ``preset.interpolation`` (bilinear under ``"random"``, timm's rule without
+    augmentation), antialiased. The centre crop to ``size`` happens in :func:`normalize`.
+
+    Returns:
+        HWC uint8 RGB ``DataNode`` (``hw_load`` as :func:`decode_train`).
+    """
+    from nvidia.dali import fn
+
+    images = decode(encoded, device=device, hw_load=hw_load)
+    pct = preset.crop_pct
+    if pct is None:
+        return images
+    interp = "bilinear" if preset.interpolation == "random" else preset.interpolation
+    if preset.crop_mode == "squash":
+        return resize_to(images, (math.floor(size[0] / pct), math.floor(size[1] / pct)), interp)
+    return fn.resize(
+        images,
+        resize_shorter=round(min(size) / pct),
+        interp_type=interp_type(interp),
+        antialias=True,
+    )
+
+
+def decode(encoded: object, *, device: str, hw_load: float = HW_DECODER_LOAD) -> object:
+    """Decode to the full image (``hw_load`` as :func:`decode_train`).
+
+    Returns:
+        HWC uint8 RGB DataNode.
+    """
+    from nvidia.dali import fn
+
+    return fn.decoders.image(encoded, **_decoder_kwargs(device, hw_load))
+
+
+def decode_random_crop(
+    encoded: object,
+    *,
+    device: str,
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
+    hw_load: float = HW_DECODER_LOAD,
+) -> object:
+    """Decode only a random crop window (area ∈ ``scale``, aspect ∈ ``ratio``), not resized.
+
+    Returns:
+        HWC uint8 RGB DataNode of the crop's own size.
+    """
+    from nvidia.dali import fn
+
+    return fn.decoders.image_random_crop(
+        encoded,
+        random_area=list(scale),
+        random_aspect_ratio=list(ratio),
+        num_attempts=RRC_ATTEMPTS,
+        **_decoder_kwargs(device, hw_load),
+    )
+
+
+def decode_window(
+    encoded: object, window: object, *, device: str, hw_load: float = HW_DECODER_LOAD
+) -> object:
+    """Decode only ``window`` (``(anchor, size)`` of :func:`rrc_window`), not resized.
+
+    Returns:
+        HWC uint8 RGB DataNode of the window's own size.
+    """
+    from nvidia.dali import fn
+
+    return fn.decoders.image_slice(
+        encoded,
+        *window,
+        axis_names="HW",
+        normalized_anchor=False,
+        normalized_shape=False,
+        **_decoder_kwargs(device, hw_load),
+    )
 
 
 def _decoder_kwargs(device: str, hw_load: float) -> dict[str, object]:
@@ -43,29 +191,6 @@ def _decoder_kwargs(device: str, hw_load: float) -> dict[str, object]:
             host_memory_padding=140_544_512,
         )
     return kw
-
-
-def decode_train(
-    encoded: object,
-    *,
-    device: str,
-    size: tuple[int, int],
-    scale: tuple[float, float] = RRC_SCALE,
-    ratio: tuple[float, float] = RRC_RATIO,
-    hw_load: float = HW_DECODER_LOAD,
-) -> object:
-    """Decode with a random-resized crop (area ∈ ``scale``, aspect ∈ ``ratio``) to ``size``;
-    ``hw_load`` is the share of JPEGs sent to the GPU's hardware decoder (where it has one).
-
-    Returns:
-        HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)`` (GPU when ``device="gpu"``).
-    """
-    images = decode_random_crop(encoded, device=device, scale=scale, ratio=ratio, hw_load=hw_load)
-    return resize_to(images, size)
-
-
-#: Attempts of the random-resized crop (torchvision's ``RandomResizedCrop.get_params``).
-RRC_ATTEMPTS: int = 10
 
 
 def rrc_draws(
@@ -132,40 +257,65 @@ def rrc_window(shape: object, draws: dict[str, object]) -> object:
     return fn.cast(offset, dtype=types.FLOAT), fn.cast(final, dtype=types.FLOAT)
 
 
-def decode_window(
-    encoded: object,
-    window: object,
-    *,
-    device: str,
-    size: tuple[int, int],
-    hw_load: float = HW_DECODER_LOAD,
-    interpolation: str | object = "bilinear",
-) -> object:
-    """Decode only ``window`` (``(anchor, size)`` of :func:`rrc_window`) and resize it to
-    ``size`` (antialiased, ``interpolation`` of :data:`INTERPOLATIONS`, bilinear as
-    torchvision's ``RandomResizedCrop``; or a per-sample ``INTERP_TYPE`` node).
+def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int], u: Any) -> Any:
+    """As torchvision ``RandomCrop(size, padding=p)``: offsets ``i ~ U{0 … H + 2p − th}``,
+    ``j ~ U{0 … W + 2p − tw}`` into the padded image (sources at least ``size − 2p``).
+
+    Args:
+        images: HWC uint8 ``DataNode``.
+        shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``).
+        preset: gives ``padding`` and ``fill``.
+        size: ``(th, tw)`` output size.
+        u: ``(2,)`` float32 uniforms in [0, 1) per sample (host-fed), the offsets' draws.
 
     Returns:
-        HWC uint8 RGB DataNode of shape ``(size[0], size[1], 3)``.
+        HWC uint8 ``DataNode`` of shape ``(th, tw, 3)``.
     """
-    from nvidia.dali import fn
+    from nvidia.dali import fn, types
+    from nvidia.dali import math as dmath
 
-    images = fn.decoders.image_slice(
-        encoded,
-        *window,
-        axis_names="HW",
-        normalized_anchor=False,
-        normalized_shape=False,
-        **_decoder_kwargs(device, hw_load),
+    p = preset.padding
+    slots = fn.cast(shape[0:2], dtype=types.FLOAT) + fn.cast(
+        fn.constant(fdata=[2.0 * p - size[0] + 1, 2.0 * p - size[1] + 1], shape=[2]),
+        dtype=types.FLOAT,
     )
-    return resize_to(images, size, interpolation)
+    offset = fn.cast(dmath.floor(u * slots), dtype=types.INT32)  # into the padded image
+    if preset.fill == "reflect":
+        images = _reflect_pad(images, shape, p)
+        start = offset
+    else:
+        start = offset - p
+    return fn.slice(
+        images,
+        start=start,
+        shape=list(size),
+        axes=[0, 1],
+        out_of_bounds_policy="pad",
+        fill_values=0,
+    )
+
+
+def _reflect_pad(images: Any, shape: Any, p: int) -> Any:
+    """Pad ``p`` pixels per side mirroring without the edge pixel (``numpy.pad`` "reflect"):
+    padded column ``−k`` is column ``k``, ``W−1+k`` is ``W−1−k`` (needs ``p < H, W``).
+    """
+    from nvidia.dali import fn, types
+
+    if p == 0:
+        return images
+    for axis, flip in ((1, {"horizontal": 1}), (0, {"vertical": 1, "horizontal": 0})):
+        side = fn.cast(shape[axis : axis + 1], dtype=types.INT32)
+        low = fn.slice(images, start=[1], shape=[p], axes=[axis])
+        high = fn.slice(images, start=side - (p + 1), shape=[p], axes=[axis])
+        images = fn.cat(fn.flip(low, **flip), images, fn.flip(high, **flip), axis=axis)
+    return images
 
 
 def resize_to(
     images: object, size: tuple[int, int], interpolation: str | object = "bilinear"
 ) -> object:
     """Resize ``images`` to ``size`` (antialiased; ``interpolation`` of
-    :data:`INTERPOLATIONS` or a per-sample ``INTERP_TYPE`` node).
+    :data:`~dali_gridaug.presets.INTERPOLATIONS` or a per-sample ``INTERP_TYPE`` node).
 
     Returns:
         HWC DataNode of shape ``(size[0], size[1], C)``.
@@ -176,81 +326,10 @@ def resize_to(
     return fn.resize(images, size=list(size), interp_type=interp, antialias=True)
 
 
-def decode_random_crop(
-    encoded: object,
-    *,
-    device: str,
-    scale: tuple[float, float] = RRC_SCALE,
-    ratio: tuple[float, float] = RRC_RATIO,
-    hw_load: float = HW_DECODER_LOAD,
-) -> object:
-    """Decode only a random crop window (area ∈ ``scale``, aspect ∈ ``ratio``), not resized.
-
-    Returns:
-        HWC uint8 RGB DataNode of the crop's own size.
-    """
-    from nvidia.dali import fn
-
-    return fn.decoders.image_random_crop(
-        encoded,
-        random_area=list(scale),
-        random_aspect_ratio=list(ratio),
-        num_attempts=10,
-        **_decoder_kwargs(device, hw_load),
-    )
-
-
-def decode(encoded: object, *, device: str, hw_load: float = HW_DECODER_LOAD) -> object:
-    """Decode to the full image (``hw_load`` as :func:`decode_train`).
-
-    Returns:
-        HWC uint8 RGB DataNode.
-    """
-    from nvidia.dali import fn
-
-    return fn.decoders.image(encoded, **_decoder_kwargs(device, hw_load))
-
-
-def decode_val(
-    encoded: object,
-    *,
-    device: str,
-    size: tuple[int, int],
-    crop_pct: float = CROP_PCT,
-    hw_load: float = HW_DECODER_LOAD,
-    interpolation: str = "bilinear",
-    crop_mode: str = "center",
-) -> object:
-    """Decode and resize the shorter side to ``size / crop_pct`` (224 → 256; ``crop_mode``
-    ``"center"``), or each side to ``floor(side / crop_pct)`` (``"squash"``, timm's: the
-    aspect ratio is not kept); the centre crop happens in :func:`normalize`.
-
-    Returns:
-        HWC uint8 RGB DataNode (``hw_load`` as :func:`decode_train`).
-    """
-    from nvidia.dali import fn
-
-    if crop_mode == "squash":
-        target = {"size": [math.floor(side / crop_pct) for side in size]}
-    else:
-        target = {"resize_shorter": round(min(size) / crop_pct)}
-    return fn.resize(
-        decode(encoded, device=device, hw_load=hw_load),
-        **target,
-        interp_type=interp_type(interpolation),
-        antialias=True,
-    )
-
-
-#: timm's ``interpolation`` names → DALI's resize filters (always antialiased when shrinking).
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-#: The filters timm's ``"random"`` picks from per sample, in the order of the host draw's
-#: index (timm's ``_RANDOM_INTERPOLATION``).
-RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")
-
-
 def interp_type(interpolation: str) -> Any:
-    """DALI's ``types.DALIInterpType`` for a name of :data:`INTERPOLATIONS`."""
+    """DALI's ``types.DALIInterpType`` for a name of
+    :data:`~dali_gridaug.presets.INTERPOLATIONS`.
+    """
     from nvidia.dali import types
 
     table = {
@@ -264,12 +343,53 @@ def interp_type(interpolation: str) -> Any:
 def random_interp_type(index: object) -> object:
     """Inside a pipeline definition: the per-sample ``INTERP_TYPE`` node (CPU, an argument
     input of ``fn.resize``) for ``index``, ``(B,)`` int32 indices into
-    :data:`RANDOM_INTERPOLATIONS` drawn on the host.
+    :data:`~dali_gridaug.presets.RANDOM_INTERPOLATIONS` drawn on the host.
     """
     from nvidia.dali import fn, types
 
     lo, hi = (int(interp_type(name)) for name in RANDOM_INTERPOLATIONS)
     return fn.cast(index * (hi - lo) + lo, dtype=types.INTERP_TYPE)
+
+
+def color_ops(images: Any, preset: Preset, draws: dict[str, Any]) -> Any:
+    """Apply ``preset.color_jitter`` (see :class:`~dali_gridaug.presets.ColorJitter`) to HWC
+    uint8 images with the host-fed factors ``draws["jitter"]`` (``(3,)`` float32 per sample).
+
+    Returns:
+        HWC uint8 ``DataNode`` (the input itself when the preset has no jitter).
+    """
+    cj = preset.color_jitter
+    if cj is None:
+        return images
+    from nvidia.dali import fn, types
+
+    def factor(i: int) -> Any:
+        f = draws["jitter"][i]
+        return f.gpu() if images.device == "gpu" else f
+
+    b, c, s = factor(0), factor(1), factor(2)
+    gray = fn.coord_transform(images, M=list(_GRAY))  # HW1 float
+    means = fn.reshape(fn.reductions.mean(images, axes=[0, 1]), shape=[1, 3])
+    m = fn.reshape(fn.coord_transform(means, M=list(_GRAY)), shape=[1])
+    out = (images * s + gray * (1.0 - s)) * (b * c) + m * (b * (1.0 - c))
+    return fn.cast(out, dtype=types.UINT8)  # rounds to nearest, saturates to [0, 255]
+
+
+def normalize_mean(preset: Preset, mean: Sequence[float], draws: dict[str, Any]) -> Any:
+    """The per-channel mean to normalize with: ``mean`` itself, or with ``preset.lighting``
+    a per-sample CPU ``DataNode`` ``mean − eigvec·(α·eigval)·255`` (``(x + shift − mean)/std``
+    equals ``(x − (mean − shift))/std``, so lighting costs no pass over the pixels), α the
+    host-fed ``draws["lighting"]``.
+    """
+    if preset.lighting is None:
+        return tuple(mean)
+    from nvidia.dali import fn
+
+    alpha = fn.reshape(draws["lighting"], shape=[1, 3])
+    shift = fn.coord_transform(
+        alpha, M=(-preset.lighting.matrix()).ravel().tolist(), T=[float(v) for v in mean]
+    )
+    return fn.reshape(shift, shape=[3])
 
 
 def normalize(

@@ -31,8 +31,10 @@ import numpy as np
 from dali_gridaug.augment.base import Augment, MixAugment, Params, ParamSpec, SampleContext
 from dali_gridaug.augment.graph import is_native, unused_params
 from dali_gridaug.config import PipelineSpec
+from dali_gridaug.constants import RRC_ATTEMPTS
+from dali_gridaug.decode import rrc_draws
 from dali_gridaug.order import Step
-from dali_gridaug.presets import Preset, preset_schema, sample_preset
+from dali_gridaug.presets import RANDOM_INTERPOLATIONS, Preset
 from dali_gridaug.rows import RowGenerator
 
 #: Generator streams of the flip coins and the preset's draws (after any augmentation index).
@@ -50,7 +52,7 @@ class ParamNodes:
     Attributes:
         flip: ``(B,)`` int32 horizontal-flip coins (``crop_mirror_normalize``'s ``mirror``).
         vflip: ``(B,)`` int32 vertical-flip coins (``fn.flip``), None when ``vflip`` is 0.
-        preset: the preset's draws, name → node (:func:`~dali_gridaug.presets.preset_schema`).
+        preset: the preset's draws, name → node (:func:`preset_schema`).
         augments: per augmentation, its parameter name → node.
         all: flattened name → node (every fed parameter).
     """
@@ -238,3 +240,60 @@ class ParamSource:
             {s.name: out[f"{i}.{s.name}"] for s in schema if s.emitted}
             for i, schema in enumerate(self.schemas)
         ]
+
+
+# --- the preset's per-sample rules ------------------------------------------------------------
+
+
+def preset_schema(preset: Preset) -> tuple[ParamSpec, ...]:
+    """The per-sample training draws of ``preset``, fed from the host.
+
+    A file's crop and colour draws then do not depend on its rank:
+
+    - under ``invariant_crop``, the random-resized crop's ``A`` attempts and offsets,
+      ``rrc``, ``rrc_rank``, ``rrc_u``, ``rrc_fallback``
+      (:func:`~dali_gridaug.decode.rrc_draws`); with the pad crop, ``pad`` ``(2,)`` float32
+      uniforms of its offsets (y, x);
+    - ``jitter`` ``(3,)`` float32 brightness, contrast, saturation factors, with colour jitter;
+    - ``lighting`` ``(3,)`` float32 standard-normal PCA coefficients α, with lighting;
+    - ``interp`` ``()`` int32 index into :data:`~dali_gridaug.presets.RANDOM_INTERPOLATIONS`,
+      for the random-resized crop under ``interpolation="random"``.
+    """
+    a = RRC_ATTEMPTS
+    rrc = [("rrc", (a, 2)), ("rrc_rank", (a,)), ("rrc_u", (2,)), ("rrc_fallback", (2,))]
+    specs = []
+    if preset.host_window:
+        specs += [ParamSpec(n, np.float32, shape, emitted=False) for n, shape in rrc]
+    elif preset.crop == "pad":
+        specs.append(ParamSpec("pad", np.float32, (2,), emitted=False))
+    if preset.color_jitter is not None:
+        specs.append(ParamSpec("jitter", np.float32, (3,)))
+    if preset.lighting is not None:
+        specs.append(ParamSpec("lighting", np.float32, (3,)))
+    if preset.random_filter:
+        specs.append(ParamSpec("interp", np.int32, (), emitted=False))
+    return tuple(specs)
+
+
+def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
+    """Draw :func:`preset_schema`'s arrays for a batch of ``batch_size`` (``rng``: a
+    per-sample :class:`~dali_gridaug.rows.RowGenerator` or a NumPy generator).
+    """
+    b = batch_size
+    out: Params = {}
+    if preset.host_window:
+        out = rrc_draws(rng.random((b, 2 * RRC_ATTEMPTS + 2)), preset.scale, preset.ratio)
+    elif preset.crop == "pad":
+        out = {"pad": rng.random((b, 2)).astype(np.float32)}
+    cj = preset.color_jitter
+    if cj is not None:
+        x = np.array([cj.brightness, cj.contrast, cj.saturation])
+        out["jitter"] = rng.uniform(np.maximum(0.0, 1.0 - x), 1.0 + x, (b, 3)).astype(np.float32)
+    if preset.lighting is not None:
+        out["lighting"] = rng.standard_normal((b, 3)).astype(np.float32)
+    if cj is not None and cj.p < 1:  # drawn last: every earlier draw stays as it was
+        skip = rng.random(b) >= cj.p
+        out["jitter"][skip] = 1.0
+    if preset.random_filter:  # drawn last, as the coin above
+        out["interp"] = rng.integers(0, len(RANDOM_INTERPOLATIONS), b).astype(np.int32)
+    return out

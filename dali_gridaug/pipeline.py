@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dali_gridaug import presets
 from dali_gridaug.augment.graph import augment_graph, check_kernel_dependencies
 from dali_gridaug.config import PipelineSpec
-from dali_gridaug.decode import normalize
+from dali_gridaug.decode import color_ops, decode_train, decode_val, normalize, normalize_mean
 from dali_gridaug.feed import Feed
 from dali_gridaug.params import ParamNodes
 from dali_gridaug.reader import check_readable, read
@@ -107,13 +106,11 @@ def _decode(
     """
     hw = spec.hw_decoder_load
     if not spec.train or nodes is None:
-        pixels = presets.decode_val(
-            encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw
-        )
+        pixels = decode_val(encoded, spec.preset, device=spec.device, size=spec.size, hw_load=hw)
         return pixels, spec.mean, spec.size, None
-    pixels, window = presets.decode_train(
+    pixels, window = decode_train(
         encoded, spec.preset, nodes.preset, device=spec.device, size=spec.size, hw_load=hw
     )
     # the preset's colour ops are part of both views; one draw drives both
-    pixels = presets.color_ops(pixels, spec.preset, nodes.preset)
-    return pixels, presets.normalize_mean(spec.preset, spec.mean, nodes.preset), None, window
+    pixels = color_ops(pixels, spec.preset, nodes.preset)
+    return pixels, normalize_mean(spec.preset, spec.mean, nodes.preset), None, window

@@ -1,4 +1,6 @@
-"""Input-pipeline presets as data: crop rules, normalization statistics and colour ops.
+"""Input-pipeline presets as data: crop rules, normalization statistics and colour-op
+settings. No DALI op lives here: :mod:`dali_gridaug.decode` builds the stage's graph from a
+:class:`Preset`, and :mod:`dali_gridaug.params` draws its per-sample values.
 
 - ``"imagenet"`` (torchvision's ImageNet recipe): train = random-resized crop, area ∈
   [0.08, 1], aspect ∈ [3/4, 4/3]; val = resize the shorter side to ``size / 0.875``, centre
@@ -11,37 +13,24 @@
 - Horizontal flips (p = 0.5) are applied by the normalization step, one coin per sample.
 - Optional clovaai ImageNet colour ops (CutMix recipes): :class:`ColorJitter` (torchvision
   semantics) and :class:`Lighting` (AlexNet PCA noise).
-
-The graph functions take and return DALI ``DataNode`` s of HWC uint8 RGB images (before
-normalization); every operator used has a CPU and a GPU kernel.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
-from dali_gridaug.augment.base import Params, ParamSpec
 from dali_gridaug.constants import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, RRC_RATIO, RRC_SCALE
-from dali_gridaug.constants import HW_DECODER_LOAD as HW_LOAD
-from dali_gridaug.decode import (
-    INTERPOLATIONS,
-    RANDOM_INTERPOLATIONS,
-    RRC_ATTEMPTS,
-    decode,
-    decode_random_crop,
-    decode_window,
-    random_interp_type,
-    resize_to,
-    rrc_draws,
-    rrc_window,
-)
-from dali_gridaug.decode import decode_val as decode_resize
 
+#: timm's ``interpolation`` names of the resize filters (DALI's, always antialiased when
+#: shrinking; :func:`~dali_gridaug.decode.interp_type`).
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: The filters timm's ``"random"`` picks from per sample, in the order of the host draw's
+#: index (timm's ``_RANDOM_INTERPOLATION``).
+RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")
 #: CIFAR statistics in 0–255 pixel units (official Cutout/CutMix CIFAR code).
 CIFAR_MEAN: tuple[float, float, float] = (125.3, 123.0, 113.9)
 CIFAR_STD: tuple[float, float, float] = (63.0, 62.1, 66.7)
@@ -52,8 +41,6 @@ PCA_EIGVEC: tuple[tuple[float, float, float], ...] = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-#: Luma weights of torchvision's ``rgb_to_grayscale`` (ITU-R 601-2).
-_GRAY = (0.299, 0.587, 0.114)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +187,11 @@ class Preset:
         """The random-resized crop window is drawn on the host (``invariant_crop``)."""
         return self.crop == "random_resized" and self.invariant_crop
 
+    @property
+    def random_filter(self) -> bool:
+        """The train crop resizes with a per-sample filter (timm's ``"random"``)."""
+        return self.crop == "random_resized" and self.interpolation == "random"
+
 
 IMAGENET = Preset("imagenet")
 CIFAR = Preset(
@@ -247,208 +239,3 @@ def resolve_preset(
         _check_interpolation("interpolation", interpolation)
         changes["interpolation"] = interpolation
     return dataclasses.replace(preset, **changes) if changes else preset
-
-
-def preset_schema(preset: Preset) -> tuple[ParamSpec, ...]:
-    """The per-sample training draws of ``preset``, fed from the host.
-
-    A file's crop and colour draws then do not depend on its rank:
-
-    - under ``invariant_crop``, the random-resized crop's ``A`` attempts and offsets,
-      ``rrc``, ``rrc_rank``, ``rrc_u``, ``rrc_fallback``
-      (:func:`~dali_gridaug.decode.rrc_draws`); with the pad crop, ``pad`` ``(2,)`` float32
-      uniforms of its offsets (y, x);
-    - ``jitter`` ``(3,)`` float32 brightness, contrast, saturation factors, with colour jitter;
-    - ``lighting`` ``(3,)`` float32 standard-normal PCA coefficients α, with lighting;
-    - ``interp`` ``()`` int32 index into :data:`~dali_gridaug.decode.RANDOM_INTERPOLATIONS`,
-      for the random-resized crop under ``interpolation="random"``.
-    """
-    a = RRC_ATTEMPTS
-    rrc = [("rrc", (a, 2)), ("rrc_rank", (a,)), ("rrc_u", (2,)), ("rrc_fallback", (2,))]
-    specs = []
-    if preset.host_window:
-        specs += [ParamSpec(n, np.float32, shape, emitted=False) for n, shape in rrc]
-    elif preset.crop == "pad":
-        specs.append(ParamSpec("pad", np.float32, (2,), emitted=False))
-    if preset.color_jitter is not None:
-        specs.append(ParamSpec("jitter", np.float32, (3,)))
-    if preset.lighting is not None:
-        specs.append(ParamSpec("lighting", np.float32, (3,)))
-    if _random_filter(preset):
-        specs.append(ParamSpec("interp", np.int32, (), emitted=False))
-    return tuple(specs)
-
-
-def _random_filter(preset: Preset) -> bool:
-    """The train crop resizes with a per-sample filter (timm's ``"random"``)."""
-    return preset.crop == "random_resized" and preset.interpolation == "random"
-
-
-def sample_preset(preset: Preset, rng: Any, batch_size: int) -> Params:
-    """Draw :func:`preset_schema`'s arrays for a batch of ``batch_size`` (``rng``: a
-    per-sample :class:`~dali_gridaug.rows.RowGenerator` or a NumPy generator).
-    """
-    b = batch_size
-    out: Params = {}
-    if preset.host_window:
-        out = rrc_draws(rng.random((b, 2 * RRC_ATTEMPTS + 2)), preset.scale, preset.ratio)
-    elif preset.crop == "pad":
-        out = {"pad": rng.random((b, 2)).astype(np.float32)}
-    cj = preset.color_jitter
-    if cj is not None:
-        x = np.array([cj.brightness, cj.contrast, cj.saturation])
-        out["jitter"] = rng.uniform(np.maximum(0.0, 1.0 - x), 1.0 + x, (b, 3)).astype(np.float32)
-    if preset.lighting is not None:
-        out["lighting"] = rng.standard_normal((b, 3)).astype(np.float32)
-    if cj is not None and cj.p < 1:  # drawn last: every earlier draw stays as it was
-        skip = rng.random(b) >= cj.p
-        out["jitter"][skip] = 1.0
-    if _random_filter(preset):  # drawn last, as the coin above
-        out["interp"] = rng.integers(0, len(RANDOM_INTERPOLATIONS), b).astype(np.int32)
-    return out
-
-
-def decode_train(
-    encoded: Any,
-    preset: Preset,
-    draws: dict[str, Any],
-    *,
-    device: str,
-    size: tuple[int, int],
-    hw_load: float = HW_LOAD,
-) -> tuple[Any, Any]:
-    """Decode and crop for training (no flip: the normalization step flips), with the
-    host-fed ``draws`` of :func:`preset_schema`.
-
-    Returns:
-        ``(pixels, window)``: HWC uint8 RGB ``DataNode`` of shape ``(size[0], size[1], 3)``,
-        and the crop window ``(anchor, size)``, each ``(2,)`` float32 in source pixels
-        (the host-drawn random-resized crop, ``invariant_crop``; else None).
-    """
-    from nvidia.dali import fn, types
-
-    if preset.crop == "random_resized":
-        interp = preset.interpolation
-        if _random_filter(preset):
-            interp = random_interp_type(draws["interp"])
-        if not preset.invariant_crop:
-            images = decode_random_crop(
-                encoded, device=device, scale=preset.scale, ratio=preset.ratio, hw_load=hw_load
-            )
-            return resize_to(images, size, interp), None
-        window = rrc_window(fn.peek_image_shape(encoded, dtype=types.FLOAT64), draws)
-        pixels = decode_window(
-            encoded, window, device=device, size=size, hw_load=hw_load, interpolation=interp
-        )
-        return pixels, window
-    images = decode(encoded, device=device, hw_load=hw_load)
-    return pad_crop(images, fn.peek_image_shape(encoded), preset, size, draws["pad"]), None
-
-
-def decode_val(
-    encoded: Any, preset: Preset, *, device: str, size: tuple[int, int], hw_load: float = HW_LOAD
-) -> Any:
-    """Decode for evaluation: resize the shorter side to ``size / crop_pct``, or nothing when
-    ``crop_pct`` is None (the centre crop to ``size`` happens in normalization).
-
-    Returns:
-        HWC uint8 RGB ``DataNode``.
-    """
-    if preset.crop_pct is None:
-        return decode(encoded, device=device, hw_load=hw_load)
-    return decode_resize(
-        encoded, device=device, size=size, crop_pct=preset.crop_pct, hw_load=hw_load,
-        interpolation="bilinear" if preset.interpolation == "random" else preset.interpolation,
-        crop_mode=preset.crop_mode,
-    )  # fmt: skip
-
-
-def pad_crop(images: Any, shape: Any, preset: Preset, size: tuple[int, int], u: Any) -> Any:
-    """As torchvision ``RandomCrop(size, padding=p)``: offsets ``i ~ U{0 … H + 2p − th}``,
-    ``j ~ U{0 … W + 2p − tw}`` into the padded image (sources at least ``size − 2p``).
-
-    Args:
-        images: HWC uint8 ``DataNode``.
-        shape: CPU ``DataNode`` of each image's ``(H, W, C)`` (``fn.peek_image_shape``).
-        preset: gives ``padding`` and ``fill``.
-        size: ``(th, tw)`` output size.
-        u: ``(2,)`` float32 uniforms in [0, 1) per sample (host-fed), the offsets' draws.
-
-    Returns:
-        HWC uint8 ``DataNode`` of shape ``(th, tw, 3)``.
-    """
-    from nvidia.dali import fn, types
-    from nvidia.dali import math as dmath
-
-    p = preset.padding
-    slots = fn.cast(shape[0:2], dtype=types.FLOAT) + fn.cast(
-        fn.constant(fdata=[2.0 * p - size[0] + 1, 2.0 * p - size[1] + 1], shape=[2]),
-        dtype=types.FLOAT,
-    )
-    offset = fn.cast(dmath.floor(u * slots), dtype=types.INT32)  # into the padded image
-    if preset.fill == "reflect":
-        images = _reflect_pad(images, shape, p)
-        start = offset
-    else:
-        start = offset - p
-    return fn.slice(
-        images, start=start, shape=list(size), axes=[0, 1], out_of_bounds_policy="pad",
-        fill_values=0,
-    )  # fmt: skip
-
-
-def _reflect_pad(images: Any, shape: Any, p: int) -> Any:
-    """Pad ``p`` pixels per side mirroring without the edge pixel (``numpy.pad`` "reflect"):
-    padded column ``−k`` is column ``k``, ``W−1+k`` is ``W−1−k`` (needs ``p < H, W``).
-    """
-    from nvidia.dali import fn, types
-
-    if p == 0:
-        return images
-    for axis, flip in ((1, {"horizontal": 1}), (0, {"vertical": 1, "horizontal": 0})):
-        side = fn.cast(shape[axis : axis + 1], dtype=types.INT32)
-        low = fn.slice(images, start=[1], shape=[p], axes=[axis])
-        high = fn.slice(images, start=side - (p + 1), shape=[p], axes=[axis])
-        images = fn.cat(fn.flip(low, **flip), images, fn.flip(high, **flip), axis=axis)
-    return images
-
-
-def color_ops(images: Any, preset: Preset, draws: dict[str, Any]) -> Any:
-    """Apply ``preset.color_jitter`` (see :class:`ColorJitter`) to HWC uint8 images with the
-    host-fed factors ``draws["jitter"]`` (``(3,)`` float32 per sample).
-
-    Returns:
-        HWC uint8 ``DataNode`` (the input itself when the preset has no jitter).
-    """
-    cj = preset.color_jitter
-    if cj is None:
-        return images
-    from nvidia.dali import fn, types
-
-    def factor(i: int) -> Any:
-        f = draws["jitter"][i]
-        return f.gpu() if images.device == "gpu" else f
-
-    b, c, s = factor(0), factor(1), factor(2)
-    gray = fn.coord_transform(images, M=list(_GRAY))  # HW1 float
-    means = fn.reshape(fn.reductions.mean(images, axes=[0, 1]), shape=[1, 3])
-    m = fn.reshape(fn.coord_transform(means, M=list(_GRAY)), shape=[1])
-    out = (images * s + gray * (1.0 - s)) * (b * c) + m * (b * (1.0 - c))
-    return fn.cast(out, dtype=types.UINT8)  # rounds to nearest, saturates to [0, 255]
-
-
-def normalize_mean(preset: Preset, mean: Sequence[float], draws: dict[str, Any]) -> Any:
-    """The per-channel mean to normalize with: ``mean`` itself, or with ``preset.lighting``
-    a per-sample CPU ``DataNode`` ``mean − eigvec·(α·eigval)·255`` (``(x + shift − mean)/std``
-    equals ``(x − (mean − shift))/std``, so lighting costs no pass over the pixels), α the
-    host-fed ``draws["lighting"]``.
-    """
-    if preset.lighting is None:
-        return tuple(mean)
-    from nvidia.dali import fn
-
-    alpha = fn.reshape(draws["lighting"], shape=[1, 3])
-    shift = fn.coord_transform(
-        alpha, M=(-preset.lighting.matrix()).ravel().tolist(), T=[float(v) for v in mean]
-    )
-    return fn.reshape(shift, shape=[3])

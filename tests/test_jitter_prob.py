@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from dali_gridaug import create_loader
-from dali_gridaug.presets import ColorJitter, Lighting, Preset, sample_preset
+from dali_gridaug.params import sample_preset
+from dali_gridaug.presets import ColorJitter, Lighting, Preset
 
 
 def _images(root: Path, jitter: ColorJitter | None, epochs: int) -> np.ndarray:

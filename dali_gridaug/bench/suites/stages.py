@@ -54,6 +54,7 @@ class CpuStage(Benchmark):
         from dali_gridaug.augment.graph import augment_graph
         from dali_gridaug.decode import decode_random_crop, decode_train, normalize
         from dali_gridaug.params import ParamSource
+        from dali_gridaug.presets import IMAGENET
 
         s, size = self.settings, (self.settings.image_size,) * 2
         depth = _ORDER.index(self.last)
@@ -76,7 +77,7 @@ class CpuStage(Benchmark):
                 return labels
             if depth == 1:
                 return decode_random_crop(jpegs, device="cpu").shape(), labels
-            pixels = decode_train(jpegs, device="cpu", size=size)
+            pixels, _ = decode_train(jpegs, IMAGENET, {}, device="cpu", size=size)
             if depth == 2:
                 return pixels, labels
             nodes = params.standalone()
