@@ -1,5 +1,5 @@
 """The loader's argument resolution, public for what builds loaders or checks their
-options (recipes, gpucheck, benchmarks): ``create_loader``'s arguments → a
+options (recipes, testing, benchmarks): ``create_loader``'s arguments → a
 :class:`~dali_gridaug.pipeline.PipelineSpec`, the checks and defaults (each raises
 ``TypeError``/``ValueError`` naming the argument, its range and the value, before any
 pipeline is built), and the check of a ``resume`` state.
