@@ -14,7 +14,7 @@ pytest.importorskip("nvidia.dali")
 pytest.importorskip("torchvision")
 pytest.importorskip("skimage")
 
-from dali_gridaug import gpucheck  # noqa: E402
+from dali_gridaug import testing  # noqa: E402
 from dali_gridaug.bench import report  # noqa: E402
 from dali_gridaug.bench.core import selected  # noqa: E402
 from dali_gridaug.bench.data import SIZE_WH, resolve  # noqa: E402
@@ -175,7 +175,7 @@ def test_selftest_on_cpu_writes_one_report_in_the_bench_schema(tmp_path):
     }
     graphs = data["checks"]["gpu_graphs"]  # CPU-side validation runs on any machine
     assert graphs["status"] == "passed" and graphs["failed"] == 0
-    assert len(graphs["results"]) == len(gpucheck.graph_cases()) > 40
+    assert len(graphs["results"]) == len(testing.graph_cases()) > 40
     assert all(c["caught"] for c in graphs["controls"])
     names = [c["name"] for c in data["configs"]]
     assert names == ["dali-cpu/no-aug", "dali-cpu/+gridmask", "dali-cpu/+cutmix"]

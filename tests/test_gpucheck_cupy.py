@@ -13,19 +13,19 @@ import pytest
 
 from dali_gridaug import CutMix, Cutout, GridMask, GridMix, RandomErasing
 from dali_gridaug.augment import SampleContext
-from dali_gridaug.augment.graph import _KernelCall
+from dali_gridaug.augment.graph import KernelCall
 from dali_gridaug.augment.mixup import Mixup, MixupCutMix
-from dali_gridaug.gpucheck.cupy_rules import (
+from dali_gridaug.kernels import (
+    get_xp,
+    normal_noise,
+)
+from tests.oracles.cupy_rules import (
     DeviceArray,
     DeviceSynchronized,
     HostArrayInDeviceOp,
     ImplicitHostConversion,
     MissingCuPyAPI,
     StrictCuPy,
-)
-from dali_gridaug.kernels import (
-    get_xp,
-    normal_noise,
 )
 
 B, H, W = 6, 40, 48
@@ -66,7 +66,7 @@ def _run_as_dali_gpu(xp: StrictCuPy, aug: Any, images: np.ndarray, params: dict)
         [xp.device(a[i]) for i in range(B)] for a in (images, *(params[k] for k in names))
     ]
     with xp.installed():
-        out = _KernelCall(aug, names)(*per_sample)
+        out = KernelCall(aug, names)(*per_sample)
     assert len(out) == B and all(isinstance(o, DeviceArray) for o in out)
     with xp.allow_sync():
         return np.stack([o.get() for o in out])

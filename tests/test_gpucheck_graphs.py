@@ -1,5 +1,6 @@
-"""Every GPU graph the library can build, checked without a GPU (``dali_gridaug.gpucheck``),
-and the checks shown to catch planted errors."""
+"""Every GPU graph the library can build, checked without a GPU (``dali_gridaug.testing``),
+and the checks shown to catch planted errors; the GPU ``multi_paste`` sweep replay
+(``tests.oracles.paste_sim``) against DALI's CPU operator."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dali_gridaug import gpucheck, presets
+from dali_gridaug import presets, testing
 from dali_gridaug.augment import AUGMENTATIONS, CutMix, GridMask, MixAugment, SampleContext
-from dali_gridaug.gpucheck import cases as case_mod
-from dali_gridaug.gpucheck import controls, graphs, paste_sim
 from dali_gridaug.policies import POLICIES
+from dali_gridaug.testing import cases as case_mod
+from dali_gridaug.testing import controls, graphs
 from tests.helpers import RightHalfMix
+from tests.oracles import paste_sim
 
 CASES = case_mod.graph_cases()
 
@@ -34,7 +36,7 @@ def _case(name: str) -> case_mod.GraphCase:
 def test_every_gpu_graph_passes_every_level(
     case: case_mod.GraphCase, sources: case_mod.Sources
 ) -> None:
-    result = gpucheck.validate(case, sources)
+    result = testing.validate(case, sources)
     assert result.ok and result.level == 5 and result.message == "", result.message
     kernels = [a for a in case.augments if a.resolve_backend() == "kernel"]
     needs_cupy = any(n.startswith("needs CuPy") for n in result.notes)
@@ -68,9 +70,9 @@ def test_a_newly_registered_augmentation_is_checked(
     monkeypatch.setitem(AUGMENTATIONS, "right_half", RightHalfMix)
     mine = {c.name: c for c in case_mod.graph_cases() if "right_half" in c.name}
     assert {"right_half [auto=dali]", "right_half [kernel]", "right_half fp16"} <= set(mine)
-    assert gpucheck.validate(mine["right_half [auto=dali]"], sources).ok
+    assert testing.validate(mine["right_half [auto=dali]"], sources).ok
     # it claims the kernel backend (the default) but has no xp kernel: the CPU twin says so
-    res = gpucheck.validate(mine["right_half [kernel]"], sources)
+    res = testing.validate(mine["right_half [kernel]"], sources)
     assert not res.ok and res.level == 4 and res.message.startswith("L5 CPU twin:")
     assert "NotImplementedError" in res.message or "apply_xp" in res.message
 
@@ -82,7 +84,7 @@ def test_negative_controls_are_caught_at_their_level(
     result = controls.run_control(control, sources.files["train"].files)
     assert not result.ok and result.level == control.level - 1
     assert result.message.startswith(f"L{control.level} {graphs.LEVELS[control.level]}: ")
-    assert control.culprit in result.message and gpucheck.caught(control, result)
+    assert control.culprit in result.message and testing.caught(control, result)
 
 
 def test_only_the_registry_check_sees_a_cpu_only_op_on_the_gpu(
@@ -92,7 +94,7 @@ def test_only_the_registry_check_sees_a_cpu_only_op_on_the_gpu(
     monkeypatch.setattr(graphs, "placement_errors", lambda pipe, names=None: [])
     result = controls.run_control(control, sources.files["train"].files)
     assert result.ok and result.level == 4  # DALI's own checks without a GPU let it through
-    assert not gpucheck.caught(control, result)
+    assert not testing.caught(control, result)
 
 
 def test_a_cpu_only_op_planted_in_a_library_graph_is_caught(
@@ -107,7 +109,7 @@ def test_a_cpu_only_op_planted_in_a_library_graph_is_caught(
         return original(self, params, height, width, device) * ones
 
     monkeypatch.setattr(GridMask, "visible_mask_dali", planted)
-    result = gpucheck.validate(_case("gridmask [auto=dali]"), sources)
+    result = testing.validate(_case("gridmask [auto=dali]"), sources)
     assert not result.ok and result.level == 1
     assert result.message.startswith("L2 placement: Ones ") and "placed on 'gpu'" in result.message
 
@@ -127,7 +129,7 @@ def test_a_gpu_named_argument_planted_in_a_library_graph_is_caught(
         )
 
     monkeypatch.setattr(CutMix, "paste_dali", planted)
-    result = gpucheck.validate(_case("cutmix [auto=dali]"), sources)
+    result = testing.validate(_case("cutmix [auto=dali]"), sources)
     assert not result.ok and result.level == 0
     assert result.message.startswith("L1 graph definition: ")
     assert "in_ids" in result.message and "multi_paste" in result.message
@@ -145,7 +147,7 @@ def test_a_run_time_error_planted_in_a_library_graph_is_caught_by_the_cpu_twin(
         return fn.pad(mask, shape=[height, width + 1, 1], fill_value=1)
 
     monkeypatch.setattr(GridMask, "visible_mask_dali", planted)
-    result = gpucheck.validate(_case("gridmask [auto=dali]"), sources)
+    result = testing.validate(_case("gridmask [auto=dali]"), sources)
     assert not result.ok and result.level == 4 and result.message.startswith("L5 CPU twin: ")
     assert "defined at dali_gridaug/" in result.message
 
@@ -162,7 +164,7 @@ def test_a_resume_that_does_not_continue_is_caught_by_the_cpu_twin(
         return original(spec, feed)
 
     monkeypatch.setattr(dali_gridaug.pipeline, "build_pipeline", planted)
-    result = gpucheck.validate(_case("resume invariant_crop"), sources)
+    result = testing.validate(_case("resume invariant_crop"), sources)
     assert not result.ok and result.level == 4
     assert result.message.startswith("L5 CPU twin: the pipeline resumed at batch 2 differs")
     assert "'images'" in result.message
@@ -173,16 +175,16 @@ def test_build_may_stop_only_at_the_cuda_check(
     monkeypatch: pytest.MonkeyPatch, sources: case_mod.Sources
 ) -> None:
     monkeypatch.setattr(graphs, "CUDA_CHECK", "a message DALI never gives")
-    result = gpucheck.validate(_case("val"), sources)
+    result = testing.validate(_case("val"), sources)
     assert not result.ok and result.level == 3
     assert result.message.startswith("L4 build: ") and "CUDA" in result.message
 
 
 def test_validate_all_selects_by_name_and_refuses_unknown_names(tmp_path: Path) -> None:
-    results = gpucheck.validate_all(names=["train"])
+    results = testing.validate_all(names=["train"])
     assert [(r.name, r.ok, r.level) for r in results] == [("train", True, 5)]
     with pytest.raises(ValueError, match=r"`names` has unknown graph cases \['nope'\]"):
-        gpucheck.validate_all(names=["nope"])
+        testing.validate_all(names=["nope"])
 
 
 # --- the multi_paste GPU sweep replay ------------------------------------------------------

@@ -21,15 +21,14 @@ import torch
 from dali_gridaug import CutMix, GridMask, GridMix, create_loader
 from dali_gridaug.augment.mixup import Mixup, MixupCutMix
 from dali_gridaug.batch import Batch
-from dali_gridaug.gpucheck.sync import HostSyncError, SyncAudit, fake_cuda, to_device
 from dali_gridaug.loader import DaliLoader
-from dali_gridaug.models import build_criterion, build_model
-from dali_gridaug.recipes import load_recipe
+from dali_gridaug.recipes import build_criterion, build_model, load_recipe
 from dali_gridaug.saliency import METHODS, KeepGridMaskConfig, KeepStage
 from dali_gridaug.training.evaluate import eval_sums
 from dali_gridaug.training.loop import Trainer
 from dali_gridaug.training.parts import Parts, autocast_factory
 from dali_gridaug.training.schedule import build_optimizer, build_scheduler
+from tests.oracles.sync import HostSyncError, SyncAudit, fake_cuda, to_device
 
 B, SIZE = 8, 32
 LOADERS = {

@@ -15,8 +15,8 @@ import torchvision
 
 from dali_gridaug import GridMix, create_loader
 from dali_gridaug.loss import GridMixLoss, SoftTargetCrossEntropy, soft_target_cross_entropy
-from dali_gridaug.models import EarlyHeadResNet, GridMixHead, build_criterion, build_model
-from dali_gridaug.recipes import load_recipe
+from dali_gridaug.models import EarlyHeadResNet, GridMixHead
+from dali_gridaug.recipes import build_criterion, build_model, load_recipe
 
 
 def test_soft_target_ce_by_hand() -> None:

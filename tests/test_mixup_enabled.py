@@ -11,8 +11,8 @@ import torch
 
 from dali_gridaug import create_loader
 from dali_gridaug.augment import CutMix, GridMix, Mixup, MixupCutMix
-from dali_gridaug.gpucheck.graphs import _has_python_function
 from dali_gridaug.labels import one_hot
+from dali_gridaug.testing.graphs import has_python_function
 from tests.helpers import INVARIANT_CROP
 
 #: the host-drawn crop: loaders of different graphs (with and without a mix) and a resumed
@@ -61,7 +61,7 @@ def test_switch_off_mid_epoch_from_the_next_batch(sample_data: dict[str, Path]) 
         else:
             assert _plain(b, loader.num_classes), i
             assert torch.equal(b.images, ref.images), i
-    assert loader.pipe is pipe and not _has_python_function(pipe)  # no rebuild, all DALI ops
+    assert loader.pipe is pipe and not has_python_function(pipe)  # no rebuild, all DALI ops
     # the next epoch stays off, and turning it on between epochs mixes the one after
     assert all(_plain(b, loader.num_classes) for b in loader)
     loader.mixup_enabled = True
@@ -128,7 +128,7 @@ def test_every_mixing_op_turns_off(sample_data: dict[str, Path], aug) -> None:
         assert torch.equal(b.images, ref.images)
         if isinstance(aug, GridMix):
             assert torch.equal(b.patch_labels, b.labels[:, None, None].expand(-1, 4, 4))
-    assert _has_python_function(loader.pipe) == (aug.backend == "kernel")
+    assert has_python_function(loader.pipe) == (aug.backend == "kernel")
     loader.mixup_enabled = True
     assert any((b.lam < 1).any() for b in loader)
 

@@ -25,7 +25,7 @@ def consumers(recipe: Recipe) -> dict[str, str]:
     """What the trainer builds from a recipe, as comparable text."""
     import torch
 
-    from dali_gridaug.models import build_criterion, build_model
+    from dali_gridaug.recipes import build_criterion, build_model
 
     build_optimizer, lr_factor = trainer_parts()
     k, b = 5, 4

@@ -233,13 +233,15 @@ def _kernel(aug: Augment, images: Any, params: dict[str, Any], device: str) -> A
     names = sorted(params)
     inputs = [params[k].gpu() if device == "gpu" else params[k] for k in names]
     return fn.python_function(
-        images, *inputs, function=_KernelCall(aug, names), batch_processing=True,
+        images, *inputs, function=KernelCall(aug, names), batch_processing=True,
         output_layouts="HWC", device=device,
     )  # fmt: skip
 
 
-class _KernelCall:
-    """``python_function`` body: stack the batch, run ``aug.apply_xp``, split it again."""
+class KernelCall:
+    """``python_function`` body: stack the batch, run ``aug.apply_xp``, split it again (the
+    kernel tests call it as DALI would).
+    """
 
     def __init__(self, aug: Augment, names: Sequence[str]) -> None:
         self.aug, self.names = aug, list(names)

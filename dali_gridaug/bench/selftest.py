@@ -2,7 +2,7 @@
 
 The first command to run on a new machine. Where a CUDA GPU exists it runs the test suite's
 ``gpu``-marked tests (when the tests are present, i.e. in a source checkout) and the GPU-graph
-validation of :mod:`dali_gridaug.gpucheck`; then, on whatever device it found, it times the
+validation of :mod:`dali_gridaug.testing`; then, on whatever device it found, it times the
 loader without augmentation, with CutMix and with GridMask on the natural-photo dataset for
 about ``--duration`` seconds. It writes one JSON report in the ``dali-gridaug bench`` schema
 (plus ``checks``), stamped with the device name and versions.
@@ -51,7 +51,7 @@ def gpu_tests(tests: Path | None = None, timeout: float = 1800) -> dict[str, Any
 
 
 def gpu_graphs(names: Sequence[str] | None = None) -> dict[str, Any]:
-    """:func:`dali_gridaug.gpucheck.validate_all`: every GPU graph the library builds, checked
+    """:func:`dali_gridaug.testing.validate_all`: every GPU graph the library builds, checked
     (on a machine with a GPU each also runs a batch there), and the negative controls, which
     the checks must catch.
 
@@ -62,12 +62,12 @@ def gpu_graphs(names: Sequence[str] | None = None) -> dict[str, Any]:
         ``{"status": "passed" | "failed", "failed": n graphs, "missed_controls": n,
         "results": [...], "controls": [{"name", "caught", "message"}]}``.
     """
-    from dali_gridaug import gpucheck
+    from dali_gridaug import testing
 
-    results = [_plain(r) for r in gpucheck.validate_all(names=names)]
+    results = [_plain(r) for r in testing.validate_all(names=names)]
     controls = [
-        {"name": c.name, "caught": gpucheck.caught(c, r), "message": r.message}
-        for c, r in gpucheck.run_controls()
+        {"name": c.name, "caught": testing.caught(c, r), "message": r.message}
+        for c, r in testing.run_controls()
     ]
     failed = sum(not r["ok"] for r in results)
     missed = sum(not c["caught"] for c in controls)

@@ -1,15 +1,17 @@
-"""A recipe's model and loss: ``build_model`` and ``build_criterion``.
+"""Models and losses over torchvision: :func:`classifier` and :class:`Criterion`.
 
 The model is a torchvision classification model, randomly initialised, optionally with the
 3×3/1 CIFAR stem, wrapped in :class:`~dali_gridaug.models.GridMixHead` for the GridMix loss and
 in :class:`~dali_gridaug.models.EarlyHeadResNet` for Keep's early-head saliency. The criterion
 takes the model's output and a :class:`~dali_gridaug.batch.Batch`; label smoothing is not
 applied here: the loader applies it to every target (``create_loader(label_smoothing=…)``).
+A recipe's model and criterion are built from these by
+:func:`dali_gridaug.recipes.build_model` and :func:`dali_gridaug.recipes.build_criterion`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,35 +20,44 @@ from torch import nn
 from dali_gridaug.loss import GridMixLoss, soft_target_cross_entropy
 from dali_gridaug.models.heads import EarlyHeadResNet, GridMixHead
 
-if TYPE_CHECKING:
-    from dali_gridaug.recipes import Recipe
 
-
-def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
-    """The recipe's torchvision model with ``num_classes`` outputs, randomly initialised.
+def classifier(
+    name: str,
+    num_classes: int,
+    *,
+    cifar_stem: bool = False,
+    zero_init_residual: bool = False,
+    gridmix_cells: int | None = None,
+    early_head: bool = False,
+) -> nn.Module:
+    """A torchvision classification model with ``num_classes`` outputs, randomly initialised.
 
     Args:
-        recipe: a validated recipe (``[model]``, and ``[loss]``/``[keep]`` for the heads).
+        name: a torchvision model name (``torchvision.models.get_model``).
         num_classes: K, the dataset's class count.
+        cifar_stem: replace a ResNet's 7×7/2 stem and max-pool with one 3×3/1 convolution.
+        zero_init_residual: zero-initialise each residual branch's last BatchNorm (ResNets).
+        gridmix_cells: wrap in a :class:`GridMixHead` with ``n`` cells per side (the GridMix
+            loss), or None.
+        early_head: wrap in an :class:`EarlyHeadResNet` (Keep's early-head saliency).
 
     Returns:
-        The model; with the GridMix loss a :class:`GridMixHead`, with ``keep.saliency =
-        "early"`` an :class:`EarlyHeadResNet`.
+        The model; its output is ``(B, K)`` logits, ``(logits, local)`` with the GridMix head,
+        ``(logits, early)`` with the early head.
     """
     import torchvision
 
-    cfg = recipe.model
     kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes}
-    if cfg.zero_init_residual:
+    if zero_init_residual:
         kwargs["zero_init_residual"] = True
-    model = torchvision.models.get_model(cfg.name, **kwargs)
-    if cfg.cifar_stem:  # the recipe checked that the model is a ResNet
+    model = torchvision.models.get_model(name, **kwargs)
+    if cifar_stem:
         model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)
         nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
         model.maxpool = nn.Identity()
-    if recipe.loss_kind == "gridmix":
-        model = GridMixHead(model, num_classes, recipe.mixer.n)  # type: ignore[union-attr]
-    if recipe.keep is not None and recipe.keep.saliency == "early":
+    if gridmix_cells is not None:
+        model = GridMixHead(model, num_classes, gridmix_cells)
+    if early_head:
         model = EarlyHeadResNet(model, num_classes)
     return model
 
@@ -86,12 +97,3 @@ class Criterion:
         if extra is not None:
             loss = loss + self.early * F.cross_entropy(extra.float(), target)
         return loss
-
-
-def build_criterion(recipe: Recipe) -> Criterion:
-    """The recipe's :class:`Criterion` (kind from ``recipe.loss_kind``, γ from ``[loss]``,
-    the early weight from ``[keep]`` when its saliency is ``"early"``).
-    """
-    keep = recipe.keep
-    early = keep.early_weight if keep is not None and keep.saliency == "early" else None
-    return Criterion(recipe.loss_kind, recipe.loss.gamma, early)

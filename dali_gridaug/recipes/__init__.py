@@ -25,8 +25,9 @@ config, ``[data]``'s loader options build a :class:`~dali_gridaug.config.LoaderC
 ``[keep]`` builds a :class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and
 ``[model] name`` is looked up in torchvision's model registry.
 :meth:`Recipe.loader_config` and :meth:`Recipe.keep_kwargs` are the one mapping from a recipe
-to ``create_loader`` and ``KeepStage`` arguments. A wrong key or value fails at load time,
-before any loader is built, naming the file, table and key:
+to ``create_loader`` and ``KeepStage`` arguments; :func:`build_model` and
+:func:`build_criterion` (:mod:`~dali_gridaug.recipes.build`) its model and loss. A wrong key or
+value fails at load time, before any loader is built, naming the file, table and key:
 ``recipe demo.toml: [optim] unknown key 'lrr'`` or
 ``recipe demo.toml: `augment[0].r` must be in (0, 1), got 1.5``.
 """
@@ -46,6 +47,7 @@ from pydantic.dataclasses import dataclass
 from dali_gridaug.augment import Augment
 from dali_gridaug.config import LoaderConfig
 from dali_gridaug.errors import UsageError
+from dali_gridaug.recipes.build import build_criterion, build_model
 from dali_gridaug.recipes.checks import (
     build_augments,
     check_cross_sections,
@@ -317,6 +319,8 @@ __all__ = [
     "RecipeError",
     "ScheduleSection",
     "available_recipes",
+    "build_criterion",
+    "build_model",
     "load_recipe",
     "parse_value",
     "recipe_dir",

@@ -177,7 +177,7 @@ def check_model(recipe: Recipe) -> None:
     Raises:
         UsageError: the model cannot be built (the builder's message).
     """
-    from dali_gridaug.models import build_model
+    from dali_gridaug.recipes import build_model
 
     try:
         with torch.device("meta"):

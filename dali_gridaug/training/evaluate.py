@@ -1,7 +1,7 @@
 """Evaluation that never costs training progress.
 
-Before epoch 0 the validation ImageFolder is checked once with
-:func:`dali_gridaug.tools.check.check_dataset` (rank 0; the result is cached in
+Before epoch 0 the validation ImageFolder is checked once with check-data's scan,
+:func:`dali_gridaug.datacheck.check_dataset` (rank 0; the result is cached in
 ``OUT/val_check.json`` and reused while the folder holds the same files), and the files it
 cannot decode are left out of the validation loader (``exclude=``). If a file still fails
 during an evaluation (a list or tar source, ``--no-check-val``, a file damaged later), the
@@ -34,7 +34,7 @@ MAX_REBUILDS = 8
 def checked_bad_files(root: str, out: Path, env: DistEnv, log: Callable[[str], None]) -> list[str]:
     """Absolute paths of the files in the validation folder ``root`` that the pipeline cannot
     decode: from ``OUT/val_check.json`` when it describes the same folder and file count,
-    else from :func:`~dali_gridaug.tools.check.check_dataset` on rank 0 (then cached). A
+    else from :func:`~dali_gridaug.datacheck.check_dataset` on rank 0 (then cached). A
     collective; a ``root`` that is not a folder (file list, tar) gives ``[]``.
     """
     if not os.path.isdir(root):
@@ -47,8 +47,8 @@ def checked_bad_files(root: str, out: Path, env: DistEnv, log: Callable[[str], N
 
 
 def _check_or_cache(root: str, cache: Path, log: Callable[[str], None]) -> list[str]:
+    from dali_gridaug.datacheck import check_dataset
     from dali_gridaug.reader import resolve_source
-    from dali_gridaug.tools.check import check_dataset
 
     count = len(getattr(resolve_source(root), "files", ()))
     if cache.is_file():

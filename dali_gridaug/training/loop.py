@@ -24,7 +24,7 @@ import torch
 
 from dali_gridaug.errors import UsageError
 from dali_gridaug.recipes import Recipe
-from dali_gridaug.training import parts as build
+from dali_gridaug.training import parts
 from dali_gridaug.training.checkpoint import (
     CHECKPOINT_DIR,
     FORMAT,
@@ -56,11 +56,11 @@ class Trainer:
     def __init__(self, cfg: RunConfig, recipe: Recipe, env: DistEnv) -> None:
         self.cfg, self.recipe, self.env = cfg, recipe, env
         self.out = Path(cfg.out)
-        build.configure_torch(cfg, env)
-        resume = build.open_resume(cfg, recipe, env, self.log)
-        self.train_loader, self.val = build.build_loaders(cfg, recipe, env, resume, self.log)
+        parts.configure_torch(cfg, env)
+        resume = parts.open_resume(cfg, recipe, env, self.log)
+        self.train_loader, self.val = parts.build_loaders(cfg, recipe, env, resume, self.log)
         self.steps_per_epoch = self._steps_per_epoch()
-        self.parts = build.build_parts(
+        self.parts = parts.build_parts(
             cfg, recipe, env, self.train_loader.num_classes, self.steps_per_epoch
         )
         self.epoch, self.step, self.history = 0, 0, []
@@ -71,9 +71,9 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
         elif cfg.init_from is not None:
-            build.init_weights(self.parts.model, Path(cfg.init_from), self.log)
+            parts.init_weights(self.parts.model, Path(cfg.init_from), self.log)
         self.samples = SampleLog(self.out, env.rank) if cfg.log_samples else None
-        self.autocast = build.autocast_factory(cfg.amp, env.device)
+        self.autocast = parts.autocast_factory(cfg.amp, env.device)
         self.stop, self.timer = Preemption(), CheckpointTimer(cfg.ckpt_every_minutes)
         self.exit_status = 0
 
@@ -87,7 +87,7 @@ class Trainer:
             )
         return steps
 
-    def _restore(self, resume: build.Resume) -> None:
+    def _restore(self, resume: parts.Resume) -> None:
         """Load a checkpoint into the fresh model, optimizer, schedule and scaler (the loader
         was restored already); the step within the epoch is the loader's position // the
         global batch.

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from dali_gridaug.errors import UsageError
-from dali_gridaug.models import Criterion, build_criterion, build_model
-from dali_gridaug.recipes import Recipe
+from dali_gridaug.models import Criterion
+from dali_gridaug.recipes import Recipe, build_criterion, build_model
 from dali_gridaug.training.checkpoint import (
     CHECKPOINT_DIR,
     FORMAT,

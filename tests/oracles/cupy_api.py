@@ -1,7 +1,7 @@
 """CuPy's contract as the CuPy-rules stand-in enforces it: the part of CuPy 13's API it
 allows, and the errors it raises where real CuPy would fail.
 
-:mod:`dali_gridaug.gpucheck.cupy_rules` refuses any ``cupy`` name, ``cupy.ndarray``
+:mod:`tests.oracles.cupy_rules` refuses any ``cupy`` name, ``cupy.ndarray``
 attribute or ``cupy.random`` name outside these tables, as real CuPy would refuse a NumPy-only
 one. Each table is a subset of what CuPy 13 provides: a refusal may name a real but unlisted
 CuPy function, and the fix is to add it here.

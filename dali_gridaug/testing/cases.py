@@ -326,7 +326,7 @@ def sample_sources(data: str | os.PathLike[str] | None = None) -> Iterator[Sourc
     """:class:`Sources` over ``data`` (a folder with ``train/`` and ``val/`` image folders), or
     over a small generated dataset when None; tar shards live in a temporary folder.
     """
-    with tempfile.TemporaryDirectory(prefix="gpucheck-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dali-gridaug-testing-") as tmp:
         if data is None:
             from dali_gridaug.tools.synthetic import make_sample_dataset
 

@@ -1,6 +1,6 @@
 """Check the library's GPU DALI graphs on a machine without a GPU.
 
-For each :class:`~dali_gridaug.gpucheck.cases.GraphCase`, :func:`validate` builds the GPU graph
+For each :class:`~dali_gridaug.testing.cases.GraphCase`, :func:`validate` builds the GPU graph
 (``device="gpu"``, nvJPEG ``mixed`` decoder, ``device_id=0``) with the library's own
 ``build_pipeline`` and runs every check DALI can do without CUDA, in order; a graph reaches
 level n when checks 1…n pass:
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from dali_gridaug.gpucheck.cases import BATCH, GraphCase, Sources, builder, sample_sources
+from dali_gridaug.testing.cases import BATCH, GraphCase, Sources, builder, sample_sources
 
 #: Level number → what it checks.
 LEVELS = {
@@ -187,7 +187,10 @@ def placement_errors(pipe: Any, output_names: list[str] | None = None) -> list[s
     return errors
 
 
-def _has_python_function(pipe: Any) -> bool:
+def has_python_function(pipe: Any) -> bool:
+    """True when the built DALI pipeline ``pipe`` holds a ``python_function`` operator (the
+    ``"kernel"`` backend), i.e. a graph that is not all DALI ops.
+    """
     return any(op._op.schema.Name() == "DLTensorPythonFunctionImpl" for op in pipe._ops)
 
 
@@ -229,7 +232,7 @@ def check_gpu_graph(define: Callable[[], tuple[Any, list[str]]]) -> tuple[int, l
     try:
         pipe._pipe.SerializeToProtobuf()
     except Exception as e:  # noqa: BLE001
-        if not _has_python_function(pipe):
+        if not has_python_function(pipe):
             raise CheckFailed(3, "serialization: " + describe(e)) from e
         notes.append("not serializable (python_function)")
     if gpu_count() > 0:
@@ -332,7 +335,7 @@ def validate_all(
     data: str | os.PathLike[str] | None = None, names: Iterable[str] | None = None
 ) -> list[GraphResult]:
     """Check every GPU graph the library can build
-    (:func:`~dali_gridaug.gpucheck.cases.graph_cases`).
+    (:func:`~dali_gridaug.testing.cases.graph_cases`).
 
     Args:
         data: a folder with ``train/`` and ``val/`` image folders (ImageNet-like JPEGs); None
@@ -345,7 +348,7 @@ def validate_all(
     Raises:
         ValueError: a name in ``names`` is no case's.
     """
-    from dali_gridaug.gpucheck.cases import graph_cases
+    from dali_gridaug.testing.cases import graph_cases
 
     todo = graph_cases()
     if names is not None:

@@ -20,10 +20,10 @@ GPU batch. :class:`StrictCuPy` runs the kernels on NumPy arrays wrapped as devic
 * **Only CuPy's API.** ``xp.name``, ``array.name`` or a NumPy function called on a device
   array that CuPy lacks raises :class:`MissingCuPyAPI`. The allowed names are a list of
   what CuPy 13 provides (:data:`CUPY_FUNCTIONS`, :data:`NDARRAY_ATTRIBUTES`, kept in
-  :mod:`dali_gridaug.gpucheck.cupy_api`); it is a subset, so a refusal may name a real but
+  :mod:`tests.oracles.cupy_api`); it is a subset, so a refusal may name a real but
   unlisted CuPy function (add it to the list).
 
-The allowed names and the error classes live in :mod:`dali_gridaug.gpucheck.cupy_api`; the
+The allowed names and the error classes live in :mod:`tests.oracles.cupy_api`; the
 names of ``__all__`` are importable from here. ``cupy.random`` is :class:`RandomModule`:
 ``RandomState`` draws NumPy's numbers as device arrays; every other ``cupy.random`` name is known
 but not emulated.
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from dali_gridaug.gpucheck.cupy_api import (
+from tests.oracles.cupy_api import (
     CUPY_FUNCTIONS,
     CUPY_RANDOM,
     DATA_DEPENDENT,

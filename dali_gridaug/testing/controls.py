@@ -1,5 +1,5 @@
 """Negative controls: GPU graphs with a planted error the checks of
-:mod:`dali_gridaug.gpucheck.graphs` must catch, at a known level, naming the culprit.
+:mod:`dali_gridaug.testing.graphs` must catch, at a known level, naming the culprit.
 
 Each is a small GPU pipeline (file reader, nvJPEG ``mixed`` decoder, resize, normalize) with
 one mistake that DALI accepts until it builds on a GPU, or refuses only at a given level:
@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dali_gridaug.gpucheck.cases import sample_sources
-from dali_gridaug.gpucheck.graphs import CheckFailed, GraphResult, check_gpu_graph
+from dali_gridaug.testing.cases import sample_sources
+from dali_gridaug.testing.graphs import CheckFailed, GraphResult, check_gpu_graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +106,7 @@ def run_controls(
     data: str | os.PathLike[str] | None = None,
 ) -> list[tuple[Control, GraphResult]]:
     """Every control of :data:`CONTROLS`, with its result (``data`` as
-    :func:`~dali_gridaug.gpucheck.graphs.validate_all`).
+    :func:`~dali_gridaug.testing.graphs.validate_all`).
     """
     with sample_sources(data) as sources:
         files = sources.files["train"].files
