@@ -15,7 +15,6 @@ from dali_gridaug import loader_args as checks
 from dali_gridaug._validate import check_int, check_type
 from dali_gridaug.augment.base import Augment, LabelUpdate
 from dali_gridaug.batch import Batch
-from dali_gridaug.compat import LoaderDataset, ShardBatchSampler, ShardSampler
 from dali_gridaug.constants import HW_DECODER_LOAD
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.feed import Feed
@@ -25,6 +24,7 @@ from dali_gridaug.pipeline import PipelineSpec, build_pipeline
 from dali_gridaug.policies import AugmentPolicy
 from dali_gridaug.presets import ColorJitter, Lighting, Preset
 from dali_gridaug.reader import Source, source_identity
+from dali_gridaug.views import LoaderDataset, ShardBatchSampler, ShardSampler
 
 
 def create_loader(
@@ -179,9 +179,9 @@ class DaliLoader:
     Like a ``DataLoader``, it has every public attribute of ``torch.utils.data.DataLoader``
     that scripts read, each with a truthful value:
 
-    - ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`), ``sampler``
-      (:class:`~dali_gridaug.compat.ShardSampler`) and ``batch_sampler``
-      (:class:`~dali_gridaug.compat.ShardBatchSampler`, ``.sampler`` the sampler): views
+    - ``dataset`` (:class:`~dali_gridaug.views.LoaderDataset`), ``sampler``
+      (:class:`~dali_gridaug.views.ShardSampler`) and ``batch_sampler``
+      (:class:`~dali_gridaug.views.ShardBatchSampler`, ``.sampler`` the sampler): views
       whose ``set_epoch`` forwards here; iterating them raises ``TypeError``;
     - ``batch_size``, ``drop_last``: this loader's; ``len(loader)``: batches this epoch;
     - ``num_workers``: the DALI CPU threads of this process (``num_threads`` resolved, the
