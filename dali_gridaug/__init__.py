@@ -22,7 +22,7 @@ from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 from dali_gridaug.loader import DaliLoader, create_loader
 from dali_gridaug.presets import ColorJitter, Lighting, Preset
 from dali_gridaug.reader import FileSource, TarSource, file_list, image_folder, tar_shards
-from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
+from dali_gridaug.saliency import KeepStage
 from dali_gridaug.tools.synthetic import make_sample_dataset
 
 __version__ = "0.1.0"
@@ -39,7 +39,6 @@ __all__ = [
     "FileSource",
     "GridMask",
     "GridMix",
-    "KeepGridMaskConfig",
     "KeepStage",
     "Lighting",
     "Mixup",

@@ -10,6 +10,7 @@ import pytest
 
 from dali_gridaug.recipes import Recipe, load_recipe
 from dali_gridaug.saliency import KeepStage
+from dali_gridaug.saliency.grid import GRIDMASK_FIELDS
 
 HAS_BOX = "box" in inspect.signature(KeepStage).parameters
 
@@ -116,9 +117,8 @@ def schema_fields() -> set[str]:
     out = set()
     for section in recipes.SECTIONS:
         for f in dataclasses.fields(getattr(recipes, f"{section.capitalize()}Section")):
-            if f.name == "gridmask":  # the [keep.gridmask] table
-                grid = dataclasses.fields(recipes.KeepGridMaskSection)
-                out |= {f"keep.gridmask.{g.name}" for g in grid}
+            if f.name == "gridmask":  # the [keep.gridmask] table: a GridMask, Keep's fields
+                out |= {f"keep.gridmask.{name}" for name in GRIDMASK_FIELDS}
             else:
                 out.add(f"{section}.{f.name}")
     return out

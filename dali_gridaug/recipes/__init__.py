@@ -14,12 +14,13 @@ by name, ``--recipe path/to/file.toml`` any file. Tables (every key optional, ex
     [[augment]]  name = a key of dali_gridaug.AUGMENTATIONS, then that config's arguments
     [loss]       name ("auto" | "ce" | "soft_ce" | "gridmix"), gamma, label_smoothing
     [keep]       method, tau, length, saliency, alpha, draws, box, early_weight
-    [keep.gridmask]  r, d, rotate, mode (KeepGridMask's GridMask parameters)
+    [keep.gridmask]  r, d, rotate, mode: KeepGridMask's GridMask (dali_gridaug.GridMask)
 
 The schema (:mod:`~dali_gridaug.recipes.sections`) holds types and the recipe's own ranges;
 what the library already checks is checked by constructing the library's objects
 (:mod:`~dali_gridaug.recipes.checks`): each ``[[augment]]`` entry builds its augmentation
-config, ``[data]`` preset and colour options build the loader's preset, ``[keep]`` builds a
+config, ``[keep.gridmask]`` builds a :class:`~dali_gridaug.augment.GridMask` the same way,
+``[data]`` preset and colour options build the loader's preset, ``[keep]`` builds a
 :class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and ``[model] name`` is looked
 up in torchvision's model registry. :meth:`Recipe.loader_kwargs` and :meth:`Recipe.keep_kwargs`
 are the one mapping from a recipe to ``create_loader`` and ``KeepStage`` arguments. A wrong key
@@ -49,11 +50,11 @@ from dali_gridaug.recipes.checks import (
     check_keep,
     check_model,
     describe_errors,
+    keep_gridmask_table,
 )
 from dali_gridaug.recipes.sections import (
     SECTIONS,
     DataSection,
-    KeepGridMaskSection,
     KeepSection,
     LossSection,
     ModelSection,
@@ -179,9 +180,7 @@ class Recipe:
         if k.box is not None:
             out["box"] = k.box
         if k.gridmask is not None:
-            from dali_gridaug.saliency import KeepGridMaskConfig
-
-            out["gridmask"] = KeepGridMaskConfig(**dataclasses.asdict(k.gridmask))
+            out["gridmask"] = k.gridmask
         return out
 
     def override(self, values: Mapping[str, Any]) -> Recipe:
@@ -228,6 +227,8 @@ class Recipe:
             section = getattr(self, key)
             if section is not None:
                 out[key] = _plain(dataclasses.asdict(section))
+        if self.keep is not None and self.keep.gridmask is not None:  # Keep's fields only
+            out["keep"]["gridmask"] = _plain(keep_gridmask_table(self.keep.gridmask))
         out["augment"] = [{"name": a.name, **_plain(dataclasses.asdict(a))} for a in self.augment]
         return out
 
@@ -319,7 +320,6 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "DataSection",
-    "KeepGridMaskSection",
     "KeepSection",
     "LossSection",
     "ModelSection",
