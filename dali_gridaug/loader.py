@@ -16,7 +16,6 @@ from dali_gridaug import loader_args
 from dali_gridaug._validate import check_int, check_type
 from dali_gridaug.augment.base import LabelUpdate
 from dali_gridaug.batch import Batch
-from dali_gridaug.compat import LoaderDataset, ShardBatchSampler, ShardSampler
 from dali_gridaug.config import FIELDS, LoaderConfig, PipelineSpec, resolve
 from dali_gridaug.errors import name_bad_files
 from dali_gridaug.feed import Feed
@@ -24,6 +23,7 @@ from dali_gridaug.interrupts import surface_interrupts
 from dali_gridaug.labels import smooth_target
 from dali_gridaug.pipeline import build_pipeline
 from dali_gridaug.reader import Source, source_identity
+from dali_gridaug.views import LoaderDataset, ShardBatchSampler, ShardSampler
 
 
 def create_loader(
@@ -92,9 +92,9 @@ class DaliLoader:
     Like a ``DataLoader``, it has every public attribute of ``torch.utils.data.DataLoader``
     that scripts read, each with a truthful value:
 
-    - ``dataset`` (:class:`~dali_gridaug.compat.LoaderDataset`), ``sampler``
-      (:class:`~dali_gridaug.compat.ShardSampler`) and ``batch_sampler``
-      (:class:`~dali_gridaug.compat.ShardBatchSampler`, ``.sampler`` the sampler): views
+    - ``dataset`` (:class:`~dali_gridaug.views.LoaderDataset`), ``sampler``
+      (:class:`~dali_gridaug.views.ShardSampler`) and ``batch_sampler``
+      (:class:`~dali_gridaug.views.ShardBatchSampler`, ``.sampler`` the sampler): views
       whose ``set_epoch`` forwards here; iterating them raises ``TypeError``;
     - ``batch_size``, ``drop_last``: this loader's; ``len(loader)``: batches this epoch;
     - ``num_workers``: the DALI CPU threads of this process (``num_threads`` resolved, the

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     """Generate the sample data, train every (setting, seed, side), write the JSON."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    from dali_gridaug import make_sample_dataset
+    from dali_gridaug.tools import make_sample_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dali_gridaug import make_sample_dataset
+from dali_gridaug.tools import make_sample_dataset
 from tests.helpers import make_constant_dataset
 
 # Distinct flat colours: the pixel value tells which image a pixel came from.

@@ -18,12 +18,12 @@ from PIL import Image
 from torch import nn
 
 import dali_gridaug
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.augment.base import MixAugment, ParamSpec, paste_args, paste_specs
 from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import random_partner
 from dali_gridaug.loader import create_loader
 from dali_gridaug.presets import IMAGENET
+from dali_gridaug.tools import make_sample_dataset
 
 #: The folder holding the ``dali_gridaug`` package, for subprocesses' ``PYTHONPATH``.
 PACKAGE_ROOT = str(Path(dali_gridaug.__file__).resolve().parents[1])

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_gridaug import cli, make_sample_dataset
+from dali_gridaug import cli
 from dali_gridaug.constants import PREALLOCATE_HEIGHT_HINT, PREALLOCATE_WIDTH_HINT
 from dali_gridaug.loader import create_loader
 from dali_gridaug.reader import file_list, image_folder
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.tools.check import (
     MAX_PIXELS,
     check_dataset,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dali_gridaug import make_sample_dataset
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.tools.check import check_shards, main, shard_paths
 
 

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_gridaug import cli, make_sample_dataset
+from dali_gridaug import cli
 from dali_gridaug.filelist import quote_path, unquote_path
 from dali_gridaug.loader import create_loader
 from dali_gridaug.reader import FileSource, file_list, image_folder
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.tools.check import check_dataset
 
 NON_UTF8 = os.fsdecode(b"c01_vstripes/caf\xe9.jpg")  # Latin-1 "café": not UTF-8

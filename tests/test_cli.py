@@ -14,8 +14,8 @@ import pytest
 import torchvision
 from PIL import Image
 
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.cli import main
+from dali_gridaug.tools import make_sample_dataset
 
 
 def test_sample_data_is_real_deterministic_imagefolder(tmp_path: Path) -> None:

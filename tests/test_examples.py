@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dali_gridaug import make_sample_dataset
+from dali_gridaug.tools import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PATCHES = REPO / "examples" / "official_imagenet"

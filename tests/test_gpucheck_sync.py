@@ -23,7 +23,7 @@ from dali_gridaug.augment.mixup import Mixup, MixupCutMix
 from dali_gridaug.batch import Batch
 from dali_gridaug.loader import DaliLoader
 from dali_gridaug.recipes import build_criterion, build_model, load_recipe
-from dali_gridaug.saliency import METHODS, KeepGridMaskConfig, KeepStage
+from dali_gridaug.saliency import METHODS, KeepStage
 from dali_gridaug.training.evaluate import eval_sums
 from dali_gridaug.training.loop import Trainer
 from dali_gridaug.training.parts import Parts, autocast_factory
@@ -202,7 +202,7 @@ def _keep_trainer(clean_output, method: str, saliency: str, amp: str = "none"):
     )
     trainer = _trainer(recipe, "cpu", amp)
     trainer.parts.keep = KeepStage(trainer.parts.model, method, length=8, saliency=saliency,
-                                   box="clip", gridmask=KeepGridMaskConfig(d=(8, 24)), draws=4,
+                                   box="clip", gridmask=GridMask(d=(8, 24)), draws=4,
                                    seed=0)  # fmt: skip
     return trainer, DaliLoader._to_batch(loader, out)
 

@@ -15,14 +15,11 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from dali_gridaug.augment import GridMask
 from dali_gridaug.kernels import grid_visible_mask
-from dali_gridaug.saliency import (
-    EarlyHeadResNet,
-    KeepGridMaskConfig,
-    KeepStage,
-    lowres_images,
-    saliency_map,
-)
+from dali_gridaug.models.heads import EarlyHeadResNet
+from dali_gridaug.saliency import KeepStage
+from dali_gridaug.saliency.maps import lowres_images, saliency_map
 from tests.helpers import box_mask, make_batch, random_images, tiny_model
 
 K = 16
@@ -190,7 +187,7 @@ def test_gridmask_keeps_a_draw_within_the_saliency_quantile() -> None:
     model = tiny_model(K)
     images = random_images(14)
     batch = make_batch(images)
-    cfg = KeepGridMaskConfig(r=0.5, d=(6, 12), rotate=30, mode=1)
+    cfg = GridMask(r=0.5, d=(6, 12), rotate=30, mode=1)
     stage = KeepStage(model, "gridmask", gridmask=cfg, draws=10, tau=0.6, seed=15)
     params = stage.sample_params(batch)
     out = stage.apply(batch, params)

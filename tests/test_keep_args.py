@@ -1,12 +1,15 @@
-"""KeepStage and KeepGridMaskConfig arguments: bad values fail at construction (or, for a box
-larger than the image, at call time), naming the argument, its range and the value received.
+"""KeepStage arguments: bad values fail at construction (or, for a box larger than the image,
+at call time), naming the argument, its range and the value received. KeepGridMask takes the
+GridMask augmentation's own config, whose checks cover every field the stage uses.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
+from dali_gridaug.augment import GridMask
+from dali_gridaug.saliency import KeepStage
+from dali_gridaug.saliency.grid import GRIDMASK_FIELDS
 from tests.helpers import make_batch, random_images, tiny_model
 
 K = 16
@@ -46,7 +49,7 @@ K = 16
         ({"seed": 2**63}, ValueError, r"`seed` must be in \[0, 9223372036854775807\], got 9223"),
         ({"seed": 1.0}, TypeError, r"`seed` must be int, got 1.0 \(float\)"),
         ({"seed": True}, TypeError, r"`seed` must be int, got True \(bool\)"),
-        ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or an object with"),
+        ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or a .*GridMask, got dict"),
     ],
 )
 def test_invalid_arguments_fail_at_construction(
@@ -59,43 +62,38 @@ def test_invalid_arguments_fail_at_construction(
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "error", "match"),
     [
-        ({"r": 0.0}, r"`gridmask.r` must be in \(0, 1\), got 0.0"),
-        # GridMask's range: r = 1 would keep the whole period (l = d), i.e. drop nothing
-        ({"r": 1.0}, r"`gridmask.r` must be in \(0, 1\), got 1.0"),
-        ({"d": (5, 5)}, r"`gridmask.d` must satisfy min < max, got \(5, 5\)"),
-        ({"d": (0, 5)}, r"`gridmask.d\[0\]` must be in \[1, inf\), got 0"),
-        ({"rotate": 0}, r"`gridmask.rotate` must be in \[1, 360\], got 0"),
-        ({"rotate": 361}, r"`gridmask.rotate` must be in \[1, 360\], got 361"),
-        ({"mode": 2}, r"`gridmask.mode` must be one of 0, 1; got 2"),
+        ({"r": 0.0}, ValueError, r"`r` must be in \(0, 1\), got 0.0"),
+        # r = 1 would keep the whole period (l = d), i.e. drop nothing
+        ({"r": 1.0}, ValueError, r"`r` must be in \(0, 1\), got 1.0"),
+        ({"d": (5, 5)}, ValueError, r"`d` must satisfy min < max, got \(5, 5\)"),
+        ({"d": (0, 5)}, ValueError, r"`d\[0\]` must be in \[1, inf\), got 0"),
+        ({"d": (4.0, 8)}, TypeError, r"`d\[0\]` must be int, got 4.0 \(float\)"),
+        ({"rotate": 0}, ValueError, r"`rotate` must be in \[1, 360\], got 0"),
+        ({"rotate": 361}, ValueError, r"`rotate` must be in \[1, 360\], got 361"),
+        ({"rotate": 1.5}, TypeError, r"`rotate` must be int, got 1.5 \(float\)"),
+        ({"mode": 2}, ValueError, r"`mode` must be one of 0, 1; got 2"),
     ],
 )
-def test_invalid_gridmask_config(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        KeepGridMaskConfig(**kwargs)
+def test_gridmask_checks_every_field_keep_uses(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    assert set(kwargs) <= set(GRIDMASK_FIELDS)
+    with pytest.raises(error, match=match):
+        GridMask(**kwargs)
 
 
-def test_gridmask_config_periods_and_angles_are_integers() -> None:
-    with pytest.raises(TypeError, match=r"`gridmask.d\[0\]` must be int, got 4.0 \(float\)"):
-        KeepGridMaskConfig(d=(4.0, 8))
-    with pytest.raises(TypeError, match=r"`gridmask.rotate` must be int, got 1.5 \(float\)"):
-        KeepGridMaskConfig(rotate=1.5)
-
-
-def test_gridmask_accepts_any_object_with_the_attributes() -> None:
-    class Cfg:
-        r, d, rotate, mode = 0.4, [8, 12], 1, 0
-
-    stage = KeepStage(tiny_model(K), "gridmask", gridmask=Cfg())
-    assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(8, 12), rotate=1, mode=0)
-    from dali_gridaug.augment import GridMask
-
-    stage = KeepStage(tiny_model(K), "gridmask", gridmask=GridMask(r=0.4, d=(24, 33), rotate=1))
-    assert stage.gridmask == KeepGridMaskConfig(r=0.4, d=(24, 33), rotate=1, mode=1)
-    with pytest.raises(ValueError, match=r"`gridmask.r` must be in \(0, 1\), got 1.5"):
-        Cfg.r = 1.5
-        KeepStage(tiny_model(K), "gridmask", gridmask=Cfg())
+def test_gridmask_is_the_augmentation_config_and_defaults_to_the_image_scale() -> None:
+    config = GridMask(r=0.4, d=(24, 33), rotate=1, mode=0)
+    stage = KeepStage(tiny_model(K), "gridmask", gridmask=config)
+    assert stage.gridmask is config and stage.gridmask_for(32) is config
+    default = KeepStage(tiny_model(K), "gridmask")
+    assert default.gridmask is None
+    assert default.gridmask_for(32) == GridMask(r=0.6, d=(10, 32), rotate=360, mode=1)
+    assert default.gridmask_for(4).d == (2, 4)
+    with pytest.raises(ValueError, match=r"default `gridmask` .* needs H >= 3, got H = 2"):
+        default(make_batch(random_images(4, 2, 2)))
 
 
 def test_length_larger_than_the_image_fails_at_call_time() -> None:

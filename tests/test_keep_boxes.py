@@ -15,18 +15,12 @@ import torch
 from torch import nn
 
 from dali_gridaug import geometry
-from dali_gridaug.augment import CutMix, Cutout, SampleContext
-from dali_gridaug.saliency import (
-    KeepGridMaskConfig,
-    KeepStage,
-    clipped_box_scores,
-    integral_image,
-    keyed,
-    quantize_saliency,
-    saliency_map,
-    sample_grid_draws,
-    select_clipped_boxes,
-)
+from dali_gridaug.augment import CutMix, Cutout, GridMask, SampleContext
+from dali_gridaug.saliency import KeepStage, keyed
+from dali_gridaug.saliency.boxes import clipped_box_scores, select_clipped_boxes
+from dali_gridaug.saliency.grid import default_gridmask, sample_grid_draws
+from dali_gridaug.saliency.maps import saliency_map
+from dali_gridaug.saliency.regions import integral_image, quantize_saliency
 from dali_gridaug.saliency.torch_geometry import (
     cut_sides,
     degrees_to_radians,
@@ -78,8 +72,8 @@ def test_integers_below_is_numpy_integers_distribution() -> None:
 
 
 def test_grid_draws_have_gridmask_discrete_semantics() -> None:
-    cfg = KeepGridMaskConfig(r=0.6, d=(7, 8), rotate=30)
-    grid = sample_grid_draws(cfg, keyed.sample_keys(2, 0, torch.arange(600)), 10, 32)
+    cfg = GridMask(r=0.6, d=(7, 8), rotate=30)
+    grid = sample_grid_draws(cfg, keyed.sample_keys(2, 0, torch.arange(600)), 10)
     assert bool((grid.tile == 7).all())
     assert torch.equal(grid.ratio, torch.full_like(grid.ratio, (7 - math.ceil(7 * 0.6)) / 7))
     for shift in (grid.shift_x, grid.shift_y):
@@ -91,9 +85,7 @@ def test_grid_draws_have_gridmask_discrete_semantics() -> None:
     counts = np.bincount(degrees.round().long().flatten().numpy(), minlength=30)
     assert counts.size == 30 and chi_square_p_ok(counts, np.full(30, degrees.numel() / 30))
     # the default period range scales with the image: d in [max(2, H // 3), H)
-    default = sample_grid_draws(
-        KeepGridMaskConfig(), keyed.sample_keys(3, 0, torch.arange(50)), 8, 96
-    )
+    default = sample_grid_draws(default_gridmask(96), keyed.sample_keys(3, 0, torch.arange(50)), 8)
     assert int(default.tile.min()) == 32 and int(default.tile.max()) == 95
 
 
@@ -101,7 +93,7 @@ def test_grid_draws_have_gridmask_discrete_semantics() -> None:
 def test_gridmask_chunking_does_not_change_the_result(saliency: str) -> None:
     model = tiny_model(K)
     batch = make_batch(random_images(4, 12, 32))
-    cfg = KeepGridMaskConfig(r=0.5, d=(6, 14), rotate=45)
+    cfg = GridMask(r=0.5, d=(6, 14), rotate=45)
     outs = []
     for budget in (1, 3 * 8 * 32 * 32 + 5, 1 << 30):  # 1 sample, 3 samples, all at once
         stage = KeepStage(

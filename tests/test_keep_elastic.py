@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from dali_gridaug.augment import GridMask
 from dali_gridaug.loader import create_loader
-from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
+from dali_gridaug.saliency import KeepStage
 from tests.helpers import INVARIANT_CROP, make_batch, random_images, tiny_model
 
 K = 10  # classes of the sample_data fixture
@@ -37,7 +38,7 @@ def stage(method: str, seed: int) -> KeepStage:
         method,
         length=8,
         seed=seed,
-        gridmask=KeepGridMaskConfig(d=(8, 24)),
+        gridmask=GridMask(d=(8, 24)),
         draws=6,
     )
 

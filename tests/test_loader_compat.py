@@ -10,8 +10,8 @@ import pytest
 from torch.utils.data import DataLoader
 
 from dali_gridaug import create_loader
-from dali_gridaug.compat import ShardBatchSampler, ShardSampler
 from dali_gridaug.constants import PREFETCH
+from dali_gridaug.views import ShardBatchSampler, ShardSampler
 
 #: DataLoader attributes a DaliLoader may lack, with the reason (none: every one is there).
 EXEMPT: dict[str, str] = {}

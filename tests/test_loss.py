@@ -28,6 +28,23 @@ def test_soft_target_ce_by_hand() -> None:
     assert SoftTargetCrossEntropy()(logits, hard).item() == pytest.approx(-math.log(0.75), rel=1e-6)
 
 
+def test_soft_target_cross_entropy_equals_timms() -> None:
+    timm_loss = pytest.importorskip("timm.loss")
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 10, generator=gen, requires_grad=True)
+    target = torch.softmax(3 * torch.randn(8, 10, generator=gen), dim=-1)  # rows sum to 1
+    ours = SoftTargetCrossEntropy()(logits, target)
+    theirs = timm_loss.SoftTargetCrossEntropy()(logits, target)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    (g_theirs,) = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-6, atol=1e-8)
+    # the package's face exports the module form
+    import dali_gridaug
+
+    assert dali_gridaug.SoftTargetCrossEntropy is SoftTargetCrossEntropy
+
+
 def test_gridmix_loss_is_global_plus_gamma_sum_over_cells() -> None:
     # B=1, K=2, n=2; local logits chosen so each cell's softmax is known
     g = torch.tensor([[0.0, 0.0]])  # global softmax (1/2, 1/2)

@@ -96,6 +96,22 @@ BAD = [
         '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nrr = 0.5',
         r"\[keep\.gridmask\] unknown key 'rr'; valid keys: r, d, rotate, mode",
     ),
+    # GridMask's own fields that the Keep stage does not use are not recipe keys
+    new_table(
+        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\np = 0.5',
+        r"\[keep\.gridmask\] unknown key 'p'; valid keys: r, d, rotate, mode",
+    ),
+    new_table(
+        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nd = [5, 5]',
+        r"`keep\.gridmask\.d` must satisfy min < max, got \(5, 5\)",
+    ),
+    new_table(
+        '[keep]\nmethod = "gridmask"\n[keep.gridmask]\nrotate = 1.5',
+        r"`keep\.gridmask\.rotate` must be int, got 1\.5 \(float\)",
+    ),
+    new_table(
+        '[keep]\nmethod = "gridmask"\ngridmask = 3', r"\[keep\.gridmask\] must be a table, got 3"
+    ),
 ]
 
 

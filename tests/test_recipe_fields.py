@@ -10,6 +10,7 @@ import pytest
 
 from dali_gridaug.recipes import Recipe, load_recipe
 from dali_gridaug.saliency import KeepStage
+from dali_gridaug.saliency.grid import GRIDMASK_FIELDS
 
 HAS_BOX = "box" in inspect.signature(KeepStage).parameters
 
@@ -126,9 +127,8 @@ def schema_fields() -> set[str]:
                 from dali_gridaug.recipes.sections import DATA_OPTIONS
 
                 out |= {f"data.{name}" for name in DATA_OPTIONS}
-            elif f.name == "gridmask":  # the [keep.gridmask] table
-                grid = dataclasses.fields(recipes.KeepGridMaskSection)
-                out |= {f"keep.gridmask.{g.name}" for g in grid}
+            elif f.name == "gridmask":  # the [keep.gridmask] table: a GridMask, Keep's fields
+                out |= {f"keep.gridmask.{name}" for name in GRIDMASK_FIELDS}
             else:
                 out.add(f"{section}.{f.name}")
     return out

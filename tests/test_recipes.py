@@ -23,7 +23,7 @@ from dali_gridaug.recipes import (
     parse_value,
     recipe_dir,
 )
-from dali_gridaug.saliency import KeepGridMaskConfig, KeepStage
+from dali_gridaug.saliency import KeepStage
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {
@@ -179,7 +179,7 @@ def test_paper_values() -> None:
     assert ka.loader_config().auto_augment == "auto_augment"
 
     kg = load_recipe("imagenet_keepgridmask")
-    assert kg.keep_kwargs()["gridmask"] == KeepGridMaskConfig(r=0.6, d=(96, 224), rotate=360)
+    assert kg.keep_kwargs()["gridmask"] == GridMask(r=0.6, d=(96, 224), rotate=360, mode=1)
     assert kg.keep_kwargs()["draws"] == 8
 
     from dali_gridaug.presets import ColorJitter
@@ -280,6 +280,11 @@ def test_override_is_validated_like_the_file() -> None:
     # nested tables by dotted key
     kg = load_recipe("imagenet_keepgridmask").override({"keep.gridmask.r": 0.5})
     assert kg.keep_kwargs()["gridmask"].r == 0.5
+    # [keep.gridmask] is the GridMask augmentation's config: unset keys are GridMask's
+    # defaults; the table written back holds Keep's fields only
+    assert kg.keep.gridmask == GridMask(r=0.5, d=(96, 224), rotate=360, mode=1)
+    assert kg.to_dict()["keep"]["gridmask"] == {"r": 0.5, "d": [96, 224], "rotate": 360, "mode": 1}
+    assert kg.override({"keep.gridmask": {"rotate": 90}}).keep.gridmask == GridMask(rotate=90)
     with pytest.raises(RecipeError, match=r"not divisible by the 3 ranks"):
         recipe.loader_config(world_size=3)
 

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import dali_gridaug
-from dali_gridaug import CutMix, GridMask, create_loader, make_sample_dataset
+from dali_gridaug import CutMix, GridMask, create_loader
 from dali_gridaug.constants import IMAGENET_MEAN
 from dali_gridaug.recipes import load_recipe
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.training.checkpoint import (
     atomic_write_bytes,
     checkpoint_name,

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.augment import CutMix, Cutout, GridMask
 from dali_gridaug.loader import create_loader
+from dali_gridaug.tools import make_sample_dataset
 
 RGB = (200, 40, 60)
 GRAY = 90

@@ -14,13 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from dali_gridaug.saliency import (
-    EarlyHeadResNet,
-    early_head_loss,
-    lowres_images,
-    saliency_and_logits,
-    saliency_map,
-)
+from dali_gridaug.loss import early_head_loss
+from dali_gridaug.models.heads import EarlyHeadResNet
+from dali_gridaug.saliency.maps import lowres_images, saliency_and_logits, saliency_map
 from tests.helpers import tiny_model
 
 K = 5

@@ -13,17 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from dali_gridaug.saliency import (
+from dali_gridaug.saliency.boxes import upscale_boxes, upscale_positions
+from dali_gridaug.saliency.keyed import sample_keys
+from dali_gridaug.saliency.regions import (
     cut_count,
     eligibility_weights,
     integral_image,
     quantize_saliency,
     select_windows,
-    upscale_boxes,
-    upscale_positions,
     window_scores,
 )
-from dali_gridaug.saliency.keyed import sample_keys
 from tests.helpers import chi_square_p_ok
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.reader import resolve_source, tar_shards
 from dali_gridaug.tarindex import TarShardError, index_shards, read_member, read_members
+from dali_gridaug.tools import make_sample_dataset
 
 
 @pytest.fixture(scope="module")

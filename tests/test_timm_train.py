@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dali_gridaug import make_sample_dataset
+from dali_gridaug.tools import make_sample_dataset
 from tests.test_examples import apply_patch
 from tests.timm_train import PATCH, REPO, timm_train_path
 

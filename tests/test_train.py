@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 import dali_gridaug
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.batch import Batch
 from dali_gridaug.errors import UsageError
 from dali_gridaug.labels import smooth_target
 from dali_gridaug.loss import GridMixLoss, soft_target_cross_entropy
 from dali_gridaug.recipes import build_criterion, build_model, load_recipe
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.training.cli import main, parse_config, resolve_recipe
 from dali_gridaug.training.metrics import read_sample_log
 from dali_gridaug.training.schedule import LRFactor, build_optimizer

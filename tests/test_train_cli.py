@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dali_gridaug import make_sample_dataset
 from dali_gridaug.cli import main as cli_main
 from dali_gridaug.errors import UsageError
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.training.cli import main, parse_config
 
 

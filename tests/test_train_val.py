@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dali_gridaug import make_sample_dataset
+from dali_gridaug.tools import make_sample_dataset
 from dali_gridaug.training.checkpoint import checkpoint_name, list_checkpoints
 from dali_gridaug.training.cli import main
 from dali_gridaug.training.metrics import read_sample_log

@@ -116,7 +116,7 @@ def resolve(
             "seed": seed,
         }
     elif spec == "sample":
-        from dali_gridaug import make_sample_dataset
+        from dali_gridaug.tools import make_sample_dataset
 
         if not (base / "sample" / "train").is_dir():
             make_sample_dataset(base / "sample")

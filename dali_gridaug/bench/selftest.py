@@ -94,10 +94,10 @@ def calibrate(settings: core.Settings, duration: float) -> int:
     """Batches per run so that the sample (rounds × configs × (setup + warm-up + timed runs))
     takes about ``duration`` seconds, from a probe of the loader without augmentation.
     """
-    from dali_gridaug.bench.suites.loaders import DaliLoader
+    from dali_gridaug.bench.suites.loaders import GridaugLoader
 
     probe = dataclasses.replace(settings, batches=4)
-    raw = core.measure(DaliLoader(probe, device=settings.device), runs=1, warmup=1)
+    raw = core.measure(GridaugLoader(probe, device=settings.device), runs=1, warmup=1)
     n = settings.rounds * len(CONFIGS)
     budget = duration / n - raw["setup_s"]
     per_run = raw["times_s"][0] / 4 * (settings.runs + settings.warmup) * 1.3  # augmentations

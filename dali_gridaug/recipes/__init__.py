@@ -16,18 +16,19 @@ by name, ``--recipe path/to/file.toml`` any file. Tables (every key optional, ex
     [[augment]]  name = a key of dali_gridaug.AUGMENTATIONS, then that config's arguments
     [loss]       name ("auto" | "ce" | "soft_ce" | "gridmix"), gamma, label_smoothing
     [keep]       method, tau, length, saliency, alpha, draws, box, early_weight
-    [keep.gridmask]  r, d, rotate, mode (KeepGridMask's GridMask parameters)
+    [keep.gridmask]  r, d, rotate, mode: KeepGridMask's GridMask (dali_gridaug.GridMask)
 
 The schema (:mod:`~dali_gridaug.recipes.sections`) holds types and the recipe's own ranges;
 what the library already checks is checked by constructing the library's objects
 (:mod:`~dali_gridaug.recipes.checks`): each ``[[augment]]`` entry builds its augmentation
-config, ``[data]``'s loader options build a :class:`~dali_gridaug.config.LoaderConfig`,
-``[keep]`` builds a :class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and
-``[model] name`` is looked up in torchvision's model registry.
-:meth:`Recipe.loader_config` and :meth:`Recipe.keep_kwargs` are the one mapping from a recipe
-to ``create_loader`` and ``KeepStage`` arguments; :func:`build_model` and
-:func:`build_criterion` (:mod:`~dali_gridaug.recipes.build`) its model and loss. A wrong key or
-value fails at load time, before any loader is built, naming the file, table and key:
+config, ``[keep.gridmask]`` builds a :class:`~dali_gridaug.augment.GridMask` the same way,
+``[data]``'s loader options build a :class:`~dali_gridaug.config.LoaderConfig`, ``[keep]`` builds
+a :class:`~dali_gridaug.saliency.KeepStage` (on a stand-in model) and ``[model] name`` is looked
+up in torchvision's model registry. :meth:`Recipe.loader_config` and :meth:`Recipe.keep_kwargs`
+are the one mapping from a recipe to ``create_loader`` and ``KeepStage`` arguments;
+:func:`build_model` and :func:`build_criterion` (:mod:`~dali_gridaug.recipes.build`) its model
+and loss. A wrong key or value fails at load time, before any loader is built, naming the
+file, table and key:
 ``recipe demo.toml: [optim] unknown key 'lrr'`` or
 ``recipe demo.toml: `augment[0].r` must be in (0, 1), got 1.5``.
 """
@@ -54,11 +55,11 @@ from dali_gridaug.recipes.checks import (
     check_keep,
     check_model,
     describe_errors,
+    keep_gridmask_table,
 )
 from dali_gridaug.recipes.sections import (
     SECTIONS,
     DataSection,
-    KeepGridMaskSection,
     KeepSection,
     LossSection,
     ModelSection,
@@ -169,9 +170,7 @@ class Recipe:
         if k.box is not None:
             out["box"] = k.box
         if k.gridmask is not None:
-            from dali_gridaug.saliency import KeepGridMaskConfig
-
-            out["gridmask"] = KeepGridMaskConfig(**dataclasses.asdict(k.gridmask))
+            out["gridmask"] = k.gridmask
         return out
 
     def override(self, values: Mapping[str, Any]) -> Recipe:
@@ -219,6 +218,8 @@ class Recipe:
             if section is not None:
                 out[key] = _plain(dataclasses.asdict(section))
         out["data"] |= out["data"].pop("options", {})
+        if self.keep is not None and self.keep.gridmask is not None:  # Keep's fields only
+            out["keep"]["gridmask"] = _plain(keep_gridmask_table(self.keep.gridmask))
         out["augment"] = [{"name": a.name, **_plain(dataclasses.asdict(a))} for a in self.augment]
         return out
 
@@ -310,7 +311,6 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "DataSection",
-    "KeepGridMaskSection",
     "KeepSection",
     "LossSection",
     "ModelSection",

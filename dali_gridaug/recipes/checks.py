@@ -2,10 +2,12 @@
 
 The rules live with the library objects a recipe builds: an ``[[augment]]`` entry is checked by
 constructing its augmentation config (``AUGMENTATIONS[name](**entry)``) and its
-``check_geometry``; ``[keep]`` by constructing a :class:`~dali_gridaug.saliency.KeepStage` on a
-stand-in model; ``[model] name`` against torchvision's model registry. Errors are rewritten to
-name the recipe's table and key (``augment[0].r``, ``keep.tau``) and raised as ``ValueError``,
-which pydantic reports at the failing location.
+``check_geometry``; ``[keep.gridmask]`` by constructing a
+:class:`~dali_gridaug.augment.GridMask`; ``[keep]`` by constructing a
+:class:`~dali_gridaug.saliency.KeepStage` on a stand-in model; ``[model] name`` against
+torchvision's model registry. Errors are rewritten to name the recipe's table and key
+(``augment[0].r``, ``keep.tau``) and raised as ``ValueError``, which pydantic reports at the
+failing location.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 import annotated_types
 from pydantic import ValidationError
 
-from dali_gridaug.augment import AUGMENTATIONS, Augment
+from dali_gridaug.augment import AUGMENTATIONS, Augment, GridMask
 from dali_gridaug.loader_args import target_smoothing
 from dali_gridaug.policies import POLICIES
+from dali_gridaug.saliency.grid import GRIDMASK_FIELDS
 
 #: ``data.auto_augment``'s policy names (:data:`dali_gridaug.policies.POLICIES`).
 AUTO_AUGMENT = tuple(POLICIES)
@@ -64,6 +67,32 @@ def build_augments(entries: Any) -> tuple[Augment, ...]:
         except (TypeError, ValueError) as e:
             raise ValueError(named(label, e)) from None
     return tuple(out)
+
+
+def build_keep_gridmask(table: Any) -> GridMask | None:
+    """The ``[keep.gridmask]`` table as the GridMask augmentation's config, checked by its
+    constructor: keys :data:`~dali_gridaug.saliency.grid.GRIDMASK_FIELDS` (``r``, ``d``,
+    ``rotate``, ``mode``), unset keys GridMask's defaults.
+    """
+    if table is None or isinstance(table, GridMask):
+        return table
+    if not isinstance(table, Mapping):
+        raise ValueError(f"[keep.gridmask] must be a table, got {table!r}")
+    for key in table:
+        if key not in GRIDMASK_FIELDS:
+            raise ValueError(
+                f"[keep.gridmask] unknown key {key!r}; valid keys: {', '.join(GRIDMASK_FIELDS)}"
+            )
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    try:
+        return GridMask(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(named("keep.gridmask", e)) from None
+
+
+def keep_gridmask_table(gridmask: GridMask) -> dict[str, Any]:
+    """The ``[keep.gridmask]`` table of a GridMask (the inverse of :func:`build_keep_gridmask`)."""
+    return {key: getattr(gridmask, key) for key in GRIDMASK_FIELDS}
 
 
 def check_model(recipe: Any) -> None:

@@ -11,9 +11,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 
+from dali_gridaug.augment import GridMask
 from dali_gridaug.config import LoaderConfig
 from dali_gridaug.presets import ColorJitter
-from dali_gridaug.recipes.checks import named
+from dali_gridaug.recipes.checks import build_keep_gridmask, named
 from dali_gridaug.saliency.keep import METHODS, SALIENCY_KINDS
 
 
@@ -181,25 +182,16 @@ class LossSection:
     label_smoothing: Annotated[Float, Field(ge=0, lt=1)] = 0.0
 
 
-@dataclass(frozen=True, config=_SECTION)
-class KeepGridMaskSection:
-    """``[keep.gridmask]``: KeepGridMask's GridMask ``r``, ``d`` (period range, max
-    exclusive; unset: ``(max(2, H // 3), H)``), ``rotate`` (degrees, exclusive) and ``mode``.
-    """
-
-    r: Float = 0.6
-    d: Annotated[tuple[Int, Int], BeforeValidator(_tuple)] | None = None
-    rotate: Int = 360
-    mode: Int = 1
-
-
-@dataclass(frozen=True, config=_SECTION)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", arbitrary_types_allowed=True))
 class KeepSection:
     """``[keep]``: the post-loader KeepAugment stage (:class:`dali_gridaug.saliency.KeepStage`).
 
     ``method``, ``tau``, ``length``, ``saliency``, ``alpha``, ``draws`` and ``box`` are the
-    stage's arguments (``box`` unset: the stage's default); ``gridmask`` its GridMask
-    parameters (method ``"gridmask"`` only); ``early_weight`` the early head's auxiliary
+    stage's arguments (``box`` unset: the stage's default); ``gridmask`` the
+    ``[keep.gridmask]`` table, built as the GridMask augmentation's config
+    (:class:`~dali_gridaug.augment.GridMask`: keys ``r``, ``d``, ``rotate``, ``mode``, unset
+    keys GridMask's defaults; no table: the stage's default, scaled to the image; method
+    ``"gridmask"`` only); ``early_weight`` the early head's auxiliary
     loss weight (saliency ``"early"`` only).
     """
 
@@ -210,7 +202,7 @@ class KeepSection:
     alpha: Float = 1.0
     draws: Int = 8
     box: Literal["clip", "inside"] | None = None
-    gridmask: KeepGridMaskSection | None = None
+    gridmask: Annotated[GridMask | None, BeforeValidator(build_keep_gridmask)] = None
     early_weight: Annotated[Float, Field(ge=0)] = 0.3
 
 

@@ -5,7 +5,8 @@ github.com/dvlab-research/GridMask): period ``d ~ U{d_min … d_max − 1}``, ke
 ``l = ceil(d·r)`` pixels, integer offsets ``U{0 … d − 1}`` per axis, rotation
 ``U{0 … rotate − 1}`` degrees. KeepGridMask (our extension of KeepAugment, Gong et al., 2021)
 draws ``k`` such masks per image and keeps one, uniformly among those whose dropped saliency
-is cut-eligible by the rank rule over the ``k`` draws.
+is cut-eligible by the rank rule over the ``k`` draws. Its parameters are the augmentation's own
+config, a :class:`~dali_gridaug.augment.GridMask` (:data:`GRIDMASK_FIELDS` of it).
 
 The parameters are drawn with torch on the batch's device (no host synchronisation), keyed
 by each sample's key (:mod:`dali_gridaug.saliency.keyed`: streams ``GRID_TILE``,
@@ -20,12 +21,11 @@ result does not depend on the chunk size.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from dali_gridaug._validate import check_choice, check_pair, check_range, check_type
+from dali_gridaug.augment import GridMask
 from dali_gridaug.kernels import grid_visible_mask
 from dali_gridaug.saliency.keyed import Stream, integers_below
 from dali_gridaug.saliency.regions import (
@@ -42,68 +42,26 @@ MAX_MASK_ELEMENTS = 1 << 23
 64 MiB of int64 products)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class KeepGridMaskConfig:
-    """GridMask parameters for KeepGridMask, with the semantics of the GridMask augmentation.
+GRIDMASK_FIELDS: tuple[str, ...] = ("r", "d", "rotate", "mode")
+"""The fields of a :class:`~dali_gridaug.augment.GridMask` that KeepGridMask draws from; the
+others (``p``, ``ramp_epochs``, ``square_p``, ``backend``) belong to the in-graph augmentation
+(the Keep stage masks every image, from epoch 0, with standard GridMask squares)."""
 
-    Attributes:
-        r: kept-stripe fraction of the period, in ``(0, 1)``; the kept stripe is
-            ``l = ceil(d·r)`` pixels wide and the dropped squares ``d − l``.
-        d: ``(d_min, d_max)`` integer period range in pixels, ``d ~ U{d_min … d_max − 1}``;
-            ``None`` means ``(max(2, H // 3), H)`` for images of height H (scales with the
-            image).
-        rotate: angles are ``U{0 … rotate − 1}`` integer degrees; in ``[1, 360]`` (1 = none).
-        mode: 1 = GridMask (drop squares), 0 = reversed GridMask (keep only the squares).
+
+def default_gridmask(height: int) -> GridMask:
+    """KeepGridMask's GridMask when none is given, for images of height ``height``:
+    ``GridMask(r=0.6, d=(max(2, H // 3), H), rotate=360, mode=1)``, the period range scaled to
+    the image (GridMask's own default ``d = (96, 224)`` is ImageNet's, in pixels).
 
     Raises:
-        TypeError, ValueError: naming the field (``gridmask.<field>``), its range and the value.
+        ValueError: ``height < 3`` (no such range).
     """
-
-    r: float = 0.6
-    d: tuple[int, int] | None = None
-    rotate: int = 360
-    mode: int = 1
-
-    def __post_init__(self) -> None:
-        check_range("gridmask.r", self.r, 0, 1, low_open=True, high_open=True)
-        if self.d is not None:
-            if isinstance(self.d, (tuple, list)) and len(self.d) == 2:
-                check_type("gridmask.d[0]", self.d[0], int)
-                check_type("gridmask.d[1]", self.d[1], int)
-            d_min, d_max = check_pair("gridmask.d", self.d, 1)
-            object.__setattr__(self, "d", (d_min, d_max))
-        check_type("gridmask.rotate", self.rotate, int)
-        check_range("gridmask.rotate", self.rotate, 1, 360)
-        check_type("gridmask.mode", self.mode, int)
-        check_choice("gridmask.mode", self.mode, (0, 1))
-
-    def period_range(self, height: int) -> tuple[int, int]:
-        """``(d_min, d_max)`` for images of height ``height`` (resolves the default)."""
-        if self.d is not None:
-            return self.d
-        if height < 3:
-            raise ValueError(
-                f"the default `gridmask.d` = (max(2, H // 3), H) needs H >= 3, got H = {height}; "
-                "pass `gridmask.d` explicitly"
-            )
-        return max(2, height // 3), height
-
-
-def as_gridmask_config(value: Any) -> KeepGridMaskConfig:
-    """``None`` → defaults; a :class:`KeepGridMaskConfig` as is; else copy ``r, d, rotate, mode``
-    from any object that has them (e.g. a :class:`~dali_gridaug.augment.GridMask`).
-    """
-    if value is None:
-        return KeepGridMaskConfig()
-    if isinstance(value, KeepGridMaskConfig):
-        return value
-    names = ("r", "d", "rotate", "mode")
-    if not all(hasattr(value, name) for name in names):
-        raise TypeError(
-            "`gridmask` must be None or an object with attributes r, d, rotate, mode "
-            f"(e.g. KeepGridMaskConfig), got {type(value).__name__}"
+    if height < 3:
+        raise ValueError(
+            f"the default `gridmask` d = (max(2, H // 3), H) needs H >= 3, got H = {height}; "
+            "pass `gridmask=GridMask(d=...)` explicitly"
         )
-    return KeepGridMaskConfig(**{name: getattr(value, name) for name in names})
+    return GridMask(r=0.6, d=(max(2, height // 3), height), rotate=360, mode=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +98,7 @@ class GridDraws:
         return GridDraws(*(f.gather(1, index) for f in dataclasses.astuple(self)))
 
 
-def sample_grid_draws(
-    cfg: KeepGridMaskConfig, keys: torch.Tensor, draws: int, height: int
-) -> GridDraws:
+def sample_grid_draws(gridmask: GridMask, keys: torch.Tensor, draws: int) -> GridDraws:
     """GridMask parameters as the GridMask augmentation draws them, ``(B, draws)`` per field.
 
     The rule of :func:`dali_gridaug.geometry.sample_grid` (``d ~ U{d_min … d_max − 1}``,
@@ -152,20 +108,20 @@ def sample_grid_draws(
     ``GRID_DEGREES``, ``GRID_SHIFT_X``, ``GRID_SHIFT_Y``.
 
     Args:
-        cfg: the GridMask parameters.
+        gridmask: the GridMask parameters (its :data:`GRIDMASK_FIELDS` ``r``, ``d``,
+            ``rotate``; ``mode`` is the caller's, in :func:`choose_grid_draw`).
         keys: ``(B,)`` int64 sample keys (:func:`~dali_gridaug.saliency.keyed.sample_keys`).
         draws: candidates ``k`` per sample.
-        height: image height (resolves the default period range).
     """
-    d_min, d_max = cfg.period_range(height)
+    d_min, d_max = gridmask.d
     ones = torch.ones((keys.shape[0], draws), dtype=torch.int64, device=keys.device)
     tile = d_min + integers_below(keys, Stream.GRID_TILE, ones * (d_max - d_min))
-    degrees = integers_below(keys, Stream.GRID_DEGREES, ones * cfg.rotate)
+    degrees = integers_below(keys, Stream.GRID_DEGREES, ones * gridmask.rotate)
     shift_x = integers_below(keys, Stream.GRID_SHIFT_X, tile)
     shift_y = integers_below(keys, Stream.GRID_SHIFT_Y, tile)
     return GridDraws(
         tile=tile.float(),
-        ratio=grid_ratio(tile, cfg.r),
+        ratio=grid_ratio(tile, gridmask.r),
         angle=degrees_to_radians(degrees),
         shift_x=shift_x.float(),
         shift_y=shift_y.float(),

@@ -22,12 +22,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from dali_gridaug._validate import check_choice, check_range, check_type
+from dali_gridaug.augment import GridMask
 from dali_gridaug.batch import Batch
 from dali_gridaug.geometry import box_area
 from dali_gridaug.kernels import box_visible_mask
@@ -37,9 +38,8 @@ from dali_gridaug.saliency.boxes import BOX_RULES, BoxRule, select_boxes
 from dali_gridaug.saliency.grid import (
     MAX_MASK_ELEMENTS,
     GridDraws,
-    KeepGridMaskConfig,
-    as_gridmask_config,
     choose_grid_draw,
+    default_gridmask,
     sample_grid_draws,
 )
 from dali_gridaug.saliency.maps import lowres_images, saliency_and_logits
@@ -121,7 +121,8 @@ class KeepStage:
     offset, so that every full-resolution position is reachable (see
     :func:`~dali_gridaug.saliency.boxes.upscale_positions`); gridmask scores use the
     low-resolution map upsampled by nearest neighbour. ``"early"``: the logit of the model's
-    early head (``model.early_logits(x)``, e.g. :class:`EarlyHeadResNet`).
+    early head (``model.early_logits(x)``, e.g.
+    :class:`~dali_gridaug.models.heads.EarlyHeadResNet`).
 
     Args:
         model: the classifier being trained, on the batch's device.
@@ -132,9 +133,13 @@ class KeepStage:
         saliency: ``"full"``, ``"lowres"`` or ``"early"``.
         alpha: Beta(α, α) concentration for cutmix, > 0.
         box: ``"inside"`` or ``"clip"``, the box rule of cutout and cutmix (see above).
-        gridmask: GridMask parameters (:class:`KeepGridMaskConfig` or any object with
-            ``r, d, rotate, mode``, e.g. a :class:`~dali_gridaug.augment.GridMask`); ``None`` =
-            ``r=0.6, d=(max(2, H//3), H), rotate=360, mode=1``. Used by gridmask only.
+        gridmask: the GridMask augmentation's own config
+            (:class:`~dali_gridaug.augment.GridMask`), of which the stage uses ``r``, ``d``,
+            ``rotate`` and ``mode`` (every image gets a mask, from epoch 0: ``p``,
+            ``ramp_epochs``, ``square_p`` and ``backend`` are the in-graph augmentation's);
+            ``None`` = ``GridMask(r=0.6, d=(max(2, H // 3), H), rotate=360, mode=1)`` for
+            images of height H (:func:`~dali_gridaug.saliency.grid.default_gridmask`: the
+            period range scales with the image). Used by gridmask only.
         draws: number ``k ≥ 1`` of GridMask candidates per image.
         seed: the run seed, an int in ``[0, 2^63 − 1]``; with ``batch.epoch`` and
             ``batch.position`` it keys every draw (see the Note).
@@ -143,7 +148,7 @@ class KeepStage:
             depend on it. ≥ 1.
 
     Raises:
-        TypeError: ``model`` is not a module, ``gridmask`` has the wrong attributes, or an
+        TypeError: ``model`` is not a module, ``gridmask`` is not a ``GridMask``, or an
             argument has the wrong type.
         ValueError: an argument is out of range (the message names it, the valid range and
             the value received).
@@ -172,7 +177,7 @@ class KeepStage:
         saliency: SaliencyKind = "full",
         alpha: float = 1.0,
         box: BoxRule = "inside",
-        gridmask: KeepGridMaskConfig | Any | None = None,
+        gridmask: GridMask | None = None,
         draws: int = 8,
         seed: int = 0,
         max_mask_elements: int = MAX_MASK_ELEMENTS,
@@ -197,6 +202,10 @@ class KeepStage:
         check_range("max_mask_elements", max_mask_elements, 1)
         check_type("seed", seed, int)
         check_range("seed", seed, 0, 2**63 - 1)
+        if gridmask is not None and not isinstance(gridmask, GridMask):
+            raise TypeError(
+                f"`gridmask` must be None or a dali_gridaug.GridMask, got {type(gridmask).__name__}"
+            )
         self.model = model
         self.method: str = method
         self.tau = float(tau)
@@ -204,7 +213,7 @@ class KeepStage:
         self.saliency: str = saliency
         self.alpha = float(alpha)
         self.box: str = box
-        self.gridmask = as_gridmask_config(gridmask)
+        self.gridmask: GridMask | None = gridmask
         self.draws = int(draws)
         self.seed = int(seed)
         self.max_mask_elements = int(max_mask_elements)
@@ -288,17 +297,24 @@ class KeepStage:
             )
         return keyed.sample_keys(self.seed, batch.epoch, position.to(images.device))
 
+    def gridmask_for(self, height: int) -> GridMask:
+        """The GridMask drawn from for images of height ``height``: ``gridmask``, or the
+        default (:func:`~dali_gridaug.saliency.grid.default_gridmask`) when it is ``None``.
+        """
+        return default_gridmask(height) if self.gridmask is None else self.gridmask
+
     def _sample_gridmask(
         self, g: torch.Tensor, num_classes: int, height: int, width: int, keys: torch.Tensor
     ) -> KeepParams:
         b, device = g.shape[0], g.device
-        grid = sample_grid_draws(self.gridmask, keys, self.draws, height)
+        gridmask = self.gridmask_for(height)
+        grid = sample_grid_draws(gridmask, keys, self.draws)
         keep, dropped, draw = choose_grid_draw(
             g,
             grid,
             height=height,
             width=width,
-            mode=self.gridmask.mode,
+            mode=gridmask.mode,
             tau=self.tau,
             keys=keys,
             max_elements=self.max_mask_elements,
@@ -389,7 +405,7 @@ class KeepStage:
                     f"got {tuple(batch.clean.shape)}"
                 )
         if self.method == "gridmask":
-            self.gridmask.period_range(height)
+            self.gridmask_for(height)
         return images
 
 

@@ -3,7 +3,8 @@
 KeepAugment (Gong et al., 2021, https://arxiv.org/abs/2011.11778), §3: ``g = max_c |∂z_y/∂x|``
 with ``z_y`` the logit of the true label (Simonyan et al., 2013), and the two cheap
 approximations of §3.1: a ×0.5 bicubic copy of the input (``lowres_images``) and the logit of an
-early head (``forward=model.early_logits``, see :mod:`dali_gridaug.saliency.early`).
+early head (``forward=model.early_logits``, see
+:class:`dali_gridaug.models.heads.EarlyHeadResNet`).
 """
 
 from __future__ import annotations

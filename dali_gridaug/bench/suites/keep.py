@@ -53,7 +53,8 @@ class KeepStep(Benchmark):
         from torchvision.models import resnet18
 
         from dali_gridaug.batch import Batch
-        from dali_gridaug.saliency import EarlyHeadResNet, KeepStage
+        from dali_gridaug.models.heads import EarlyHeadResNet
+        from dali_gridaug.saliency import KeepStage
 
         s, dev = self.settings, self.dev
         torch.manual_seed(s.seed)
@@ -83,7 +84,8 @@ class KeepStep(Benchmark):
         self.keys = torch.arange(b, device=dev)
 
     def run(self) -> None:
-        from dali_gridaug.saliency import early_head_loss, select_windows
+        from dali_gridaug.loss import early_head_loss
+        from dali_gridaug.saliency.regions import select_windows
 
         if self.what == "regions":
             select_windows(
@@ -114,7 +116,7 @@ class KeepStep(Benchmark):
 
     def describe(self) -> dict[str, Any]:
         impl = (
-            "dali_gridaug.saliency.select_windows on a precomputed (B, H, W) map"
+            "dali_gridaug.saliency.regions.select_windows on a precomputed (B, H, W) map"
             if self.what == "regions"
             else "torchvision resnet18 SGD step" + (" after KeepStage" if self.method else "")
         )

@@ -150,7 +150,7 @@ class TorchvisionLoader(Benchmark):
         }
 
 
-class DaliLoader(Benchmark):
+class GridaugLoader(Benchmark):
     """Our ``create_loader`` on ``device`` with at most one augmentation."""
 
     def __init__(
@@ -282,7 +282,7 @@ class Acceptance(Benchmark):
             return BareDali(settings)
         if kind == "torchvision":
             return TorchvisionLoader(settings, device="cpu")
-        return DaliLoader(settings, device="cpu", aug=aug)
+        return GridaugLoader(settings, device="cpu", aug=aug)
 
 
 def _loaders(device: str):
@@ -306,8 +306,8 @@ suite(
     lambda s: {"baseline": {}, **{f"+{r}": {"ref": r} for r in REFERENCES}},
     baseline="baseline",
 )(TorchvisionLoader)
-suite("dali-cpu", _loaders("cpu"), baseline="no-aug")(DaliLoader)
-suite("dali-gpu", _loaders("gpu"), baseline="no-aug")(DaliLoader)
+suite("dali-cpu", _loaders("cpu"), baseline="no-aug")(GridaugLoader)
+suite("dali-gpu", _loaders("gpu"), baseline="no-aug")(GridaugLoader)
 suite(
     "acceptance",
     lambda s: {
@@ -320,7 +320,7 @@ suite(
 )(Acceptance)
 
 
-class Sweep(DaliLoader):
+class Sweep(GridaugLoader):
     """Our pipeline without augmentation on the run's device, one parameter varied."""
 
     @classmethod
