@@ -50,6 +50,11 @@ K = 16
         ({"seed": 1.0}, TypeError, r"`seed` must be int, got 1.0 \(float\)"),
         ({"seed": True}, TypeError, r"`seed` must be int, got True \(bool\)"),
         ({"gridmask": {"r": 0.5}}, TypeError, r"`gridmask` must be None or a .*GridMask, got dict"),
+        (
+            {"gridmask": GridMask(square_p=0.5)},
+            ValueError,
+            r"`gridmask.square_p` must be 1 for the Keep stage .*, got 0.5",
+        ),
     ],
 )
 def test_invalid_arguments_fail_at_construction(

@@ -206,6 +206,11 @@ class KeepStage:
             raise TypeError(
                 f"`gridmask` must be None or a dali_gridaug.GridMask, got {type(gridmask).__name__}"
             )
+        if gridmask is not None and gridmask.square_p != 1.0:
+            raise ValueError(
+                "`gridmask.square_p` must be 1 for the Keep stage (it draws standard GridMask "
+                f"squares; random squares are the in-graph augmentation's), got {gridmask.square_p}"
+            )
         self.model = model
         self.method: str = method
         self.tau = float(tau)
