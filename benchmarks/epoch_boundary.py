@@ -58,9 +58,13 @@ def main() -> int:
         listing.write_text("".join(lines))
         t0 = time.perf_counter()
         loader = create_loader(
-            listing, batch_size=args.batch_size, device="cpu", image_size=args.image_size,
-            num_threads=args.threads, num_classes=1000,
-        )  # fmt: skip
+            listing,
+            batch_size=args.batch_size,
+            device="cpu",
+            image_size=args.image_size,
+            num_threads=args.threads,
+            num_classes=1000,
+        )
         build_s = time.perf_counter() - t0
         b = args.batch_size
         end = IMAGENET_TRAIN // b * b

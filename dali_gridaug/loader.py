@@ -184,9 +184,11 @@ class DaliLoader:
         is a no-op); taken after an epoch ended, it starts the next one.
         """
         return {
-            "epoch": self.epoch, "position": self.position, "mixup_enabled": self._mixup,
+            "epoch": self.epoch,
+            "position": self.position,
+            "mixup_enabled": self._mixup,
             **self.identity(),
-        }  # fmt: skip
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a :meth:`state_dict` (of this or another world size), without a
@@ -251,9 +253,12 @@ class DaliLoader:
         """
         s = self.spec
         return ShardSampler(
-            self, num_replicas=s.num_shards, rank=s.shard_id, shuffle=s.train,
+            self,
+            num_replicas=s.num_shards,
+            rank=s.shard_id,
+            shuffle=s.train,
             length=len(self.dataset),
-        )  # fmt: skip
+        )
 
     @property
     def batch_sampler(self) -> ShardBatchSampler:

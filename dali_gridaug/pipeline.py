@@ -70,12 +70,24 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
             images = augment_graph(pixels, nodes, mirror, mean, spec)
         else:
             images = normalize(
-                pixels, mean=mean, std=spec.std, mirror=mirror, crop=crop, layout="CHW",
+                pixels,
+                mean=mean,
+                std=spec.std,
+                mirror=mirror,
+                crop=crop,
+                layout="CHW",
                 half=spec.half,
-            )  # fmt: skip
+            )
         if spec.keep_clean:
-            outputs["clean"] = normalize(clean_pixels, mean=mean, std=spec.std, mirror=mirror,
-                                         crop=crop, layout="CHW", half=spec.half)  # fmt: skip
+            outputs["clean"] = normalize(
+                clean_pixels,
+                mean=mean,
+                std=spec.std,
+                mirror=mirror,
+                crop=crop,
+                layout="CHW",
+                half=spec.half,
+            )
         if params is not None and nodes is not None:
             outputs.update(params.outputs(nodes, spec.device))
         return (images, *outputs.values())

@@ -92,9 +92,21 @@ from dali_gridaug.errors import UsageError
 DALI_AUTO_AUGMENT_POLICIES = ("image_net", "reduced_image_net", "svhn", "reduced_cifar10")
 #: The op names of DALI's RandAugment and TrivialAugment suites (``excluded`` takes these).
 DALI_SUITE_OPS = (
-    "translate_x", "translate_y", "shear_x", "shear_y", "rotate", "brightness", "contrast",
-    "color", "sharpness", "posterize", "solarize", "equalize", "auto_contrast", "identity",
-)  # fmt: skip
+    "translate_x",
+    "translate_y",
+    "shear_x",
+    "shear_y",
+    "rotate",
+    "brightness",
+    "contrast",
+    "color",
+    "sharpness",
+    "posterize",
+    "solarize",
+    "equalize",
+    "auto_contrast",
+    "identity",
+)
 
 
 def _excluded(value: Any) -> tuple[str, ...]:
@@ -150,10 +162,14 @@ class RandAugment:
         from nvidia.dali.auto_aug import rand_augment
 
         return rand_augment.rand_augment(
-            images, n=int(self.n), m=int(self.m), num_magnitude_bins=int(self.num_magnitude_bins),
-            monotonic_mag=self.monotonic_mag, excluded=list(self.excluded) or None,
+            images,
+            n=int(self.n),
+            m=int(self.m),
+            num_magnitude_bins=int(self.num_magnitude_bins),
+            monotonic_mag=self.monotonic_mag,
+            excluded=list(self.excluded) or None,
             **_kwargs(shape, seed),
-        )  # fmt: skip
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,9 +193,11 @@ class TrivialAugment:
         from nvidia.dali.auto_aug import trivial_augment
 
         return trivial_augment.trivial_augment_wide(
-            images, num_magnitude_bins=int(self.num_magnitude_bins),
-            excluded=list(self.excluded) or None, **_kwargs(shape, seed),
-        )  # fmt: skip
+            images,
+            num_magnitude_bins=int(self.num_magnitude_bins),
+            excluded=list(self.excluded) or None,
+            **_kwargs(shape, seed),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,8 +425,12 @@ def _dali_op(name: str, timm_aa: Any) -> tuple[Any, bool]:
         return a.solarize.augmentation(table(), False), True
     if name == "SolarizeAdd":
         return a.solarize_add.augmentation(table(), False), True
-    enhance = {"Color": a.color, "Contrast": a.contrast, "Brightness": a.brightness,
-               "Sharpness": a.sharpness}  # fmt: skip
+    enhance = {
+        "Color": a.color,
+        "Contrast": a.contrast,
+        "Brightness": a.brightness,
+        "Sharpness": a.sharpness,
+    }
     if name in enhance:
         kernel = a.sharpness_kernel_shifted if name == "Sharpness" else None
         return enhance[name].augmentation(table(), False, kernel), True

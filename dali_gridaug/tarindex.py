@@ -154,10 +154,12 @@ class ShardReader:
             got = os.preadv(self._fd(shard), [out], offset)
         if got != len(out):
             raise TarShardError(
-                self.paths[shard], None, "truncated",
+                self.paths[shard],
+                None,
+                "truncated",
                 f"{len(out)} bytes at offset {offset} were indexed, only {got} could be read "
                 "(the shard changed since it was indexed)",
-            )  # fmt: skip
+            )
 
     def _fd(self, shard: int) -> int:
         fd = self._fds.get(shard)
@@ -320,8 +322,12 @@ def _scan(
         head = os.pread(fd, 6, 0)
         for magic, codec in _COMPRESSED.items():
             if head.startswith(magic):
-                return fail(None, "compressed", f"is {codec}-compressed; its members cannot be "
-                            "read by byte range (store shards as plain .tar)")  # fmt: skip
+                return fail(
+                    None,
+                    "compressed",
+                    f"is {codec}-compressed; its members cannot be "
+                    "read by byte range (store shards as plain .tar)",
+                )
         seen: dict[str, str] = {}
         sample: _Sample | None = None
         bad_key: str | None = None
@@ -354,22 +360,34 @@ def _scan(
                     continue  # e.g. a symlink .json: never read
                 if regular and info.offset_data + info.size > file_size:
                     end = info.offset_data + info.size
-                    return fail(name, "truncated", f"the shard ends at byte {file_size}, inside "
-                                f"this member (its data ends at byte {end})")  # fmt: skip
+                    return fail(
+                        name,
+                        "truncated",
+                        f"the shard ends at byte {file_size}, inside "
+                        f"this member (its data ends at byte {end})",
+                    )
                 if sample is None or key != sample.key:
                     if sample is not None:
                         _finish(sample, s, fd, num_classes, cols, fail)
                     sample = None
                     if key in seen:
-                        fail(name, "duplicate-key", f"sample key {key!r} appears again after "
-                             f"other samples (first member {seen[key]!r})")  # fmt: skip
+                        fail(
+                            name,
+                            "duplicate-key",
+                            f"sample key {key!r} appears again after "
+                            f"other samples (first member {seen[key]!r})",
+                        )
                         bad_key = key
                         continue
                     seen[key] = name
                     sample = _Sample(key)
                 if not regular:
-                    fail(name, "not-a-file", f"is {_kind(info)}, not a regular file; an image "
-                         "or cls member must be a file stored in the shard")  # fmt: skip
+                    fail(
+                        name,
+                        "not-a-file",
+                        f"is {_kind(info)}, not a regular file; an image "
+                        "or cls member must be a file stored in the shard",
+                    )
                     sample, bad_key = None, key
                     continue
                 sample.members.append(name)
@@ -377,8 +395,11 @@ def _scan(
                 if slot is not None:
                     other = getattr(sample, slot)
                     if other is not None:
-                        fail(name, "duplicate-member", f"sample {key!r} already has the {slot} "
-                             f"member {other.name!r}")  # fmt: skip
+                        fail(
+                            name,
+                            "duplicate-member",
+                            f"sample {key!r} already has the {slot} member {other.name!r}",
+                        )
                         sample, bad_key = None, key
                         continue
                     setattr(sample, slot, info)
@@ -389,8 +410,11 @@ def _scan(
         if len(tail) < 512 or any(tail):
             after = f" after member {last.name!r}" if last else ""
             what = "no end-of-archive marker" if not tail else "unreadable data"
-            fail(None, "truncated" if len(tail) < 512 and not any(tail) else "corrupt",
-                 f"{what} at byte {end}{after}: truncated or corrupt")  # fmt: skip
+            fail(
+                None,
+                "truncated" if len(tail) < 512 and not any(tail) else "corrupt",
+                f"{what} at byte {end}{after}: truncated or corrupt",
+            )
     finally:
         os.close(fd)
 

@@ -138,11 +138,27 @@ DATA_GROUPS = ("Dataset parameters", "Augmentation and regularization parameters
 DATA_PREFIXES = ("train_size", "train_img", "train_batch", "naflex_", "variable_batch")
 #: Data options of timm's other groups (model, device, misc).
 DATA_EXTRAS = (
-    "num_classes", "img_size", "in_chans", "input_size", "crop_pct", "mean", "std",
-    "interpolation", "batch_size", "validation_batch_size", "device", "model_dtype", "seed",
-    "worker_seeding", "workers", "pin_mem", "no_prefetcher", "use_multi_epochs_loader",
-    "epoch_repeats", "data",
-)  # fmt: skip
+    "num_classes",
+    "img_size",
+    "in_chans",
+    "input_size",
+    "crop_pct",
+    "mean",
+    "std",
+    "interpolation",
+    "batch_size",
+    "validation_batch_size",
+    "device",
+    "model_dtype",
+    "seed",
+    "worker_seeding",
+    "workers",
+    "pin_mem",
+    "no_prefetcher",
+    "use_multi_epochs_loader",
+    "epoch_repeats",
+    "data",
+)
 
 #: The value of each refused option that means "not used" (timm's defaults).
 NEUTRAL: dict[str, tuple[Any, ...]] = {

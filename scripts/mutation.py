@@ -34,8 +34,11 @@ def statuses() -> dict[str, str]:
     """``{mutant name: mutmut's status}`` for every mutant of the last run."""
     out = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "True"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {m[1]: m[2].strip() for m in map(LINE.match, out.splitlines()) if m}
 
 

@@ -37,9 +37,12 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes × 4 JPEGs (12 files), 64–80 px: the ``train`` folder."""
     paths = make_sample_dataset(
-        tmp_path_factory.mktemp("small"), num_classes=3, train_per_class=4, val_per_class=0,
+        tmp_path_factory.mktemp("small"),
+        num_classes=3,
+        train_per_class=4,
+        val_per_class=0,
         size_range=(64, 80),
-    )  # fmt: skip
+    )
     return paths["train"]
 
 

@@ -41,9 +41,16 @@ def grey(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _ours(root: Path, aug: RandomErasing, epochs: int, *, batch_size: int = 64, **kw):
     keys = ("0.applied", "0.box") + (("0.color",) if aug.fill_mode == "rand" else ())
     loader = create_loader(
-        root, batch_size=batch_size, device="cpu", image_size=(H, W), mean=128, std=1,
-        augment=[aug], seed=kw.pop("seed", 3), **kw,
-    )  # fmt: skip
+        root,
+        batch_size=batch_size,
+        device="cpu",
+        image_size=(H, W),
+        mean=128,
+        std=1,
+        augment=[aug],
+        seed=kw.pop("seed", 3),
+        **kw,
+    )
     out = collect(loader, epochs, keys)
     out["box"] = out["0.box"].reshape(len(out["images"]), -1, 4)
     return out
@@ -98,9 +105,15 @@ def test_boxes_match_timm(grey: Path, monkeypatch: pytest.MonkeyPatch, count) ->
     assert np.array_equal(erased, box_visible_mask(np, H, W, ours["box"]) == 0)
     lo, hi = (count, count) if isinstance(count, int) else count
     t_boxes, t_frac = _timm(
-        n, monkeypatch, probability=1.0, min_aspect=ratio[0], max_aspect=ratio[1],
-        mode="const", min_count=lo, max_count=hi,
-    )  # fmt: skip
+        n,
+        monkeypatch,
+        probability=1.0,
+        min_aspect=ratio[0],
+        max_aspect=ratio[1],
+        mode="const",
+        min_count=lo,
+        max_count=hi,
+    )
     t_h = np.array([b[0] for s in t_boxes for b in s])
     t_w = np.array([b[1] for s in t_boxes for b in s])
     t_n = np.array([len(s) for s in t_boxes])
@@ -132,8 +145,9 @@ def test_apply_rate_and_missing_fits_match_timm(grey: Path, monkeypatch) -> None
     ours = _ours(grey, RandomErasing(**kw), epochs=32)
     applied = ours["0.applied"].astype(bool)
     assert np.array_equal(applied, _erased(ours["images"]).any((1, 2)))
-    t_boxes, _ = _timm(len(applied), monkeypatch, probability=0.4, min_area=0.6,
-                       max_area=0.99, min_aspect=0.3)  # fmt: skip
+    t_boxes, _ = _timm(
+        len(applied), monkeypatch, probability=0.4, min_area=0.6, max_area=0.99, min_aspect=0.3
+    )
     t_applied = np.array([len(s) > 0 for s in t_boxes])
     table = np.array([np.bincount(applied, minlength=2), np.bincount(t_applied, minlength=2)])
     assert stats.chi2_contingency(table).pvalue > ALPHA, table
@@ -144,8 +158,17 @@ def test_apply_rate_and_missing_fits_match_timm(grey: Path, monkeypatch) -> None
 
 def test_clean_split_is_the_first_part_of_every_batch(grey: Path, monkeypatch) -> None:
     aug = RandomErasing(p=1.0, mode="const", value=1.0, num_splits=2, count=(1, 2))
-    loader = create_loader(grey, batch_size=9, device="cpu", image_size=(H, W), mean=128,
-                           std=1, augment=[aug], seed=1, drop_last=False)  # fmt: skip
+    loader = create_loader(
+        grey,
+        batch_size=9,
+        device="cpu",
+        image_size=(H, W),
+        mean=128,
+        std=1,
+        augment=[aug],
+        seed=1,
+        drop_last=False,
+    )
     sizes = []
     for raw in loader.raw():
         x, applied = raw["images"].numpy(), raw["0.applied"].numpy()
@@ -172,17 +195,28 @@ def test_const_fill_is_exact(tmp_path: Path) -> None:
     root = make_constant_dataset(tmp_path, [(200, 200, 200)], per_class=32)  # exact in JPEG
     mean, std = (120.0, 100.0, 60.0), (50.0, 40.0, 20.0)
     clean = (200 - np.array(mean)) / std  # no channel is 0
-    for aug, fill in ((RandomErasing(p=1.0, mode="const"), 0.0),
-                      (RandomErasing(p=1.0, value=-1.25, count=(1, 3)), -1.25)):  # fmt: skip
-        loader = create_loader(root, batch_size=32, device="cpu", image_size=(H, W),
-                               mean=mean, std=std, augment=[aug], seed=0)  # fmt: skip
+    for aug, fill in (
+        (RandomErasing(p=1.0, mode="const"), 0.0),
+        (RandomErasing(p=1.0, value=-1.25, count=(1, 3)), -1.25),
+    ):
+        loader = create_loader(
+            root,
+            batch_size=32,
+            device="cpu",
+            image_size=(H, W),
+            mean=mean,
+            std=std,
+            augment=[aug],
+            seed=0,
+        )
         out = collect(loader, 2, ("0.box",))
         x = out["images"].transpose(0, 2, 3, 1)
         inside = box_visible_mask(np, H, W, out["0.box"].reshape(len(x), -1, 4)) == 0
         assert inside.any((1, 2)).all()
         assert (x[inside] == np.float32(fill)).all()
-        np.testing.assert_allclose(x[~inside], np.broadcast_to(clean, x[~inside].shape),
-                                   rtol=0, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            x[~inside], np.broadcast_to(clean, x[~inside].shape), rtol=0, atol=1e-5
+        )
 
 
 def test_rand_fill_is_one_normal_colour_per_box(grey: Path) -> None:
@@ -234,9 +268,15 @@ def test_backends_and_the_per_op_path_agree(grey: Path, kw) -> None:
     assert np.array_equal(dali["images"], kernel["images"])
     keys = ("0.applied", "0.box", "1.box")
     loader = create_loader(
-        grey, batch_size=64, device="cpu", image_size=(H, W), mean=128, std=1, seed=3,
+        grey,
+        batch_size=64,
+        device="cpu",
+        image_size=(H, W),
+        mean=128,
+        std=1,
+        seed=3,
         augment=[RandomErasing(p=0.7, **kw), Cutout(length=4, p=1.0, backend="kernel")],
-    )  # fmt: skip
+    )
     mixed = collect(loader, 1, keys)
     cut = box_visible_mask(np, H, W, mixed["1.box"])[:, None] == 0
     assert np.array_equal(mixed["0.box"], dali["0.box"])

@@ -223,9 +223,15 @@ def test_random_gridmask_travels_through_the_cutmix_paste(color_data: Path) -> N
     for sp in (0.5, 1.0):
         aug = GridMask(**{**CFG, "square_p": sp})
         loader = create_loader(
-            color_data, batch_size=32, device="cpu", image_size=64, mean=0, std=1, seed=5,
+            color_data,
+            batch_size=32,
+            device="cpu",
+            image_size=64,
+            mean=0,
+            std=1,
+            seed=5,
             augment=[aug, CutMix(mode="elem")],
-        )  # fmt: skip
+        )
         out[sp] = collect(loader, 2)["images"]
     dropped, dropped_full = 1 - _kept(out[0.5]), 1 - _kept(out[1.0])
     assert (dropped <= dropped_full).all() and 0.3 < dropped.sum() / dropped_full.sum() < 0.7

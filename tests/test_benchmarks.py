@@ -71,8 +71,14 @@ def test_acceptance_smoke_writes_json_with_targets(tmp_path):
     assert "hand-written DALI" in configs["acceptance/bare-dali"]["implementation"]
     stages = {n.split("/")[1]: c for n, c in configs.items() if n.startswith("cpu-stages/")}
     assert set(stages) == {
-        "read", "decode-crop", "resize", "normalize", "+gridmask-mask", "+gridmask", "+cutmix"
-    }  # fmt: skip
+        "read",
+        "decode-crop",
+        "resize",
+        "normalize",
+        "+gridmask-mask",
+        "+gridmask",
+        "+cutmix",
+    }
     assert "resize → normalize → gridmask (augment_graph)" in stages["+gridmask"]["implementation"]
     # reading alone is far cheaper than reading, decoding and resizing
     assert stages["read"]["cpu_s_per_image"] < stages["resize"]["cpu_s_per_image"]
@@ -278,8 +284,19 @@ def test_timm_suite_runs_both_loaders_on_one_recipe(tmp_path):
     from dali_gridaug.bench.registry import Settings
     from dali_gridaug.bench.suites.timm_recipe import TimmRecipe
 
-    rc = main([*TINY, "--suite", "timm-deit", "--data", str(tmp_path), "--out",
-               str(tmp_path / "o"), "--name", "timm"])  # fmt: skip
+    rc = main(
+        [
+            *TINY,
+            "--suite",
+            "timm-deit",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--name",
+            "timm",
+        ]
+    )
     assert rc == 0
     data = json.loads((tmp_path / "o" / "timm_cpu.json").read_text())
     configs = {c["name"]: c for c in data["configs"]}

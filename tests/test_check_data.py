@@ -150,10 +150,20 @@ def cli_run(corpus: dict[str, object], tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("out")
     before = _snapshot(root)
     argv = [
-        "check-data", str(root), "--report", str(out / "report.json"),
-        "--list", str(out / "clean.txt"), "--workers", "2", "--min-side", str(MIN_SIDE),
-        "--max-pixels", str(MAX_PX), "--quiet",
-    ]  # fmt: skip
+        "check-data",
+        str(root),
+        "--report",
+        str(out / "report.json"),
+        "--list",
+        str(out / "clean.txt"),
+        "--workers",
+        "2",
+        "--min-side",
+        str(MIN_SIDE),
+        "--max-pixels",
+        str(MAX_PX),
+        "--quiet",
+    ]
     rc = cli.main(argv)
     return {
         "rc": rc,
@@ -231,9 +241,14 @@ def test_loader_runs_a_full_epoch_over_the_clean_list(cli_run: dict, train: bool
     kept, the PNG/WebP content named ``.jpg``, CMYK and grayscale JPEGs included.
     """
     loader = create_loader(
-        str(cli_run["list"]), batch_size=4, train=train, drop_last=False, image_size=32,
-        device="cpu", num_threads=2,
-    )  # fmt: skip
+        str(cli_run["list"]),
+        batch_size=4,
+        train=train,
+        drop_last=False,
+        image_size=32,
+        device="cpu",
+        num_threads=2,
+    )
     names = {Path(f).name for f in loader.source.files}
     assert {"zz_png.jpg", "zz_webp.jpg", "zz_cmyk.jpg", "zz_gray.jpg"} <= names
     seen: list[int] = []
@@ -326,9 +341,16 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "expected"),
-    [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"), ("WEBP", "webp"), ("BMP", "bmp"),
-     ("TIFF", "tiff"), ("PPM", "pnm")],
-)  # fmt: skip
+    [
+        ("JPEG", "jpeg"),
+        ("PNG", "png"),
+        ("GIF", "gif"),
+        ("WEBP", "webp"),
+        ("BMP", "bmp"),
+        ("TIFF", "tiff"),
+        ("PPM", "pnm"),
+    ],
+)
 def test_sniff(fmt: str, expected: str) -> None:
     assert sniff(_encode(_picture(8, 8, 0), fmt)[:32]) == expected
     assert sniff(b"hello world") is None

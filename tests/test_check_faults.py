@@ -77,8 +77,17 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def run(faults: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     out = tmp_path_factory.mktemp("out")
-    argv = ["check-data", str(faults["root"]), "--report", str(out / "report.json"),
-            "--workers", "2", "--min-side", "32", "--quiet"]  # fmt: skip
+    argv = [
+        "check-data",
+        str(faults["root"]),
+        "--report",
+        str(out / "report.json"),
+        "--workers",
+        "2",
+        "--min-side",
+        "32",
+        "--quiet",
+    ]
     rc = cli.main(argv)
     text = (out / "report.json").read_text(encoding="ascii")  # ASCII: \u escapes
     return {"rc": rc, "report": json.loads(text), "list": out / "report_clean.txt"}
@@ -119,9 +128,15 @@ def test_report_paths_as_written_exclude_every_bad_file(faults: dict, run: dict)
     paths = [i["path"] for i in run["report"]["bad"]]
     with pytest.warns(UserWarning, match="loop"):
         loader = create_loader(
-            faults["root"], batch_size=4, train=False, drop_last=False, image_size=32,
-            device="cpu", num_threads=2, exclude=paths,
-        )  # fmt: skip
+            faults["root"],
+            batch_size=4,
+            train=False,
+            drop_last=False,
+            image_size=32,
+            device="cpu",
+            num_threads=2,
+            exclude=paths,
+        )
     assert len(loader.source) == 16
     seen = sorted(i for b in loader for i in b.index.tolist())
     assert seen == list(range(16))
@@ -135,17 +150,33 @@ def test_clean_list_reads_back_every_name(faults: dict, run: dict) -> None:
     assert "c00_hstripes/#hash.jpg" in names
     assert not names & set(faults["bad"])
     loader = create_loader(
-        str(run["list"]), batch_size=4, train=True, image_size=32, device="cpu", num_threads=2,
+        str(run["list"]),
+        batch_size=4,
+        train=True,
+        image_size=32,
+        device="cpu",
+        num_threads=2,
         drop_last=False,
-    )  # fmt: skip
+    )
     assert sorted(i for b in loader for i in b.index.tolist()) == list(range(16))
 
 
 @pytest.mark.parametrize(
     "name",
-    ["plain.jpg", "a b.jpg", "new\nline.jpg", 'q"uote.jpg', "#c.jpg", '"lead.jpg', "tab\t.jpg",
-     os.fsdecode(b"caf\xe9.jpg"), "back\\slash.jpg", "\u2028sep.jpg", "\x85nel.jpg"],
-)  # fmt: skip
+    [
+        "plain.jpg",
+        "a b.jpg",
+        "new\nline.jpg",
+        'q"uote.jpg',
+        "#c.jpg",
+        '"lead.jpg',
+        "tab\t.jpg",
+        os.fsdecode(b"caf\xe9.jpg"),
+        "back\\slash.jpg",
+        "\u2028sep.jpg",
+        "\x85nel.jpg",
+    ],
+)
 def test_quote_path_round_trips(name: str) -> None:
     quoted = quote_path(name)
     assert "\n" not in quoted and "\r" not in quoted

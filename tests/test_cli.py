@@ -134,8 +134,7 @@ def empty_cwd(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> P
 @pytest.mark.slow
 def test_demo_defaults_write_only_to_the_cache(empty_cwd: Path, cache: Path) -> None:
     """No --root, no --out: sample data and the PNG land in the user cache, cwd stays empty."""
-    argv = ["demo", "--epochs", "1", "--batch-size", "16", "--image-size", "32",
-            "--device", "cpu"]  # fmt: skip
+    argv = ["demo", "--epochs", "1", "--batch-size", "16", "--image-size", "32", "--device", "cpu"]
     assert main(argv) == 0
     assert list(empty_cwd.iterdir()) == []
     assert (cache / "dali-gridaug" / "sample" / "READY").is_file()
@@ -145,8 +144,19 @@ def test_demo_defaults_write_only_to_the_cache(empty_cwd: Path, cache: Path) -> 
 
 @pytest.mark.slow
 def test_preview_writes_only_its_out(empty_cwd: Path, cache: Path) -> None:
-    argv = ["preview", "--augment", "gridmix", "--out", "grid.png", "--n", "4",
-            "--image-size", "64", "--device", "cpu"]  # fmt: skip
+    argv = [
+        "preview",
+        "--augment",
+        "gridmix",
+        "--out",
+        "grid.png",
+        "--n",
+        "4",
+        "--image-size",
+        "64",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     assert [p.name for p in empty_cwd.iterdir()] == ["grid.png"]
 
@@ -183,8 +193,19 @@ def test_demo_needs_no_matplotlib(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gridmix_preview_outlines_cells_by_source(empty_cwd: Path) -> None:
     """Green (own) and red (partner) outlines both appear; a caption is black text below."""
-    argv = ["preview", "--augment", "gridmix", "--out", "g.png", "--n", "4",
-            "--image-size", "64", "--device", "cpu"]  # fmt: skip
+    argv = [
+        "preview",
+        "--augment",
+        "gridmix",
+        "--out",
+        "g.png",
+        "--n",
+        "4",
+        "--image-size",
+        "64",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     px = np.asarray(Image.open("g.png").convert("RGB")).reshape(-1, 3)
     colours = {tuple(c) for c in np.unique(px, axis=0)}
@@ -232,8 +253,10 @@ def test_bad_roots_are_one_line_exit_2(
     (tmp_path / "other" / "x").write_text("x")
     line = _cli_error(["demo", "--root", str(tmp_path / "f.txt")], capsys)
     assert "is a file, not a folder" in line
-    line = _cli_error(["preview", "--augment", "cutout", "--out", "a.png", "--root",
-                       str(tmp_path / "other")], capsys)  # fmt: skip
+    line = _cli_error(
+        ["preview", "--augment", "cutout", "--out", "a.png", "--root", str(tmp_path / "other")],
+        capsys,
+    )
     assert "neither the sample dataset nor a folder holding train/" in line
     line = _cli_error(["check-data", str(tmp_path), "--workers", "-1"], capsys)
     assert "`workers` must be in [0, inf), got -1" in line
@@ -251,8 +274,14 @@ def test_grid_captions_stay_inside_their_tiles(tmp_path: Path) -> None:
     b, size = 8, 64
     images = torch.zeros(b, 3, size, size)  # mean 0, std 1: black pixels
     labels = torch.arange(b) % 3
-    batch = Batch(images=images, target=labels, labels=labels, index=torch.arange(b),
-                  lam=torch.full((b,), 0.25), partner=torch.arange(b).flip(0))  # fmt: skip
+    batch = Batch(
+        images=images,
+        target=labels,
+        labels=labels,
+        index=torch.arange(b),
+        lam=torch.full((b,), 0.25),
+        partner=torch.arange(b).flip(0),
+    )
     classes = [f"n0{k}_a_very_long_class_name_that_cannot_fit_in_one_tile_{k}" for k in range(3)]
     out = tmp_path / "g.png"
     viz.save_grid(batch, out, mean=(0, 0, 0), std=(1, 1, 1), classes=classes, title="t " * 80)

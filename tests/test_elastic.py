@@ -55,9 +55,13 @@ FILES = 360
 STEPS = FILES // GLOBAL  # 15
 
 data = training_data_fixture(
-    "elastic_data", RECIPE, num_classes=8, train_per_class=45, val_per_class=1,
+    "elastic_data",
+    RECIPE,
+    num_classes=8,
+    train_per_class=45,
+    val_per_class=1,
     size_range=(36, 52),
-)  # fmt: skip
+)
 
 
 def _port() -> int:
@@ -73,7 +77,7 @@ def _spawn(argv: list[str], world: int) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
             cmd, env=rank_env(r, world, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )  # fmt: skip
+        )
         for r in range(world)
     ]
 
@@ -122,8 +126,9 @@ def _per_step(out: Path, ranks: int) -> dict[tuple[int, int], dict[int, list[int
 
 
 def _exactly_once(steps: dict[tuple[int, int], dict[int, list[int]]], epoch: int) -> None:
-    ids = [i for (e, _), by_rank in steps.items() if e == epoch for b in by_rank.values()
-           for i in b]  # fmt: skip
+    ids = [
+        i for (e, _), by_rank in steps.items() if e == epoch for b in by_rank.values() for i in b
+    ]
     assert sorted(ids) == list(range(FILES)), f"epoch {epoch}: not every file exactly once"
 
 
@@ -212,14 +217,26 @@ def test_checkpoint_of_another_run_is_refused_and_writes_nothing(
     before = _snapshot(finished)
     resume = ["--resume", "auto", "--epochs", "2", "--seed", "7"]
     cases = [
-        ({"train": smaller}, [], r"`--train`: \S+ was trained on 360 files, this run's --train "
-                                 r"has 359"),
-        ({"train": other}, [], r"`--train`: \S+ was trained on a file list with SHA-256 [0-9a-f]+,"
-                               r" this run's --train has [0-9a-f]+"),
-        ({}, ["--batch-size", "12"], r"`--batch-size` \(data.batch_size, the global batch\): \S+ "
-                                     r"was trained with 24, this run has 12"),
+        (
+            {"train": smaller},
+            [],
+            r"`--train`: \S+ was trained on 360 files, this run's --train "
+            r"has 359",
+        ),
+        (
+            {"train": other},
+            [],
+            r"`--train`: \S+ was trained on a file list with SHA-256 [0-9a-f]+,"
+            r" this run's --train has [0-9a-f]+",
+        ),
+        (
+            {},
+            ["--batch-size", "12"],
+            r"`--batch-size` \(data.batch_size, the global batch\): \S+ "
+            r"was trained with 24, this run has 12",
+        ),
         ({}, ["--seed", "8"], r"`--seed`: \S+ was trained with --seed 7, this run has --seed 8"),
-    ]  # fmt: skip
+    ]
     for paths, extra, message in cases:
         with pytest.raises(UsageError, match=message) as err:
             argv = train_argv(data, finished, *resume, *extra)
@@ -258,8 +275,9 @@ def test_init_from_starts_a_new_run_from_the_weights(
     try:
         trainer = Trainer(cfg, resolve_recipe(cfg), env)
         saved = load_checkpoint(ckpt)["model"]
-        fresh = {k for k, v in trainer.parts.model.state_dict().items()
-                 if not torch.equal(v, saved[k])}  # fmt: skip
+        fresh = {
+            k for k, v in trainer.parts.model.state_dict().items() if not torch.equal(v, saved[k])
+        }
         assert fresh == {"classifier.3.weight", "classifier.3.bias"}
         assert (trainer.epoch, trainer.step) == (0, 0) and trainer.history == []
         assert trainer.parts.optimizer.state_dict()["state"] == {}
@@ -306,9 +324,13 @@ def _workers(agent: int) -> dict[int, int]:
 
 #: The torchrun options the elastic test (and the README) use; loopback only.
 TORCHRUN = [
-    "--nnodes=1:2", "--nproc-per-node=2", "--max-restarts=3", "--rdzv-backend=c10d",
-    "--rdzv-conf=last_call_timeout=1", "--monitor-interval=0.5",
-]  # fmt: skip
+    "--nnodes=1:2",
+    "--nproc-per-node=2",
+    "--max-restarts=3",
+    "--rdzv-backend=c10d",
+    "--rdzv-conf=last_call_timeout=1",
+    "--monitor-interval=0.5",
+]
 
 
 @pytest.mark.slow
@@ -318,8 +340,16 @@ def test_torchrun_restarts_a_killed_worker_and_resumes(
     out = tmp_path / "run"
     argv = train_argv(data, out, "--ckpt-every-steps", "2", "--keep-last", "100")
     endpoint = f"--rdzv-endpoint=localhost:{_port()}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", *TORCHRUN, endpoint,
-           "-m", "dali_gridaug.training", *argv]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *TORCHRUN,
+        endpoint,
+        "-m",
+        "dali_gridaug.training",
+        *argv,
+    ]
     env = rank_env()
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(name)

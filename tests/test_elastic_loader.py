@@ -31,7 +31,7 @@ def _ranks(root: Path, world: int, **kw: object) -> list:
             shard_id=r,
             num_shards=world,
             **kw,
-        )  # fmt: skip
+        )
         for r in range(world)
     ]
 

@@ -69,10 +69,15 @@ def test_gridmix_n_larger_than_image(small: Path) -> None:
 
 @pytest.mark.parametrize(
     ("config", "key"),
-    [(GridMask, "ratio"), (Cutout, "size"), (RandomErasing, "probability"), (CutMix, "beta"),
-     (GridMix, "grid")],
+    [
+        (GridMask, "ratio"),
+        (Cutout, "size"),
+        (RandomErasing, "probability"),
+        (CutMix, "beta"),
+        (GridMix, "grid"),
+    ],
     ids=lambda v: getattr(v, "__name__", v),
-)  # fmt: skip
+)
 def test_unknown_config_key(config: type, key: str) -> None:
     with pytest.raises(TypeError, match=rf"unexpected keyword argument '{key}'"):
         config(**{key: 0.5})
@@ -348,10 +353,17 @@ def test_numpy_scalars_are_accepted_everywhere(small: Path) -> None:
         GridMix(n=np.int64(2), p=np.float32(1.0)),
     ]
     loader = small_loader(
-        small, train=True, batch_size=np.int64(4), seed=np.uint16(3), num_threads=np.int8(1),
-        image_size=(np.int32(32), np.int64(32)), mean=np.float32(0), std=np.ones(3, np.float32),
-        num_classes=np.int64(5), augment=augment,
-    )  # fmt: skip
+        small,
+        train=True,
+        batch_size=np.int64(4),
+        seed=np.uint16(3),
+        num_threads=np.int8(1),
+        image_size=(np.int32(32), np.int64(32)),
+        mean=np.float32(0),
+        std=np.ones(3, np.float32),
+        num_classes=np.int64(5),
+        augment=augment,
+    )
     batch = next(iter(loader))
     assert loader.batch_size == 4 and type(loader.spec.seed) is int
     assert batch.images.shape == (4, 3, 32, 32) and batch.target.shape == (4, 5)

@@ -112,10 +112,19 @@ def _run_official(
         cmd = [sys.executable, str(runner), str(script), *args]
     else:
         cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={ranks}", str(runner), str(script), *args,
-            "--dist-url", "env://", "--dist-backend", "gloo",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            str(runner),
+            str(script),
+            *args,
+            "--dist-url",
+            "env://",
+            "--dist-backend",
+            "gloo",
+        ]
     proc = subprocess.run(
         cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
     )
@@ -169,12 +178,27 @@ def test_own_training_script_on_two_gloo_ranks(tmp_path: Path, tiny: Path) -> No
     trains on both ranks' shards, and its validation counts every val image exactly once
     (9 images split 4 + 5)."""
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(REPO / "examples" / "imagenet_train.py"), str(tiny), "--epochs", "2", "-b", "4",
-        "--image-size", "64", "--mix", "cutmix", "--output-dir", str(tmp_path / "out"),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "examples" / "imagenet_train.py"),
+        str(tiny),
+        "--epochs",
+        "2",
+        "-b",
+        "4",
+        "--image-size",
+        "64",
+        "--mix",
+        "cutmix",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert [r["epoch"] for r in rows] == [0, 1]  # printed by rank 0 only

@@ -41,8 +41,9 @@ def test_default_draws_are_todays_fair_coin() -> None:
     expected = src.rows(step, FLIP_STREAM).integers(0, 2, 16).astype(np.int32)
     np.testing.assert_array_equal(src.draw(step)["flip"], expected)
     assert "vflip" not in src.keys and "vflip" not in src.output_names  # default graph kept
-    assert set(ParamSource((), batch_size=4, height=8, width=8, seed=0, rank=0, vflip=0.5)
-               .draw(step)) >= {"vflip"}  # fmt: skip
+    assert set(
+        ParamSource((), batch_size=4, height=8, width=8, seed=0, rank=0, vflip=0.5).draw(step)
+    ) >= {"vflip"}
 
 
 @pytest.mark.parametrize(("h", "v"), [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
@@ -59,9 +60,16 @@ def test_images_and_clean_view_are_flipped(sample_data: dict[str, Path], h, v) -
 
 def _mix_loader(root: Path, aug, size=(64, 64)):
     return create_loader(
-        root, batch_size=32, device="cpu", image_size=size, mean=0, std=1, augment=[aug],
-        seed=5, vflip=1.0,
-    )  # fmt: skip
+        root,
+        batch_size=32,
+        device="cpu",
+        image_size=size,
+        mean=0,
+        std=1,
+        augment=[aug],
+        seed=5,
+        vflip=1.0,
+    )
 
 
 def test_cutmix_lam_is_the_pixel_fraction_under_vflip(color_data: Path) -> None:
@@ -97,7 +105,7 @@ def test_gridmix_cells_match_patch_labels_under_vflip(color_data: Path) -> None:
         ({"vflip": "yes"}, TypeError, r"`vflip` must be"),
         ({"interpolation": "area"}, ValueError, r"`interpolation` must be one of 'bilinear'"),
     ],
-)  # fmt: skip
+)
 def test_bad_flip_and_interpolation_arguments(sample_data, kw, error, match) -> None:
     with pytest.raises(error, match=match):
         _train(sample_data["train"], **kw)

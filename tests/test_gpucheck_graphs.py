@@ -217,8 +217,7 @@ def _dali_cpu_paste(images: list[np.ndarray], params: dict[str, np.ndarray]) -> 
             fn.external_source(source=feed(list(params[k])), batch=True, dtype=types.INT32)
             for k in keys
         )
-        return fn.multi_paste(x, in_ids=ids, in_anchors=anchors, shapes=shapes,
-                              out_anchors=anchors)  # fmt: skip
+        return fn.multi_paste(x, in_ids=ids, in_anchors=anchors, shapes=shapes, out_anchors=anchors)
 
     pipe = paste()
     pipe.build()

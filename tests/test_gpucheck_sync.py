@@ -106,8 +106,15 @@ def _trainer(recipe, device: str, amp: str, *, keep: KeepStage | None = None) ->
     model = _model(recipe, device)
     optimizer = build_optimizer(model, recipe)
     scaler = torch.amp.GradScaler(device, enabled=amp == "fp16")
-    parts = Parts(model, model, optimizer, build_scheduler(optimizer, recipe, 10), scaler,
-                  build_criterion(recipe), keep)  # fmt: skip
+    parts = Parts(
+        model,
+        model,
+        optimizer,
+        build_scheduler(optimizer, recipe, 10),
+        scaler,
+        build_criterion(recipe),
+        keep,
+    )
     trainer = Trainer.__new__(Trainer)
     trainer.parts, trainer.cfg = parts, types.SimpleNamespace(channels_last=True)
     trainer.autocast = autocast_factory(amp, torch.device(device))
@@ -201,9 +208,16 @@ def _keep_trainer(clean_output, method: str, saliency: str, amp: str = "none"):
         {"model.name": "resnet18", "keep.saliency": saliency}
     )
     trainer = _trainer(recipe, "cpu", amp)
-    trainer.parts.keep = KeepStage(trainer.parts.model, method, length=8, saliency=saliency,
-                                   box="clip", gridmask=GridMask(d=(8, 24)), draws=4,
-                                   seed=0)  # fmt: skip
+    trainer.parts.keep = KeepStage(
+        trainer.parts.model,
+        method,
+        length=8,
+        saliency=saliency,
+        box="clip",
+        gridmask=GridMask(d=(8, 24)),
+        draws=4,
+        seed=0,
+    )
     return trainer, DaliLoader._to_batch(loader, out)
 
 
@@ -234,8 +248,14 @@ def test_evaluation_batches_have_no_host_sync(raw_outputs) -> None:
         batch = _device_batch(loader, out)
         trainer = _trainer(_recipe("soft_ce"), "cuda", "bf16")
         with SyncAudit() as audit:
-            sums = eval_sums(trainer.parts.model, [batch, batch], torch.device("cuda"),
-                             trainer.autocast, True, lambda: False)  # fmt: skip
+            sums = eval_sums(
+                trainer.parts.model,
+                [batch, batch],
+                torch.device("cuda"),
+                trainer.autocast,
+                True,
+                lambda: False,
+            )
     audit.assert_no_syncs("eval_sums")
     assert sums.device.type == "cuda" and sums.shape == (4,)
 

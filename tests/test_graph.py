@@ -27,9 +27,17 @@ def photos(sample_data: dict[str, Path]) -> Path:
 
 def _first(root: Path, augment, *, batch_size: int = 16, size: int = 48, **kw):
     loader = create_loader(
-        root, batch_size=batch_size, device="cpu", image_size=size, mean=0, std=1,
-        augment=augment, keep_clean=True, seed=3, **kw,
-    )  # fmt: skip
+        root,
+        batch_size=batch_size,
+        device="cpu",
+        image_size=size,
+        mean=0,
+        std=1,
+        augment=augment,
+        keep_clean=True,
+        seed=3,
+        **kw,
+    )
     raw = next(iter(loader.raw()))
     return loader._to_batch(raw), raw  # the batch and the raw outputs it was made from
 
@@ -146,8 +154,13 @@ def test_random_erasing_fill_is_native_and_exact(photos: Path, value) -> None:
 
 
 def test_label_smoothing_hard_targets(color_data: Path) -> None:
-    b = next(iter(create_loader(color_data, batch_size=8, device="cpu", image_size=32,
-                                label_smoothing=0.1)))  # fmt: skip
+    b = next(
+        iter(
+            create_loader(
+                color_data, batch_size=8, device="cpu", image_size=32, label_smoothing=0.1
+            )
+        )
+    )
     k = b.target.shape[1]
     assert b.target.dtype == torch.float32 and b.target.shape == (8, 32)
     torch.testing.assert_close(b.target, 0.9 * one_hot(b.labels, k) + 0.1 / k)
@@ -155,8 +168,14 @@ def test_label_smoothing_hard_targets(color_data: Path) -> None:
 
 def test_label_smoothing_soft_targets_equal_timms(color_data: Path) -> None:
     timm_mixup = pytest.importorskip("timm.data.mixup")
-    loader = create_loader(color_data, batch_size=8, device="cpu", image_size=32,
-                           augment=[CutMix(mode="elem")], label_smoothing=0.1)  # fmt: skip
+    loader = create_loader(
+        color_data,
+        batch_size=8,
+        device="cpu",
+        image_size=32,
+        augment=[CutMix(mode="elem")],
+        label_smoothing=0.1,
+    )
     b = next(iter(loader))
     k = b.target.shape[1]
     assert not torch.equal(b.target, mix_target(b.labels, b.partner, b.lam, k))
@@ -236,8 +255,9 @@ def _op_names(options: dict, device: str) -> list[str]:
     return [f"{o._op.schema.Name()}@{o._op.device}" for o in pipe._ops]
 
 
-IMAGENET_COLOUR = dataclasses.replace(IMAGENET, color_jitter=ColorJitter(0.4, 0.4, 0.4),
-                                      lighting=Lighting(std=0.1))  # fmt: skip
+IMAGENET_COLOUR = dataclasses.replace(
+    IMAGENET, color_jitter=ColorJitter(0.4, 0.4, 0.4), lighting=Lighting(std=0.1)
+)
 GRAPHS = {
     **{k: {"augment": tuple(v)} for k, v in AUTO_AUGMENTS.items()},
     "fp16_all": {"augment": tuple(AUTO_AUGMENTS["all"]), "dtype": torch.float16},

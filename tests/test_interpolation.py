@@ -49,9 +49,15 @@ def _dali_reference(root: Path, index: np.ndarray, interp_name: str, squash=Fals
             antialias=True,
         )
         return fn.crop_mirror_normalize(
-            images, crop=[SIDE, SIDE], crop_pos_x=0.5, crop_pos_y=0.5, dtype=types.FLOAT,
-            output_layout="CHW", mean=list(IMAGENET.mean), std=list(IMAGENET.std),
-        )  # fmt: skip
+            images,
+            crop=[SIDE, SIDE],
+            crop_pos_x=0.5,
+            crop_pos_y=0.5,
+            dtype=types.FLOAT,
+            output_layout="CHW",
+            mean=list(IMAGENET.mean),
+            std=list(IMAGENET.std),
+        )
 
     pipe = plain()
     pipe.build()

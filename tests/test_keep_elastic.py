@@ -57,7 +57,7 @@ def loaders(root: Path, world: int, paste: bool) -> list:
             num_shards=world,
             num_threads=2,
             **kw,
-        )  # fmt: skip
+        )
         for rank in range(world)
     ]
 

@@ -207,8 +207,15 @@ def test_file_list_and_tar_shards_sources(sample_data: dict[str, Path], tmp_path
     # training over the shard on 2 ranks: one global order, each member once per epoch
     seen = []
     for rank in range(2):
-        train = create_loader([str(shard)], batch_size=4, device="cpu", image_size=32,
-                              shard_id=rank, num_shards=2, drop_last=False)  # fmt: skip
+        train = create_loader(
+            [str(shard)],
+            batch_size=4,
+            device="cpu",
+            image_size=32,
+            shard_id=rank,
+            num_shards=2,
+            drop_last=False,
+        )
         seen += [i for b in train for i in b.index.tolist()]
     assert sorted(seen) == list(range(len(src))) and seen != sorted(seen)
 
@@ -260,9 +267,14 @@ def test_sampler_is_this_ranks_share(sample_data: dict[str, Path], world: int, s
     seen = []
     for rank in range(world):
         loader = create_loader(
-            sample_data["train"], batch_size=4, train=False, device="cpu", image_size=16,
-            shard_id=rank, num_shards=world,
-        )  # fmt: skip
+            sample_data["train"],
+            batch_size=4,
+            train=False,
+            device="cpu",
+            image_size=16,
+            shard_id=rank,
+            num_shards=world,
+        )
         assert len(loader.sampler) == share and loader.sampler.num_replicas == world
         assert len(loader.sampler) * world >= len(loader.dataset) == 60
         assert loader.sampler.rank == rank

@@ -19,9 +19,15 @@ def _stamped(sample_data: dict[str, Path], **kw: object):
     the host-drawn crop makes the pixels after a rebuild those of an uninterrupted loop
     (DALI's own crop draw restarts with its pipeline)."""
     return create_loader(
-        sample_data["train"], batch_size=5, device="cpu", image_size=16, seed=7,
-        augment=[Cutout(length=4)], preset=INVARIANT_CROP, **kw,
-    )  # fmt: skip
+        sample_data["train"],
+        batch_size=5,
+        device="cpu",
+        image_size=16,
+        seed=7,
+        augment=[Cutout(length=4)],
+        preset=INVARIANT_CROP,
+        **kw,
+    )
 
 
 def _rows(batches) -> list[tuple]:
@@ -78,8 +84,9 @@ def test_raw_then_iterate_gives_a_whole_epoch(
 def test_nested_iteration_is_an_error(sample_data: dict[str, Path]) -> None:
     """Regression: a nested ``for`` gave 6 + 4 batches where len is 5. A second open iteration
     is refused; the first one goes on and still yields its whole epoch."""
-    loader = create_loader(sample_data["val"], batch_size=6, train=False, device="cpu",
-                           image_size=16)  # fmt: skip
+    loader = create_loader(
+        sample_data["val"], batch_size=6, train=False, device="cpu", image_size=16
+    )
     assert len(loader) == 5
     outer = []
     for batch in loader:
@@ -121,9 +128,14 @@ def test_uneven_shards_yield_no_empty_batch(sample_data: dict[str, Path]) -> Non
     seen = []
     for rank in range(7):
         loader = create_loader(
-            sample_data["train"], batch_size=4, train=False, device="cpu", image_size=16,
-            shard_id=rank, num_shards=7,
-        )  # fmt: skip
+            sample_data["train"],
+            batch_size=4,
+            train=False,
+            device="cpu",
+            image_size=16,
+            shard_id=rank,
+            num_shards=7,
+        )
         batches = list(loader)
         sizes = [len(b) for b in batches]
         assert sizes == ([4, 4, 1] if rank < 4 else [4, 4]) and len(sizes) == len(loader)

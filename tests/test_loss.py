@@ -153,7 +153,7 @@ BEFORE = [
         SOFT,
         2.717513084411621,
     ),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "over", "output", "target", "expected"), BEFORE)

@@ -89,9 +89,14 @@ def test_statistics_tell_a_wrong_switch_apart() -> None:
     assert stats.ks_2samp(ours["lam"].ravel(), ref_lam.ravel()).pvalue < 1e-6
 
 
-@pytest.mark.parametrize("kw", [dict(mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=False),
-                                dict(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.2, 0.8)),
-                                dict(mixup_alpha=0.2, cutmix_alpha=0.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=False),
+        dict(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.2, 0.8)),
+        dict(mixup_alpha=0.2, cutmix_alpha=0.0),
+    ],
+)
 @pytest.mark.slow
 def test_single_branch_configs_match_timm(kw: dict) -> None:
     ref_lam, _ = _timm_draws("elem", **kw)
@@ -145,9 +150,15 @@ def test_targets_equal_timm_mixup_target(smoothing: float) -> None:
 
 def _raw(root: Path, aug, epochs: int, seed: int = 7) -> tuple[list[dict], object]:
     loader = create_loader(
-        root, batch_size=32, device="cpu", image_size=(32, 32), mean=0, std=1, augment=[aug],
+        root,
+        batch_size=32,
+        device="cpu",
+        image_size=(32, 32),
+        mean=0,
+        std=1,
+        augment=[aug],
         seed=seed,
-    )  # fmt: skip
+    )
     out = []
     for _ in range(epochs):
         out += [{k: v.numpy() for k, v in raw.items()} for raw in loader.raw()]
@@ -157,8 +168,9 @@ def _raw(root: Path, aug, epochs: int, seed: int = 7) -> tuple[list[dict], objec
 @pytest.fixture(scope="module")
 def decoded(color_data: Path) -> np.ndarray:
     """``(N, 3)`` float32 decoded flat colour of each file (JPEG may move a channel by 1)."""
-    loader = create_loader(color_data, batch_size=32, train=False, device="cpu", image_size=32,
-                           mean=0, std=1)  # fmt: skip
+    loader = create_loader(
+        color_data, batch_size=32, train=False, device="cpu", image_size=32, mean=0, std=1
+    )
     out = np.zeros((len(loader.source), 3), np.float32)
     for raw in loader.raw():
         img = raw["images"].numpy()
@@ -181,24 +193,33 @@ def test_pixels_are_the_exact_blend_or_box(
         cut, box = raw["0.use_cutmix"].ravel().astype(bool), raw["0.box"].reshape(-1, 4)
         img = raw["images"]  # (B, 3, H, W) raw pixels
         blend = (own * lam[:, None] + own[partner] * (1 - lam[:, None]))[:, :, None, None]
-        np.testing.assert_allclose(img[~cut], np.broadcast_to(blend[~cut], img[~cut].shape),
-                                   atol=1e-3)  # fmt: skip
+        np.testing.assert_allclose(
+            img[~cut], np.broadcast_to(blend[~cut], img[~cut].shape), atol=1e-3
+        )
         for i in np.flatnonzero(cut):
             y0, x0, y1, x1 = box[i]
             inside = np.zeros((32, 32), bool)
             inside[y0:y1, x0:x1] = True
-            np.testing.assert_array_equal(img[i][:, inside].T, np.broadcast_to(
-                own[partner[i]], (inside.sum(), 3)))  # fmt: skip
-            np.testing.assert_array_equal(img[i][:, ~inside].T, np.broadcast_to(
-                own[i], ((~inside).sum(), 3)))  # fmt: skip
+            np.testing.assert_array_equal(
+                img[i][:, inside].T, np.broadcast_to(own[partner[i]], (inside.sum(), 3))
+            )
+            np.testing.assert_array_equal(
+                img[i][:, ~inside].T, np.broadcast_to(own[i], ((~inside).sum(), 3))
+            )
             assert abs((~inside).mean() - lam[i]) < 1e-6  # λ = own-pixel fraction
         seen |= {"mixup" if not c else "cutmix" for c, m in zip(cut, lam < 1) if m}
     assert seen == {"mixup", "cutmix"}
 
 
 def test_loader_targets_equal_timm_with_its_default_smoothing(color_data: Path) -> None:
-    loader = create_loader(color_data, batch_size=32, device="cpu", image_size=(32, 32),
-                           augment=[MixupCutMix(mode="pair")], seed=2)  # fmt: skip
+    loader = create_loader(
+        color_data,
+        batch_size=32,
+        device="cpu",
+        image_size=(32, 32),
+        augment=[MixupCutMix(mode="pair")],
+        seed=2,
+    )
     for b in loader:
         k = b.target.shape[1]
         flip = torch.arange(len(b)).flip(0)
@@ -287,23 +308,45 @@ def test_pair_mode_needs_an_even_batch(color_data: Path) -> None:
     with pytest.raises(ValueError, match=r"`mode`='pair' needs an even `batch_size`, got 7"):
         create_loader(color_data, batch_size=7, device="cpu", augment=[MixupCutMix(mode="pair")])
     with pytest.raises(ValueError, match=r"`cutmix_minmax`=\(0.1, 0.12\) leaves no integer box"):
-        create_loader(color_data, batch_size=8, device="cpu", image_size=16,
-                      augment=[MixupCutMix(cutmix_minmax=(0.1, 0.12))])  # fmt: skip
+        create_loader(
+            color_data,
+            batch_size=8,
+            device="cpu",
+            image_size=16,
+            augment=[MixupCutMix(cutmix_minmax=(0.1, 0.12))],
+        )
 
 
 @pytest.mark.parametrize(
     ("ours", "theirs"),
     [
-        (Mixup(alpha=0.8, p=0.3, mode="elem"),
-         dict(mixup_alpha=0.8, cutmix_alpha=0.0, prob=0.3, switch_prob=0.0)),
-        (MixupCutMix(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.3, mode="elem"),
-         dict(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.3)),
-        (MixupCutMix(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7), prob=0.5,
-                     correct_lam=False, mode="elem"),
-         dict(mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_minmax=(0.3, 0.7), prob=0.5,
-              correct_lam=False)),
+        (
+            Mixup(alpha=0.8, p=0.3, mode="elem"),
+            dict(mixup_alpha=0.8, cutmix_alpha=0.0, prob=0.3, switch_prob=0.0),
+        ),
+        (
+            MixupCutMix(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.3, mode="elem"),
+            dict(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.3),
+        ),
+        (
+            MixupCutMix(
+                mixup_alpha=0.0,
+                cutmix_alpha=0.0,
+                cutmix_minmax=(0.3, 0.7),
+                prob=0.5,
+                correct_lam=False,
+                mode="elem",
+            ),
+            dict(
+                mixup_alpha=0.0,
+                cutmix_alpha=0.0,
+                cutmix_minmax=(0.3, 0.7),
+                prob=0.5,
+                correct_lam=False,
+            ),
+        ),
     ],
-)  # fmt: skip
+)
 @pytest.mark.slow
 def test_each_class_hands_its_own_arguments_to_the_rule(ours, theirs: dict) -> None:
     """``Mixup`` and ``MixupCutMix`` sample exactly with their fields (α, p/prob, switch,

@@ -17,8 +17,14 @@ from tests.helpers import INVARIANT_CROP
 
 #: the host-drawn crop: loaders of different graphs (with and without a mix) and a resumed
 #: one crop a file alike (DALI's own crop draw is seeded per graph and restarts on a build)
-KW = {"batch_size": 8, "device": "cpu", "image_size": 32, "num_threads": 2, "seed": 3,
-      "preset": INVARIANT_CROP}  # fmt: skip
+KW = {
+    "batch_size": 8,
+    "device": "cpu",
+    "image_size": 32,
+    "num_threads": 2,
+    "seed": 3,
+    "preset": INVARIANT_CROP,
+}
 
 
 def _loader(root: Path, augment=(), **kw):

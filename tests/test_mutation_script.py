@@ -20,8 +20,13 @@ def mutation():
 
 
 def test_summary_counts_each_outcome(mutation) -> None:
-    status = {"a__mutmut_1": "killed", "a__mutmut_2": "survived", "b__mutmut_1": "survived",
-              "b__mutmut_2": "timeout", "c__mutmut_1": "killed"}  # fmt: skip
+    status = {
+        "a__mutmut_1": "killed",
+        "a__mutmut_2": "survived",
+        "b__mutmut_1": "survived",
+        "b__mutmut_2": "timeout",
+        "c__mutmut_1": "killed",
+    }
     line, unexplained = mutation.summary(status, {"b__mutmut_1": "same value"})
     assert line == "mutation: 5 mutants, 2 killed, 1 survived, 1 equivalent, 1 other"
     assert unexplained == ["a__mutmut_2"]

@@ -82,8 +82,11 @@ def test_every_position_once_over_the_ranks() -> None:
     for n, b, w, start, drop in itertools.product((23, 60), (2, 5), (1, 3, 4), (0, 7), (0, 1)):
         got = []
         for r in range(w):
-            got += [int(p) for s in Split(b, w, r, bool(drop)).steps(np.arange(n), 0, start)
-                    for p in s.start + s.rows]  # fmt: skip
+            got += [
+                int(p)
+                for s in Split(b, w, r, bool(drop)).steps(np.arange(n), 0, start)
+                for p in s.start + s.rows
+            ]
         assert sorted(got) == list(range(start, Split(b, w, 0, bool(drop)).end(n, start)))
         assert n - Split(b, w, 0, bool(drop)).end(n, start) < (b * w if drop else 1)
 
@@ -117,8 +120,16 @@ def timm_repeat_aug(n: int, repeats: int, world: int, rank: int) -> list[int]:
     return indices[rank:total:world][:selected]
 
 
-REPEATS = [(10, 3, 4), (60, 2, 3), (256, 3, 3), (700, 3, 8), (255, 1, 2), (5, 3, 7), (5, 1, 7),
-           (10, 1, 4)]  # fmt: skip
+REPEATS = [
+    (10, 3, 4),
+    (60, 2, 3),
+    (256, 3, 3),
+    (700, 3, 8),
+    (255, 1, 2),
+    (5, 3, 7),
+    (5, 1, 7),
+    (10, 1, 4),
+]
 
 
 @pytest.mark.parametrize(("n", "k", "w"), REPEATS)
@@ -138,9 +149,19 @@ def test_repeat_order_keeps_the_permutation() -> None:
 
 @pytest.mark.parametrize(
     ("p", "epoch", "ramp", "want"),
-    [(0.8, 0, 10, 0.0), (0.8, 5, 10, 0.4), (0.8, 10, 10, 0.8), (0.8, 30, 10, 0.8),
-     (0.8, -3, 10, 0.0), (0.6, 0, 0, 0.6), (0.6, 7, 0, 0.6), (0.6, 2, -1, 0.6),
-     (1.0, 1, 4, 0.25), (0.8, 0, 1, 0.0), (0.8, 1, 1, 0.8)],
-)  # fmt: skip
+    [
+        (0.8, 0, 10, 0.0),
+        (0.8, 5, 10, 0.4),
+        (0.8, 10, 10, 0.8),
+        (0.8, 30, 10, 0.8),
+        (0.8, -3, 10, 0.0),
+        (0.6, 0, 0, 0.6),
+        (0.6, 7, 0, 0.6),
+        (0.6, 2, -1, 0.6),
+        (1.0, 1, 4, 0.25),
+        (0.8, 0, 1, 0.0),
+        (0.8, 1, 1, 0.8),
+    ],
+)
 def test_linear_ramp(p: float, epoch: int, ramp: int, want: float) -> None:
     assert linear_ramp(p, epoch, ramp) == pytest.approx(want, abs=1e-12)

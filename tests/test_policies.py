@@ -27,15 +27,29 @@ timm_aa = pytest.importorskip("timm.data.auto_augment")
 
 #: timm op name → DALI augmentation name (None: DALI's RandAugment suite has no such op).
 TIMM_TO_DALI = {
-    "AutoContrast": "auto_contrast", "Equalize": "equalize", "Invert": "invert",
-    "Rotate": "rotate", "Posterize": "posterize", "PosterizeIncreasing": "posterize",
-    "PosterizeOriginal": "posterize", "Solarize": "solarize", "SolarizeIncreasing": "solarize",
-    "SolarizeAdd": "solarize_add", "Color": "color", "ColorIncreasing": "color",
-    "Contrast": "contrast", "ContrastIncreasing": "contrast", "Brightness": "brightness",
-    "BrightnessIncreasing": "brightness", "Sharpness": "sharpness",
-    "SharpnessIncreasing": "sharpness", "ShearX": "shear_x", "ShearY": "shear_y",
-    "TranslateXRel": "translate_x", "TranslateYRel": "translate_y",
-}  # fmt: skip
+    "AutoContrast": "auto_contrast",
+    "Equalize": "equalize",
+    "Invert": "invert",
+    "Rotate": "rotate",
+    "Posterize": "posterize",
+    "PosterizeIncreasing": "posterize",
+    "PosterizeOriginal": "posterize",
+    "Solarize": "solarize",
+    "SolarizeIncreasing": "solarize",
+    "SolarizeAdd": "solarize_add",
+    "Color": "color",
+    "ColorIncreasing": "color",
+    "Contrast": "contrast",
+    "ContrastIncreasing": "contrast",
+    "Brightness": "brightness",
+    "BrightnessIncreasing": "brightness",
+    "Sharpness": "sharpness",
+    "SharpnessIncreasing": "sharpness",
+    "ShearX": "shear_x",
+    "ShearY": "shear_y",
+    "TranslateXRel": "translate_x",
+    "TranslateYRel": "translate_y",
+}
 
 PARSED = {
     "rand-m9-mstd0.5-inc1": RandAugment(n=2, m=9, num_magnitude_bins=11, monotonic_mag=True),
@@ -114,8 +128,11 @@ def test_rand_op_set_vs_timm(inc: bool) -> None:
 
     transforms = timm_aa._RAND_INCREASING_TRANSFORMS if inc else timm_aa._RAND_TRANSFORMS
     timm_ops = {TIMM_TO_DALI[op.name] for op in timm_aa.rand_augment_ops(transforms=transforms)}
-    get = rand_augment.get_rand_augment_suite if inc else (
-        rand_augment.get_rand_augment_non_monotonic_suite)  # fmt: skip
+    get = (
+        rand_augment.get_rand_augment_suite
+        if inc
+        else (rand_augment.get_rand_augment_non_monotonic_suite)
+    )
     dali_ops = {aug.name for aug in get()}
     assert dali_ops == set(DALI_SUITE_OPS)
     assert timm_ops - dali_ops == {"invert", "solarize_add"}
@@ -216,9 +233,16 @@ def test_policy_runs_in_dali_cpu_pipeline_and_changes_images(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # DALI's auto_aug aliases
         loader = create_loader(
-            str(sample_data["train"]), batch_size=8, train=True, image_size=48, device="cpu",
-            keep_clean=True, auto_augment=_policy(RUN[key]), seed=0, num_threads=1,
-        )  # fmt: skip
+            str(sample_data["train"]),
+            batch_size=8,
+            train=True,
+            image_size=48,
+            device="cpu",
+            keep_clean=True,
+            auto_augment=_policy(RUN[key]),
+            seed=0,
+            num_threads=1,
+        )
         batch = next(iter(loader))
     assert batch.clean is not None and batch.images.shape == batch.clean.shape
     changed = (batch.images - batch.clean).abs().flatten(1).amax(1) > 1e-3
@@ -288,12 +312,16 @@ def test_rand_magnitudes_equal_timms(aa: str) -> None:
 
     policy = from_timm(aa)
     inc = policy.monotonic_mag
-    suite = (rand_augment.get_rand_augment_suite if inc else
-             rand_augment.get_rand_augment_non_monotonic_suite)()  # fmt: skip
+    suite = (
+        rand_augment.get_rand_augment_suite
+        if inc
+        else rand_augment.get_rand_augment_non_monotonic_suite
+    )()
     dali = {
         aug.name: float(np.linspace(*aug.mag_range, policy.num_magnitude_bins)[policy.m])
-        for aug in suite if aug.mag_range is not None
-    }  # fmt: skip
+        for aug in suite
+        if aug.mag_range is not None
+    }
     level = policy.m / (policy.num_magnitude_bins - 1) * 10  # timm's magnitude
     suffix = "Increasing" if inc else ""
     fns = timm_aa.LEVEL_TO_ARG

@@ -193,6 +193,10 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step(
     for r in range(2):
         steps = [(e, s) for e, s, _ in read_sample_log(out / "samples" / f"rank{r}.tsv")]
         assert steps == [(0, s) for s in range(STEPS)]  # each step once, per rank (4 images)
-    ids = [i for r in range(2) for _, _, b in read_sample_log(out / "samples" / f"rank{r}.tsv")
-           for i in b]  # fmt: skip
+    ids = [
+        i
+        for r in range(2)
+        for _, _, b in read_sample_log(out / "samples" / f"rank{r}.tsv")
+        for i in b
+    ]
     assert len(ids) == len(set(ids)) == STEPS * 8

@@ -265,17 +265,23 @@ def test_presets_by_name_and_by_object(cifar_like: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda: resolve_preset("cifar10"), ValueError,
-         r"`preset` must be one of 'imagenet', 'cifar'; got 'cifar10'"),
+        (
+            lambda: resolve_preset("cifar10"),
+            ValueError,
+            r"`preset` must be one of 'imagenet', 'cifar'; got 'cifar10'",
+        ),
         (lambda: resolve_preset(3), TypeError, r"`preset` must be str or Preset, got 3"),
-        (lambda: resolve_preset("cifar", color_jitter=-0.1), ValueError,
-         r"`color_jitter.brightness` must be in \[0, inf\), got -0.1"),
+        (
+            lambda: resolve_preset("cifar", color_jitter=-0.1),
+            ValueError,
+            r"`color_jitter.brightness` must be in \[0, inf\), got -0.1",
+        ),
         (lambda: resolve_preset("cifar", lighting="high"), TypeError, r"`lighting` must be"),
         (lambda: Preset("x", fill="wrap"), ValueError, r"`preset.fill` must be one of"),
         (lambda: Preset("x", padding=-1), ValueError, r"`preset.padding` must be in \[0, inf\)"),
         (lambda: Lighting(eigval=(1.0, 2.0)), ValueError, r"`lighting` needs 3 `eigval`"),
     ],
-)  # fmt: skip
+)
 def test_bad_preset_arguments_name_themselves(make, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         make()

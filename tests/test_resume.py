@@ -73,12 +73,34 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _command(data: dict[str, Path], recipe: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "dali_gridaug.training",
-        "--train", str(data["train"]), "--val", str(data["val"]), "--recipe", str(recipe),
-        "--out", str(out), "--device", "cpu", "--deterministic", "--torch-threads", "1",
-        "--workers", "2", "--seed", "7", "--ckpt-every-steps", "3", "--keep-last", "100",
-        "--log-samples", "--no-progress", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dali_gridaug.training",
+        "--train",
+        str(data["train"]),
+        "--val",
+        str(data["val"]),
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--deterministic",
+        "--torch-threads",
+        "1",
+        "--workers",
+        "2",
+        "--seed",
+        "7",
+        "--ckpt-every-steps",
+        "3",
+        "--keep-last",
+        "100",
+        "--log-samples",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -111,9 +133,11 @@ def test_killed_run_resumes_exactly(data: dict[str, Path], tmp_path: Path) -> No
     _run(_command(data, recipe, ref))
 
     child = subprocess.Popen(
-        _command(data, recipe, cut), env=_env(), stdout=subprocess.DEVNULL,
+        _command(data, recipe, cut),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     marker = cut / "checkpoints" / checkpoint_name(0, KILL_AT)
     deadline = time.monotonic() + 240
     while not marker.exists():
@@ -172,10 +196,16 @@ def _first_batches(loader, n: int) -> list:
 def _loader(root: Path, resume: dict | None = None):
     """Exact resume needs the host-drawn crop (DALI's own crop draw restarts on a rebuild)."""
     return create_loader(
-        root, batch_size=8, image_size=40, device="cpu", seed=3, num_threads=2,
+        root,
+        batch_size=8,
+        image_size=40,
+        device="cpu",
+        seed=3,
+        num_threads=2,
         augment=(GridMask(d=(8, 20), ramp_epochs=2), CutMix(mode="elem")),
-        resume=resume, preset=INVARIANT_CROP,
-    )  # fmt: skip
+        resume=resume,
+        preset=INVARIANT_CROP,
+    )
 
 
 def _take(loader, epochs: int, stop: int | None = None) -> tuple[list, dict]:
@@ -224,9 +254,14 @@ def test_loader_state_is_free_of_the_batch_size(data: dict[str, Path]) -> None:
     state = loader.state_dict()
     assert state["position"] == 16
     rest = create_loader(
-        data["val"], batch_size=4, image_size=40, device="cpu", seed=3, resume=state,
+        data["val"],
+        batch_size=4,
+        image_size=40,
+        device="cpu",
+        seed=3,
+        resume=state,
         augment=(GridMask(d=(8, 20), ramp_epochs=2), CutMix(mode="elem")),
-    )  # fmt: skip
+    )
     tail = [i for b in rest for i in b.index.tolist()]
     assert len(tail) == 24 and sorted(head + tail) == list(range(40))
     val = create_loader(data["val"], batch_size=8, train=False, image_size=40, device="cpu")

@@ -87,9 +87,15 @@ def test_rss_is_stable_over_many_epochs(forty: Path) -> None:
         CutMix(),
     ]
     loader = create_loader(
-        forty, batch_size=8, train=True, image_size=64, augment=augment, device="cpu",
-        num_threads=2, seed=3,
-    )  # fmt: skip
+        forty,
+        batch_size=8,
+        train=True,
+        image_size=64,
+        augment=augment,
+        device="cpu",
+        num_threads=2,
+        seed=3,
+    )
     epochs, warmup = 32, 5
     rss: list[float] = []
     for epoch in range(epochs):

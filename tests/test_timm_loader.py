@@ -33,25 +33,78 @@ timm = pytest.importorskip("timm")
 
 #: timm train.py's defaults for its data options (timm 1.0.x), plus a small CPU run's values.
 DEFAULTS = dict(
-    data=None, data_dir=None, dataset="", train_split="train", val_split="validation",
-    train_num_samples=None, val_num_samples=None, dataset_download=False, class_map="",
-    input_img_mode=None, input_key=None, target_key=None, dataset_trust_remote_code=False,
-    num_classes=10, img_size=None, in_chans=None, input_size=None, crop_pct=None, mean=None,
-    std=None, interpolation="", batch_size=8, validation_batch_size=None, device="cpu",
-    model_dtype=None, no_aug=False, train_crop_mode=None, scale=[0.08, 1.0],
-    ratio=[3 / 4, 4 / 3], hflip=0.5, vflip=0.0, color_jitter=0.4, color_jitter_prob=None,
-    grayscale_prob=None, gaussian_blur_prob=None, aa=None, aug_repeats=0, aug_splits=0,
-    jsd_loss=False, bce_loss=False, reprob=0.0, remode="pixel", recount=1, resplit=False,
-    mixup=0.0, cutmix=0.0, cutmix_minmax=None, mixup_prob=1.0, mixup_switch_prob=0.5,
-    mixup_mode="batch", mixup_off_epoch=0, smoothing=0.1, train_interpolation="random",
-    seed=42, workers=1, distributed=False, naflex_loader=False, train_img_sizes=None,
-    train_batch_sizes=None, train_size_probs=None, train_size_schedule="constant",
-    train_batches_per_epoch=None, epoch_repeats=0.0,
-)  # fmt: skip
+    data=None,
+    data_dir=None,
+    dataset="",
+    train_split="train",
+    val_split="validation",
+    train_num_samples=None,
+    val_num_samples=None,
+    dataset_download=False,
+    class_map="",
+    input_img_mode=None,
+    input_key=None,
+    target_key=None,
+    dataset_trust_remote_code=False,
+    num_classes=10,
+    img_size=None,
+    in_chans=None,
+    input_size=None,
+    crop_pct=None,
+    mean=None,
+    std=None,
+    interpolation="",
+    batch_size=8,
+    validation_batch_size=None,
+    device="cpu",
+    model_dtype=None,
+    no_aug=False,
+    train_crop_mode=None,
+    scale=[0.08, 1.0],
+    ratio=[3 / 4, 4 / 3],
+    hflip=0.5,
+    vflip=0.0,
+    color_jitter=0.4,
+    color_jitter_prob=None,
+    grayscale_prob=None,
+    gaussian_blur_prob=None,
+    aa=None,
+    aug_repeats=0,
+    aug_splits=0,
+    jsd_loss=False,
+    bce_loss=False,
+    reprob=0.0,
+    remode="pixel",
+    recount=1,
+    resplit=False,
+    mixup=0.0,
+    cutmix=0.0,
+    cutmix_minmax=None,
+    mixup_prob=1.0,
+    mixup_switch_prob=0.5,
+    mixup_mode="batch",
+    mixup_off_epoch=0,
+    smoothing=0.1,
+    train_interpolation="random",
+    seed=42,
+    workers=1,
+    distributed=False,
+    naflex_loader=False,
+    train_img_sizes=None,
+    train_batch_sizes=None,
+    train_size_probs=None,
+    train_size_schedule="constant",
+    train_batches_per_epoch=None,
+    epoch_repeats=0.0,
+)
 DATA_CONFIG = dict(
-    input_size=(3, 32, 32), interpolation="bicubic", mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225), crop_pct=0.875, crop_mode="center",
-)  # fmt: skip
+    input_size=(3, 32, 32),
+    interpolation="bicubic",
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    crop_pct=0.875,
+    crop_mode="center",
+)
 
 
 def _args(**kw: object) -> argparse.Namespace:
@@ -69,9 +122,17 @@ def test_erasing_and_mixing_hold_timms_own_parameters() -> None:
     from timm.data.random_erasing import RandomErasing as TimmErasing
 
     args = _args(
-        reprob=0.25, remode="rand", recount=3, resplit=True, mixup=0.8, cutmix=1.0,
-        mixup_prob=0.7, mixup_switch_prob=0.4, mixup_mode="elem", smoothing=0.2,
-    )  # fmt: skip
+        reprob=0.25,
+        remode="rand",
+        recount=3,
+        resplit=True,
+        mixup=0.8,
+        cutmix=1.0,
+        mixup_prob=0.7,
+        mixup_switch_prob=0.4,
+        mixup_mode="elem",
+        smoothing=0.2,
+    )
     augs = _augments(loader_options(args, DATA_CONFIG, is_training=True))
     ours_re, ours_mix = augs[RandomErasing], augs[MixupCutMix]
     theirs = TimmErasing(probability=0.25, mode="rand", max_count=3, num_splits=2, device="cpu")
@@ -80,8 +141,15 @@ def test_erasing_and_mixing_hold_timms_own_parameters() -> None:
     assert ours_re.scale == pytest.approx((theirs.min_area, theirs.max_area))
     lo, hi = (math.exp(v) for v in theirs.log_aspect_ratio)
     assert ours_re.ratio == pytest.approx((lo, hi))
-    mix = FastCollateMixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.7, switch_prob=0.4,
-                           mode="elem", label_smoothing=0.2, num_classes=10)  # fmt: skip
+    mix = FastCollateMixup(
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
+        prob=0.7,
+        switch_prob=0.4,
+        mode="elem",
+        label_smoothing=0.2,
+        num_classes=10,
+    )
     assert (ours_mix.mixup_alpha, ours_mix.cutmix_alpha) == (mix.mixup_alpha, mix.cutmix_alpha)
     assert (ours_mix.prob, ours_mix.switch_prob) == (mix.mix_prob, mix.switch_prob)
     assert (ours_mix.mode, ours_mix.label_smoothing) == (mix.mode, mix.label_smoothing)
@@ -95,12 +163,27 @@ def test_transforms_hold_timms_own_parameters() -> None:
     from timm.data import create_transform
     from torchvision import transforms as T
 
-    args = _args(scale=[0.3, 0.9], ratio=[0.5, 2.0], hflip=0.3, vflip=0.2, color_jitter=0.3,
-                 color_jitter_prob=0.6, train_interpolation="bilinear")  # fmt: skip
+    args = _args(
+        scale=[0.3, 0.9],
+        ratio=[0.5, 2.0],
+        hflip=0.3,
+        vflip=0.2,
+        color_jitter=0.3,
+        color_jitter_prob=0.6,
+        train_interpolation="bilinear",
+    )
     ours = loader_options(args, DATA_CONFIG, is_training=True)
-    tf = create_transform(32, is_training=True, scale=args.scale, ratio=args.ratio,
-                          hflip=0.3, vflip=0.2, color_jitter=0.3, color_jitter_prob=0.6,
-                          interpolation="bilinear")  # fmt: skip
+    tf = create_transform(
+        32,
+        is_training=True,
+        scale=args.scale,
+        ratio=args.ratio,
+        hflip=0.3,
+        vflip=0.2,
+        color_jitter=0.3,
+        color_jitter_prob=0.6,
+        interpolation="bilinear",
+    )
     parts = {type(t).__name__: t for t in tf.transforms}
     rrc = parts["RandomResizedCropAndInterpolation"]
     assert ours["preset"].scale == pytest.approx(rrc.scale)
@@ -129,10 +212,17 @@ def test_transforms_hold_timms_own_parameters() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("aug_splits", 3), ("naflex_loader", True), ("grayscale_prob", 0.2),
-     ("gaussian_blur_prob", 0.1), ("no_aug", True), ("train_img_sizes", [160, 224]),
-     ("jsd_loss", True), ("train_num_samples", 1000)],
-)  # fmt: skip
+    [
+        ("aug_splits", 3),
+        ("naflex_loader", True),
+        ("grayscale_prob", 0.2),
+        ("gaussian_blur_prob", 0.1),
+        ("no_aug", True),
+        ("train_img_sizes", [160, 224]),
+        ("jsd_loss", True),
+        ("train_num_samples", 1000),
+    ],
+)
 def test_refused_options_name_themselves(name: str, value: object) -> None:
     flag = "--" + name.replace("_", "-")
     with pytest.raises(UsageError, match=f"timm option {flag}="):

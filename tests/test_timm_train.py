@@ -49,13 +49,51 @@ main.main()
 """
 
 ARGS = [
-    "--model", "test_resnet", "--num-classes", "4", "--input-size", "3", "32", "32",
-    "--epochs", "2", "-b", "8", "--validation-batch-size", "5", "--device", "cpu",
-    "--workers", "1", "--lr", "0.01", "--warmup-epochs", "0", "--sched", "cosine",
-    "--aa", "rand-m9-mstd0.5-inc1", "--mixup", "0.8", "--cutmix", "1.0", "--reprob", "0.25",
-    "--mixup-off-epoch", "1", "--smoothing", "0.1", "--log-interval", "2", "--seed", "0",
-    "--train-split", "train", "--val-split", "val",
-]  # fmt: skip
+    "--model",
+    "test_resnet",
+    "--num-classes",
+    "4",
+    "--input-size",
+    "3",
+    "32",
+    "32",
+    "--epochs",
+    "2",
+    "-b",
+    "8",
+    "--validation-batch-size",
+    "5",
+    "--device",
+    "cpu",
+    "--workers",
+    "1",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+    "--sched",
+    "cosine",
+    "--aa",
+    "rand-m9-mstd0.5-inc1",
+    "--mixup",
+    "0.8",
+    "--cutmix",
+    "1.0",
+    "--reprob",
+    "0.25",
+    "--mixup-off-epoch",
+    "1",
+    "--smoothing",
+    "0.1",
+    "--log-interval",
+    "2",
+    "--seed",
+    "0",
+    "--train-split",
+    "train",
+    "--val-split",
+    "val",
+]
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +109,9 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("timm_data")
-    make_sample_dataset(root, num_classes=4, train_per_class=8, val_per_class=3,
-                        size_range=(48, 72))  # fmt: skip
+    make_sample_dataset(
+        root, num_classes=4, train_per_class=8, val_per_class=3, size_range=(48, 72)
+    )
     return root
 
 
@@ -95,8 +134,14 @@ def _run(script: Path, data: Path, tmp: Path, ranks: int) -> dict[int, list[list
     logs.mkdir()
     argv = [str(runner), str(script), "--data-dir", str(data), *ARGS, "--output", str(tmp)]
     if ranks > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={ranks}", *argv]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            *argv,
+        ]
     else:
         cmd = [sys.executable, *argv]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", EVAL_LOG=str(logs))
@@ -121,6 +166,15 @@ def test_timm_train_py_runs_with_the_dali_loader(
     for batches in per_epoch.values():
         ids = [i for b in batches for i in b]
         assert sorted(ids) == list(range(12)), "every val image exactly once per evaluation"
-    summary = (tmp_path / next(p.name for p in tmp_path.iterdir() if p.is_dir() and
-               (p / "summary.csv").exists()) / "summary.csv").read_text().splitlines()  # fmt: skip
+    summary = (
+        (
+            tmp_path
+            / next(
+                p.name for p in tmp_path.iterdir() if p.is_dir() and (p / "summary.csv").exists()
+            )
+            / "summary.csv"
+        )
+        .read_text()
+        .splitlines()
+    )
     assert len(summary) == 3  # header + 2 epochs

@@ -61,18 +61,40 @@ def test_demo_recipe_two_ranks_learns(demo_data: dict[str, Path], tmp_path: Path
     out = tmp_path / "run"
     port = free_port()
     cmd = [
-        sys.executable, "-m", "dali_gridaug.training",
-        "--train", str(demo_data["train"]), "--val", str(demo_data["val"]),
-        "--recipe", "demo", "--epochs", "2", "--out", str(out), "--device", "cpu",
-        "--workers", "1", "--torch-threads", "1", "--no-progress", "--log-samples",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dali_gridaug.training",
+        "--train",
+        str(demo_data["train"]),
+        "--val",
+        str(demo_data["val"]),
+        "--recipe",
+        "demo",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--torch-threads",
+        "1",
+        "--no-progress",
+        "--log-samples",
+    ]
     procs = []
     for rank in range(2):
         env = dict(
-            os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-            LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+            os.environ,
+            RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_RANK=str(rank),
+            LOCAL_WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
             PYTHONPATH=os.pathsep.join([PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")]),
-        )  # fmt: skip
+        )
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         )
@@ -136,11 +158,27 @@ def test_recipe_trains_one_epoch(recipe: str, tiny_data: dict[str, Path], tmp_pa
     scaled down: ResNet-18, 64 px (CIFAR: 32 px), batch 8, one epoch."""
     size = "32" if recipe.startswith("cifar") else "64"
     argv = [
-        "--train", str(tiny_data["train"]), "--val", str(tiny_data["val"]),
-        "--recipe", recipe, "--epochs", "1", "--batch-size", "8", "--image-size", size,
-        "--model", "resnet18", "--out", str(tmp_path), "--device", "cpu", "--no-progress",
+        "--train",
+        str(tiny_data["train"]),
+        "--val",
+        str(tiny_data["val"]),
+        "--recipe",
+        recipe,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--image-size",
+        size,
+        "--model",
+        "resnet18",
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--no-progress",
         *SMOKE[recipe],
-    ]  # fmt: skip
+    ]
     assert main(argv) == 0
     (row,) = json.loads((tmp_path / "metrics.json").read_text())
     assert math.isfinite(row["train_loss"]) and row["train_loss"] > 0
@@ -193,9 +231,14 @@ def test_optimizer_groups() -> None:
 def _batch(target: torch.Tensor, labels: torch.Tensor, cells: torch.Tensor | None = None) -> Batch:
     b = labels.shape[0]
     return Batch(
-        images=torch.zeros(b, 3, 8, 8), target=target, labels=labels,
-        index=torch.arange(b), lam=torch.ones(b), partner=torch.arange(b), patch_labels=cells,
-    )  # fmt: skip
+        images=torch.zeros(b, 3, 8, 8),
+        target=target,
+        labels=labels,
+        index=torch.arange(b),
+        lam=torch.ones(b),
+        partner=torch.arange(b),
+        patch_labels=cells,
+    )
 
 
 def test_criterion_dispatch() -> None:
@@ -242,12 +285,28 @@ def test_build_model_variants() -> None:
 def test_command_line_overrides_recipe() -> None:
     args = parse_config(
         [
-            "--train", "t", "--recipe", "imagenet_gridmask", "--epochs", "3", "--lr", "0.4",
-            "--batch-size", "64", "--image-size", "128", "--model", "resnet18",
-            "--set", "optim.nesterov=true", "--set", "augment[0].d=[32,96]",
-            "--set", "schedule.milestones=[1,2]",
+            "--train",
+            "t",
+            "--recipe",
+            "imagenet_gridmask",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.4",
+            "--batch-size",
+            "64",
+            "--image-size",
+            "128",
+            "--model",
+            "resnet18",
+            "--set",
+            "optim.nesterov=true",
+            "--set",
+            "augment[0].d=[32,96]",
+            "--set",
+            "schedule.milestones=[1,2]",
         ]
-    )  # fmt: skip
+    )
     r = resolve_recipe(args)
     assert (r.schedule.epochs, r.optim.lr) == (3, 0.4)
     assert (r.data.batch_size, r.data.options["image_size"]) == (64, 128)
@@ -278,9 +337,18 @@ def test_resume_extends_a_finished_run(tiny_data: dict[str, Path], tmp_path: Pat
     """A finished run continues with more epochs: the step count comes from the checkpoint,
     the schedule from the current flags (cosine over the new length)."""
     argv = [
-        "--train", str(tiny_data["train"]), "--recipe", "demo", "--batch-size", "8",
-        "--out", str(tmp_path), "--device", "cpu", "--no-progress",
-    ]  # fmt: skip
+        "--train",
+        str(tiny_data["train"]),
+        "--recipe",
+        "demo",
+        "--batch-size",
+        "8",
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main([*argv, "--epochs", "1"]) == 0
     first = json.loads((tmp_path / "metrics.json").read_text())
     assert first[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine ended

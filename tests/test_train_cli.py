@@ -33,7 +33,7 @@ CASES = {
     "workers": (["--train", "{root}/train", "--workers", "0"], r"`--workers` must be ≥ 1, got 0"),
     "minutes": (["--train", "{root}/train", "--ckpt-every-minutes", "-1"], r"minutes` must"),
     "resume": (["--train", "{root}/train", "--resume", "{root}/x.pt"], r"`--resume`: checkpoint"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

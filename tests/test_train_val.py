@@ -58,11 +58,24 @@ def test_bad_val_file_costs_no_training(
     monkeypatch.chdir(cwd)
     before = _tree(data["train"].parent)
     argv = [
-        "--train", str(data["train"]), "--val", str(data["val"]),
-        "--recipe", str(data["train"].parent / "recipe.toml"), "--out", str(out),
-        "--device", "cpu", "--workers", "1", "--torch-threads", "1", "--log-samples",
-        "--no-progress", check,
-    ]  # fmt: skip
+        "--train",
+        str(data["train"]),
+        "--val",
+        str(data["val"]),
+        "--recipe",
+        str(data["train"].parent / "recipe.toml"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--torch-threads",
+        "1",
+        "--log-samples",
+        "--no-progress",
+        check,
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert f"{CLASSES} classes" in err
@@ -77,6 +90,7 @@ def test_bad_val_file_costs_no_training(
     steps = [(e, s) for e, s, _ in read_sample_log(out / "samples" / "rank0.tsv")]
     assert steps == [(e, s) for e in range(2) for s in range(STEPS)]  # no step lost or redone
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == [
-        checkpoint_name(1, 0), checkpoint_name(2, 0)
-    ]  # fmt: skip
+        checkpoint_name(1, 0),
+        checkpoint_name(2, 0),
+    ]
     assert _tree(data["train"].parent) == before and _tree(cwd) == []  # only OUT written

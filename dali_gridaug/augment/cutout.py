@@ -279,9 +279,13 @@ class RandomErasing(_BoxDrop):
             return fn.reshape(fn.cast(fill, dtype=types.FLOAT), layout="CHW")
         noise = fn.random.normal(shape=params["noise_shape"], device=device)
         placed = fn.slice(
-            noise, start=params["noise_start"], shape=[3, height, width], axes=[0, 1, 2],
-            out_of_bounds_policy="pad", fill_values=0,
-        )  # fmt: skip
+            noise,
+            start=params["noise_start"],
+            shape=[3, height, width],
+            axes=[0, 1, 2],
+            out_of_bounds_policy="pad",
+            fill_values=0,
+        )
         if self.max_boxes > 1:  # the bounding box holds pixels of no box
             visible = self.visible_mask_dali(params, height, width, device)
             placed = placed * (1 - fn.reshape(visible, shape=[1, height, width]))

@@ -155,18 +155,26 @@ def augment_graph(pixels: Any, nodes: Any, mirror: Any, mean: Any, spec: Pipelin
         if masks.visible is not None:
             masks = dataclasses.replace(masks, terms=[list(t) for t in masks.terms])
             masks.map(
-                lambda m: fn.flip(aug.paste_dali(fn.flip(m, horizontal=mirror), p),
-                                  horizontal=mirror),
+                lambda m: fn.flip(
+                    aug.paste_dali(fn.flip(m, horizontal=mirror), p), horizontal=mirror
+                ),
                 lambda v: _unflip(aug.paste_dali(_unflip(v, mirror, "HWC"), p), mirror, "CHW"),
-            )  # fmt: skip
+            )
 
     # DALI's arithmetic operators have no float16 (CPU and GPU alike): when a mask multiply or
     # a blend follows, normalize to float32 and cast once at the end.
     arith = masks.visible is not None or (mixer is not None and _blends(mixer[0]))
 
     def finish(pix: Any, folded: _Masks) -> Any:
-        x = normalize(pix, mean=mean, std=spec.std, mirror=mirror, crop=None, layout="CHW",
-                      half=spec.half and not arith)  # fmt: skip
+        x = normalize(
+            pix,
+            mean=mean,
+            std=spec.std,
+            mirror=mirror,
+            crop=None,
+            layout="CHW",
+            half=spec.half and not arith,
+        )
         return x if folded.visible is None else folded.apply(x, "CHW", spec.size)
 
     images = finish(pixels, masks)
@@ -233,9 +241,13 @@ def _kernel(aug: Augment, images: Any, params: dict[str, Any], device: str) -> A
     names = sorted(params)
     inputs = [params[k].gpu() if device == "gpu" else params[k] for k in names]
     return fn.python_function(
-        images, *inputs, function=KernelCall(aug, names), batch_processing=True,
-        output_layouts="HWC", device=device,
-    )  # fmt: skip
+        images,
+        *inputs,
+        function=KernelCall(aug, names),
+        batch_processing=True,
+        output_layouts="HWC",
+        device=device,
+    )
 
 
 class KernelCall:

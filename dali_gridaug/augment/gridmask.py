@@ -137,9 +137,15 @@ class GridMask(MaskAugment):
             params["square_visible"] = (rng.random((b, s, s)) >= self.square_p).astype(np.uint8)
             if self.resolve_backend() == "dali":
                 params["field"], params["field_matrix"] = square_field(
-                    params["square_visible"], grid.tile, grid.ratio, grid.angle,
-                    grid.shift_x, grid.shift_y, height, width,
-                )  # fmt: skip
+                    params["square_visible"],
+                    grid.tile,
+                    grid.ratio,
+                    grid.angle,
+                    grid.shift_x,
+                    grid.shift_y,
+                    height,
+                    width,
+                )
         return params
 
     def visible_mask_dali(

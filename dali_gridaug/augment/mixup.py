@@ -253,10 +253,14 @@ class MixupCutMix(_Mixing):
 
     def _mix_kwargs(self) -> dict[str, Any]:
         return dict(
-            mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
-            cutmix_minmax=self.cutmix_minmax, prob=self.prob, switch_prob=self.switch_prob,
-            mode=self.mode, correct_lam=self.correct_lam,
-        )  # fmt: skip
+            mixup_alpha=self.mixup_alpha,
+            cutmix_alpha=self.cutmix_alpha,
+            cutmix_minmax=self.cutmix_minmax,
+            prob=self.prob,
+            switch_prob=self.switch_prob,
+            mode=self.mode,
+            correct_lam=self.correct_lam,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +292,11 @@ class Mixup(_Mixing):
 
     def _mix_kwargs(self) -> dict[str, Any]:
         return dict(
-            mixup_alpha=self.alpha, cutmix_alpha=0.0, cutmix_minmax=None, prob=self.p,
-            switch_prob=0.0, mode=self.mode, correct_lam=True,
-        )  # fmt: skip
+            mixup_alpha=self.alpha,
+            cutmix_alpha=0.0,
+            cutmix_minmax=None,
+            prob=self.p,
+            switch_prob=0.0,
+            mode=self.mode,
+            correct_lam=True,
+        )

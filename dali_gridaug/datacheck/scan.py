@@ -245,10 +245,13 @@ def check_shards(
     items = [
         (f"{shard_rel[s]}:{n}", index.paths[s], o, z)
         for s, n, o, z in zip(
-            index.shard.tolist(), index.names, index.offset.tolist(), index.size.tolist(),
+            index.shard.tolist(),
+            index.names,
+            index.offset.tolist(),
+            index.size.tolist(),
             strict=True,
         )
-    ]  # fmt: skip
+    ]
     check = functools.partial(probe_member, max_pixels=max_pixels, min_side=min_side)
     results = probe_all(check, items, workers, progress)
     good, warned = [], []
@@ -290,8 +293,10 @@ def _scan(
         Issue(_rel(p, root), "not-an-image-extension", "the loader skips this file")
         for p in scan.others
     ]
-    loops = [Issue(_rel(link, root), "symlink-loop", f"points back to {real!r}: not entered")
-             for link, real in scan.loops]  # fmt: skip
+    loops = [
+        Issue(_rel(link, root), "symlink-loop", f"points back to {real!r}: not entered")
+        for link, real in scan.loops
+    ]
     entries = [(_rel(p, root), k) for p, k in scan.images]
     return scan.classes, entries, ignored, scan.empty, loops
 

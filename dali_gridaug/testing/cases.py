@@ -199,8 +199,9 @@ def pipeline_cases() -> Iterator[GraphCase]:
     jl = dataclasses.replace(jitter, lighting=presets.Lighting())
     yield GraphCase(f"color_jitter+lighting {mask}+{mix} fp16", both, half=True, preset=jl)
     yield GraphCase("keep_clean", keep_clean=True)
-    yield GraphCase(f"hflip=0.3 vflip=0.5 keep_clean {mix}", (both[1],), keep_clean=True,
-                    hflip=0.3, vflip=0.5)  # fmt: skip
+    yield GraphCase(
+        f"hflip=0.3 vflip=0.5 keep_clean {mix}", (both[1],), keep_clean=True, hflip=0.3, vflip=0.5
+    )
     cubic = dataclasses.replace(presets.IMAGENET, interpolation="bicubic", crop_mode="squash")
     yield GraphCase("bicubic", preset=cubic)
     yield GraphCase("bicubic squash val", train=False, preset=cubic)

@@ -99,9 +99,17 @@ class RunConfig:
                 f"weights; it cannot be combined with `--resume` {self.resume!r} (pass one)"
             )
         minimum = {
-            "eval_every": 1, "keep_last": 1, "log_every": 1, "seed": 0, "ckpt_every_steps": 0,
-            "workers": 1, "torch_threads": 1, "image_size": 1, "batch_size": 1, "epochs": 1,
-        }  # fmt: skip
+            "eval_every": 1,
+            "keep_last": 1,
+            "log_every": 1,
+            "seed": 0,
+            "ckpt_every_steps": 0,
+            "workers": 1,
+            "torch_threads": 1,
+            "image_size": 1,
+            "batch_size": 1,
+            "epochs": 1,
+        }
         for name, low in minimum.items():
             value = getattr(self, name)
             if value is not None and value < low:

@@ -65,8 +65,9 @@ def _check_or_cache(root: str, cache: Path, log: Callable[[str], None]) -> list[
         why = {i.path: i.reason for i in report.bad}
         listed = ", ".join(f"{p} ({why.get(os.path.relpath(p, root), '?')})" for p in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        log(f"validation: leaving out {len(bad)} file(s) the pipeline cannot decode: "
-            f"{listed}{more}")  # fmt: skip
+        log(
+            f"validation: leaving out {len(bad)} file(s) the pipeline cannot decode: {listed}{more}"
+        )
     return bad
 
 
@@ -125,8 +126,11 @@ class ValSet:
     def _leave_out(self, bad: list[str]) -> None:
         named = [p for p in bad if p != "?"]
         if len(named) < len(bad):  # DALI named no file: find it with the check
-            named += [p for p in checked_bad_files(self.root, self.out, self.env, self.log)
-                      if p not in self.exclude]  # fmt: skip
+            named += [
+                p
+                for p in checked_bad_files(self.root, self.out, self.env, self.log)
+                if p not in self.exclude
+            ]
             if not named:
                 raise RuntimeError("validation: a file failed to decode and the check finds none")
         self.log(f"validation: cannot decode {', '.join(named)}; evaluating without it")
@@ -136,9 +140,13 @@ class ValSet:
 
 @torch.no_grad()
 def eval_sums(
-    model: nn.Module, loader: Any, device: torch.device, autocast: Callable[[], Any],
-    channels_last: bool, stop: Callable[[], bool],
-) -> torch.Tensor | None:  # fmt: skip
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    autocast: Callable[[], Any],
+    channels_last: bool,
+    stop: Callable[[], bool],
+) -> torch.Tensor | None:
     """This rank's ``(loss sum, top-1 hits, top-5 hits, images)`` (float64) over ``loader``;
     None when ``stop()`` turns true. ``model`` is the bare model (no DDP: ranks may see
     different numbers of batches).

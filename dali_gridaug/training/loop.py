@@ -149,9 +149,11 @@ class Trainer:
                 self.stop.signum = signal.SIGTERM
             self.exit_status = self.stop.exit_status
             where = f"checkpoint {checkpoint_name(self.epoch, self.step)}"
-            self.log(f"dali-gridaug train: {self.stop.name}: stopped at step {self.step} of "
-                     f"epoch {self.epoch}, {where} written; continue with --resume auto "
-                     f"(exit status {self.exit_status})")  # fmt: skip
+            self.log(
+                f"dali-gridaug train: {self.stop.name}: stopped at step {self.step} of "
+                f"epoch {self.epoch}, {where} written; continue with --resume auto "
+                f"(exit status {self.exit_status})"
+            )
         return self.history
 
     def _announce(self) -> None:
@@ -181,8 +183,15 @@ class Trainer:
         if first == 0:
             self.meter = EpochMeter(self.env.device)
         show = self.env.main and cfg.progress
-        bar = tqdm(total=self.steps_per_epoch, initial=first, desc=f"epoch {epoch}",
-                   unit="step", disable=not show, dynamic_ncols=True, file=sys.stderr)  # fmt: skip
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=first,
+            desc=f"epoch {epoch}",
+            unit="step",
+            disable=not show,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         self.meter.start()
         stopped = False
         for batch in loader:
@@ -254,11 +263,17 @@ class Trainer:
         loss_sum, count, seconds = all_sum(self.env, list(self.meter.state().values()))
         seconds /= self.env.world_size
         row: dict[str, Any] = {
-            "epoch": epoch, "train_loss": loss_sum / max(count, 1), "lr": self.current_lr(),
-            "val_loss": None, "top1": None, "top5": None, "val_images": None,
-            "images_per_s": count / seconds if seconds > 0 else None, "epoch_time_s": seconds,
+            "epoch": epoch,
+            "train_loss": loss_sum / max(count, 1),
+            "lr": self.current_lr(),
+            "val_loss": None,
+            "top1": None,
+            "top5": None,
+            "val_images": None,
+            "images_per_s": count / seconds if seconds > 0 else None,
+            "epoch_time_s": seconds,
             "steps": self.steps_per_epoch,
-        }  # fmt: skip
+        }
         self.history = [h for h in self.history if h["epoch"] < epoch] + [row]
         self.meter = EpochMeter(self.env.device)
         self.epoch, self.step = epoch + 1, 0
@@ -294,8 +309,9 @@ class Trainer:
             p, cfg = self.parts, self.cfg
 
             def run(model: Any, loader: Any, stop: Any) -> torch.Tensor | None:
-                return eval_sums(model, loader, self.env.device, self.autocast,
-                                 cfg.channels_last, stop)  # fmt: skip
+                return eval_sums(
+                    model, loader, self.env.device, self.autocast, cfg.channels_last, stop
+                )
 
             result = self.val.evaluate(p.model, run, lambda: self.stop.requested)
             if result is None:
@@ -331,18 +347,27 @@ class Trainer:
         if self.env.main:
             states = [r.pop("loader") for r in ranks]
             if any(s != loader for s in states):
-                raise RuntimeError(f"ranks disagree on the loader state at epoch {epoch} "
-                                   f"step {step}: {states}")  # fmt: skip
+                raise RuntimeError(
+                    f"ranks disagree on the loader state at epoch {epoch} step {step}: {states}"
+                )
             p = self.parts
             self._saved = {
-                "format": FORMAT, "epoch": epoch, "step": step,
+                "format": FORMAT,
+                "epoch": epoch,
+                "step": step,
                 "steps_per_epoch": self.steps_per_epoch,
-                "global_batch": self.recipe.data.batch_size, "seed": self.cfg.seed,
-                "world_size": self.env.world_size, "recipe": self.recipe.to_dict(),
-                "model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(),
-                "scheduler": p.scheduler.state_dict(), "scaler": p.scaler.state_dict(),
-                "metrics": self.history, "loader": loader, "ranks": ranks,
-            }  # fmt: skip
+                "global_batch": self.recipe.data.batch_size,
+                "seed": self.cfg.seed,
+                "world_size": self.env.world_size,
+                "recipe": self.recipe.to_dict(),
+                "model": p.model.state_dict(),
+                "optimizer": p.optimizer.state_dict(),
+                "scheduler": p.scheduler.state_dict(),
+                "scaler": p.scaler.state_dict(),
+                "metrics": self.history,
+                "loader": loader,
+                "ranks": ranks,
+            }
             error = self._write(self._saved)
         error = broadcast(self.env, error)
         if error is not None:

@@ -180,9 +180,12 @@ def check_source(path: Path, saved: Mapping[str, Any], loader: Any) -> None:
 
 
 def build_loaders(
-    cfg: RunConfig, recipe: Recipe, env: DistEnv, resume: Resume | None,
+    cfg: RunConfig,
+    recipe: Recipe,
+    env: DistEnv,
+    resume: Resume | None,
     log: Callable[[str], None],
-) -> tuple[Any, ValSet | None]:  # fmt: skip
+) -> tuple[Any, ValSet | None]:
     """This rank's training loader (restored from ``resume``'s world-size-free loader
     state, the rest of its epoch split over this job's ranks) and validation set.
 
@@ -194,8 +197,9 @@ def build_loaders(
 
     threads = max(1, (os.cpu_count() or 1) // env.local_world_size)
     common: dict[str, Any] = dict(
-        device="gpu" if env.device.type == "cuda" else "cpu", seed=cfg.seed,
-    )  # fmt: skip
+        device="gpu" if env.device.type == "cuda" else "cpu",
+        seed=cfg.seed,
+    )
 
     def config(train: bool) -> LoaderConfig:
         base = recipe.loader_config(train, env.world_size)

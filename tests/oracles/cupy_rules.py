@@ -184,8 +184,10 @@ class DeviceArray:
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if func.__name__ not in CUPY_FUNCTIONS:
-            self._xp._fail(MissingCuPyAPI, f"numpy.{func.__name__} on a device array: cupy "
-                                           f"has no {func.__name__}")  # fmt: skip
+            self._xp._fail(
+                MissingCuPyAPI,
+                f"numpy.{func.__name__} on a device array: cupy has no {func.__name__}",
+            )
         return self._xp._call(func, args, kwargs)
 
 
@@ -280,9 +282,12 @@ class StrictCuPy:
             return value._d
         if isinstance(value, np.ndarray):
             if upload is None:
-                self._fail(HostArrayInDeviceOp, f"a host numpy.ndarray {value.dtype}"
-                                                f"{value.shape} is an operand of a device op; "
-                                                "upload it with cupy.asarray")  # fmt: skip
+                self._fail(
+                    HostArrayInDeviceOp,
+                    f"a host numpy.ndarray {value.dtype}"
+                    f"{value.shape} is an operand of a device op; "
+                    "upload it with cupy.asarray",
+                )
             self._upload(f"numpy.ndarray {value.dtype}{value.shape} as {upload}")
             return value
         if isinstance(value, (tuple, list)):
@@ -301,8 +306,10 @@ class StrictCuPy:
         if isinstance(a, DeviceArray):
             return self._wrap(np.asarray(a._d, dtype=dtype, order=order))
         if isinstance(a, (list, tuple)) and any(isinstance(v, DeviceArray) for v in a):
-            self._fail(ImplicitHostConversion, "cupy.asarray of a sequence holding device "
-                                               "arrays; use cupy.stack")  # fmt: skip
+            self._fail(
+                ImplicitHostConversion,
+                "cupy.asarray of a sequence holding device arrays; use cupy.stack",
+            )
         host = np.asarray(a, dtype=dtype, order=order)
         self._upload(f"cupy.asarray({type(a).__name__} {host.dtype}{host.shape})")
         return self._wrap(host)

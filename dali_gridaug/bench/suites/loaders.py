@@ -23,8 +23,14 @@ from dali_gridaug.bench.registry import Benchmark, Settings, proc_cpu_seconds, s
 from dali_gridaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
 AUGS: tuple[str, ...] = (
-    "gridmask", "random_gridmask", "cutout", "random_erasing", "cutmix", "gridmix", "deit"
-)  # fmt: skip
+    "gridmask",
+    "random_gridmask",
+    "cutout",
+    "random_erasing",
+    "cutmix",
+    "gridmix",
+    "deit",
+)
 
 
 def our_augment(name: str, backend: str, image_size: int) -> Any:
@@ -36,9 +42,14 @@ def our_augment(name: str, backend: str, image_size: int) -> Any:
 
     def gridmask(square_p: float = 1.0) -> Any:
         return GridMask(
-            r=0.6, d=gridmask_d(image_size), rotate=360, p=1.0, ramp_epochs=0,
-            square_p=square_p, backend=backend,
-        )  # fmt: skip
+            r=0.6,
+            d=gridmask_d(image_size),
+            rotate=360,
+            p=1.0,
+            ramp_epochs=0,
+            square_p=square_p,
+            backend=backend,
+        )
 
     return {
         "gridmask": gridmask,

@@ -60,17 +60,26 @@ class CpuStage(Benchmark):
         depth = _ORDER.index(self.last)
         aug = our_augment(self.aug_name, "auto", s.image_size) if self.aug_name else None
         params = ParamSource(
-            [aug] if aug else [], batch_size=s.batch_size, height=size[0], width=size[1],
-            seed=s.seed, rank=0, paste_before_flip=True,
-        )  # fmt: skip
+            [aug] if aug else [],
+            batch_size=s.batch_size,
+            height=size[0],
+            width=size[1],
+            seed=s.seed,
+            rank=0,
+            paste_before_flip=True,
+        )
         spec = SimpleNamespace(
             augments=(aug,), size=size, device="cpu", half=False, std=IMAGENET_STD
         )
 
         @pipeline_def(
-            batch_size=s.batch_size, num_threads=s.workers, device_id=None, seed=s.seed,
-            prefetch_queue_depth=2, exec_dynamic=True,
-        )  # fmt: skip
+            batch_size=s.batch_size,
+            num_threads=s.workers,
+            device_id=None,
+            seed=s.seed,
+            prefetch_queue_depth=2,
+            exec_dynamic=True,
+        )
         def graph() -> Any:
             jpegs, labels = fn.readers.file(file_root=s.root, random_shuffle=True)
             if depth == 0:
@@ -84,8 +93,15 @@ class CpuStage(Benchmark):
             if aug is not None and not self.mask_only:
                 x = augment_graph(pixels, nodes, nodes.flip, IMAGENET_MEAN, spec)
                 return (x, labels, *nodes.all.values())
-            x = normalize(pixels, mean=IMAGENET_MEAN, std=IMAGENET_STD, mirror=nodes.flip,
-                          crop=None, layout="CHW", half=False)  # fmt: skip
+            x = normalize(
+                pixels,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                mirror=nodes.flip,
+                crop=None,
+                layout="CHW",
+                half=False,
+            )
             mask = () if aug is None else (aug.visible_mask_dali(nodes.augments[0], *size, "cpu"),)
             return (x, *mask, labels, *nodes.all.values())
 

@@ -34,10 +34,21 @@ from dali_gridaug.bench.suites.loaders import endless, gpu_skip
 
 #: The DeiT recipe as timm ``train.py`` arguments (timm's names and defaults).
 DEIT: dict[str, Any] = dict(
-    aa="rand-m9-mstd0.5-inc1", train_interpolation="random", reprob=0.25, remode="pixel",
-    recount=1, resplit=False, mixup=0.8, cutmix=1.0, cutmix_minmax=None, mixup_prob=1.0,
-    mixup_switch_prob=0.5, mixup_mode="batch", smoothing=0.1, color_jitter=0.4,
-)  # fmt: skip
+    aa="rand-m9-mstd0.5-inc1",
+    train_interpolation="random",
+    reprob=0.25,
+    remode="pixel",
+    recount=1,
+    resplit=False,
+    mixup=0.8,
+    cutmix=1.0,
+    cutmix_minmax=None,
+    mixup_prob=1.0,
+    mixup_switch_prob=0.5,
+    mixup_mode="batch",
+    smoothing=0.1,
+    color_jitter=0.4,
+)
 #: The same with every augmentation off: random-resized crop and flip only.
 PLAIN: dict[str, Any] = dict(DEIT, aa=None, reprob=0.0, mixup=0.0, cutmix=0.0, color_jitter=None)
 
@@ -46,16 +57,39 @@ def timm_args(settings: Settings, recipe: dict[str, Any]) -> argparse.Namespace:
     """The parsed arguments of timm's ``train.py`` for ``recipe`` at the run's sizes."""
     s = settings
     return argparse.Namespace(
-        **recipe, scale=[0.08, 1.0], ratio=[3 / 4, 4 / 3], hflip=0.5, vflip=0.0,
-        color_jitter_prob=None, grayscale_prob=None, gaussian_blur_prob=None, no_aug=False,
-        train_crop_mode=None, aug_repeats=0, aug_splits=0, jsd_loss=False,
-        batch_size=s.batch_size, validation_batch_size=None, workers=s.workers, seed=s.seed,
-        num_classes=s.num_classes, distributed=False, model_dtype=None,
-        device="cuda" if s.device == "gpu" else "cpu", naflex_loader=False,
-        train_img_sizes=None, train_batch_sizes=None, train_size_probs=None,
-        train_size_schedule="constant", train_batches_per_epoch=None, epoch_repeats=0.0,
-        input_img_mode=None, train_num_samples=None, val_num_samples=None, target_key=None,
-    )  # fmt: skip
+        **recipe,
+        scale=[0.08, 1.0],
+        ratio=[3 / 4, 4 / 3],
+        hflip=0.5,
+        vflip=0.0,
+        color_jitter_prob=None,
+        grayscale_prob=None,
+        gaussian_blur_prob=None,
+        no_aug=False,
+        train_crop_mode=None,
+        aug_repeats=0,
+        aug_splits=0,
+        jsd_loss=False,
+        batch_size=s.batch_size,
+        validation_batch_size=None,
+        workers=s.workers,
+        seed=s.seed,
+        num_classes=s.num_classes,
+        distributed=False,
+        model_dtype=None,
+        device="cuda" if s.device == "gpu" else "cpu",
+        naflex_loader=False,
+        train_img_sizes=None,
+        train_batch_sizes=None,
+        train_size_probs=None,
+        train_size_schedule="constant",
+        train_batches_per_epoch=None,
+        epoch_repeats=0.0,
+        input_img_mode=None,
+        train_num_samples=None,
+        val_num_samples=None,
+        target_key=None,
+    )
 
 
 def data_config(settings: Settings) -> dict[str, Any]:
@@ -117,9 +151,10 @@ class TimmRecipe(Benchmark):
         config = data_config(s)
         dataset = create_dataset("", root=s.root, is_training=True)
         self.loader = (
-            self._timm(dataset, args, config) if self.impl == "timm" else
-            self._dali(dataset, args, config)
-        )  # fmt: skip
+            self._timm(dataset, args, config)
+            if self.impl == "timm"
+            else self._dali(dataset, args, config)
+        )
         self.it = endless(self.loader)
 
     def _dali(self, dataset: Any, args: argparse.Namespace, config: dict[str, Any]) -> Any:
@@ -143,20 +178,39 @@ class TimmRecipe(Benchmark):
         collate_fn = None
         if args.mixup > 0 or args.cutmix > 0:
             collate_fn = FastCollateMixup(
-                mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=None,
-                prob=args.mixup_prob, switch_prob=args.mixup_switch_prob,
-                mode=args.mixup_mode, label_smoothing=args.smoothing,
+                mixup_alpha=args.mixup,
+                cutmix_alpha=args.cutmix,
+                cutmix_minmax=None,
+                prob=args.mixup_prob,
+                switch_prob=args.mixup_switch_prob,
+                mode=args.mixup_mode,
+                label_smoothing=args.smoothing,
                 num_classes=args.num_classes,
-            )  # fmt: skip
+            )
         return create_loader(
-            dataset, input_size=config["input_size"], batch_size=args.batch_size,
-            is_training=True, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
-            re_split=args.resplit, scale=args.scale, ratio=args.ratio, hflip=args.hflip,
-            vflip=args.vflip, color_jitter=args.color_jitter, auto_augment=args.aa,
-            interpolation=args.train_interpolation, mean=config["mean"], std=config["std"],
-            num_workers=args.workers, collate_fn=collate_fn, device=torch.device(args.device),
-            use_prefetcher=True, persistent_workers=True,
-        )  # fmt: skip
+            dataset,
+            input_size=config["input_size"],
+            batch_size=args.batch_size,
+            is_training=True,
+            re_prob=args.reprob,
+            re_mode=args.remode,
+            re_count=args.recount,
+            re_split=args.resplit,
+            scale=args.scale,
+            ratio=args.ratio,
+            hflip=args.hflip,
+            vflip=args.vflip,
+            color_jitter=args.color_jitter,
+            auto_augment=args.aa,
+            interpolation=args.train_interpolation,
+            mean=config["mean"],
+            std=config["std"],
+            num_workers=args.workers,
+            collate_fn=collate_fn,
+            device=torch.device(args.device),
+            use_prefetcher=True,
+            persistent_workers=True,
+        )
 
     def run(self) -> None:
         for _ in range(self.settings.batches):
