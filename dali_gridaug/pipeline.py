@@ -66,28 +66,25 @@ def build_pipeline(spec: PipelineSpec, feed: Feed) -> tuple[Any, list[str]]:
         if spec.auto_augment is not None:
             # HWC uint8: the Keep paste view
             pixels = spec.auto_augment.apply(pixels)
+
+        def plain(view: Any) -> Any:
+            """``view`` normalized, flipped and (val) centre-cropped, CHW."""
+            return normalize(
+                view,
+                mean=mean,
+                std=spec.std,
+                mirror=mirror,
+                crop=crop,
+                layout="CHW",
+                half=spec.half,
+            )
+
         if spec.augments and nodes is not None:
             images = augment_graph(pixels, nodes, mirror, mean, spec)
         else:
-            images = normalize(
-                pixels,
-                mean=mean,
-                std=spec.std,
-                mirror=mirror,
-                crop=crop,
-                layout="CHW",
-                half=spec.half,
-            )
+            images = plain(pixels)
         if spec.keep_clean:
-            outputs["clean"] = normalize(
-                clean_pixels,
-                mean=mean,
-                std=spec.std,
-                mirror=mirror,
-                crop=crop,
-                layout="CHW",
-                half=spec.half,
-            )
+            outputs["clean"] = plain(clean_pixels)
         if params is not None and nodes is not None:
             outputs.update(params.outputs(nodes, spec.device))
         return (images, *outputs.values())
