@@ -257,3 +257,28 @@ def test_scaled_to_rounds_the_period_range_from_224_pixels() -> None:
     small = GridMask(d=(10, 11)).scaled_to(16)
     assert small.d == (1, 2)  # round(0.71) = 1 and round(0.79) = 1, lifted to d_min + 1
     assert (g.scaled_to(32).r, g.scaled_to(32).p) == (0.4, 0.5)
+
+
+def test_random_gridmask_native_leaves_unapplied_images_whole(color_data: Path) -> None:
+    """With ``p`` < 1, in both modes, the images the DALI graph skips (``applied`` 0) are
+    unmasked and the rest match the kernel (a rule that divides by ``applied``, or drops it,
+    fails here; the test above has ``p`` = 1)."""
+    for mode in (1, 0):
+        kw = dict(square_p=0.5, p=0.5, mode=mode)
+        a = collect(_loader(color_data, backend="dali", **kw), 1, KEYS)
+        b = collect(_loader(color_data, backend="kernel", **kw), 1, KEYS)
+        skipped = a["0.applied"].reshape(-1) == 0
+        assert 0 < skipped.sum() < len(skipped)
+        assert np.array_equal(a["0.applied"], b["0.applied"])
+        assert (_kept(a["images"][skipped]) == 1).all()
+        assert (_kept(a["images"]) != _kept(b["images"])).mean() < 1e-3
+
+
+def test_geometry_check_names_the_side_and_closes_its_ends() -> None:
+    GridMask(d=(32, 96)).check_geometry(32, 24, 8)  # d_min = the longer side: allowed
+    GridMask(d=(8, 96)).check_geometry(32, 24, 8)  # only d_min is checked
+    with pytest.raises(ValueError) as info:
+        GridMask(d=(33, 96)).check_geometry(32, 24, 8)
+    assert str(info.value) == "GridMask: `d` min must be ≤ the image side 32, got (33, 96)"
+    with pytest.raises(ValueError, match=r"image side 40, got \(41, 96\)"):
+        GridMask(d=(41, 96)).check_geometry(24, 40, 8)
