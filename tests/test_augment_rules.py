@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from dali_gridaug.augment import AUGMENTATIONS, GridMix, SampleContext
+from dali_gridaug.augment import (
+    AUGMENTATIONS,
+    CutMix,
+    Cutout,
+    GridMask,
+    GridMix,
+    RandomErasing,
+    SampleContext,
+)
 from dali_gridaug.augment.mixup import MixupCutMix
 from dali_gridaug.labels import mix_target
 
@@ -96,3 +104,125 @@ def test_mixup_cutmix_hands_correct_lam_to_the_rule() -> None:
             out.append((float(p["lam"][0]), 1 - (y1 - y0) * (x1 - x0) / (h * w)))
     assert all(lam == pytest.approx(share, abs=1e-6) for lam, share in corrected)
     assert any(lam != pytest.approx(share, abs=1e-3) for lam, share in kept)
+
+
+BAD_ARGUMENTS = [
+    (GridMask, {"rotate": 1.5}, TypeError, "`rotate` must be int, got 1.5 (float)"),
+    (GridMask, {"rotate": 0}, ValueError, "`rotate` must be in [1, 360], got 0"),
+    (GridMask, {"rotate": 361}, ValueError, "`rotate` must be in [1, 360], got 361"),
+    (GridMask, {"mode": 2}, ValueError, "`mode` must be one of 0, 1; got 2"),
+    (GridMask, {"ramp_epochs": 1.5}, TypeError, "`ramp_epochs` must be int, got 1.5 (float)"),
+    (GridMask, {"ramp_epochs": -1}, ValueError, "`ramp_epochs` must be in [0, inf), got -1"),
+    (GridMask, {"square_p": 1.5}, ValueError, "`square_p` must be in [0, 1], got 1.5"),
+    (GridMask, {"square_p": -0.1}, ValueError, "`square_p` must be in [0, 1], got -0.1"),
+    (RandomErasing, {"scale": (0.5, 1.5)}, ValueError, "`scale[1]` must be in [0, 1], got 1.5"),
+    (RandomErasing, {"scale": (-0.1, 0.5)}, ValueError, "`scale[0]` must be in [0, 1], got -0.1"),
+    (RandomErasing, {"ratio": (0.0, 2.0)}, ValueError, "`ratio` must be positive, got (0.0, 2.0)"),
+    (RandomErasing, {"ratio": (-1.0, 2.0)}, ValueError, "`ratio[0]` must be in [0, inf), got -1.0"),
+    (
+        RandomErasing,
+        {"max_attempts": 1.5},
+        TypeError,
+        "`max_attempts` must be int, got 1.5 (float)",
+    ),
+    (RandomErasing, {"max_attempts": 0}, ValueError, "`max_attempts` must be in [1, inf), got 0"),
+    (RandomErasing, {"count": (1, 0)}, ValueError, "`count[1]` must be in [1, inf), got 0"),
+    (RandomErasing, {"count": (2, 1)}, ValueError, "`count` must satisfy min ≤ max, got (2, 1)"),
+    (
+        RandomErasing,
+        {"value": "random", "mode": "rand"},
+        ValueError,
+        "`value`='random' means mode 'pixel', but `mode` is 'rand'; drop `value`",
+    ),
+    (
+        RandomErasing,
+        {"value": 0.5, "mode": "pixel"},
+        ValueError,
+        "`value` is the constant fill of mode 'const', but `mode` is 'pixel' (got value=0.5); "
+        "drop `value` or use mode='const'",
+    ),
+]
+#: the closed ends of the same ranges, accepted
+GOOD_ARGUMENTS = [
+    (GridMask, {"rotate": 1}),
+    (GridMask, {"rotate": 360}),
+    (GridMask, {"square_p": 0.0}),
+    (GridMask, {"square_p": 1.0}),
+    (GridMask, {"ramp_epochs": 0}),
+    (RandomErasing, {"scale": (0.0, 1.0)}),
+    (RandomErasing, {"max_attempts": 1}),
+    (RandomErasing, {"count": (2, 2)}),
+    (RandomErasing, {"value": "random", "mode": "pixel"}),
+    (RandomErasing, {"value": 0.5, "mode": "const"}),
+]
+
+
+@pytest.mark.parametrize(("config", "kwargs", "error", "message"), BAD_ARGUMENTS)
+def test_each_argument_is_checked_by_name_with_its_range(
+    config: type, kwargs: dict, error: type, message: str
+) -> None:
+    with pytest.raises(error) as info:
+        config(**kwargs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("config", "kwargs"), GOOD_ARGUMENTS)
+def test_the_ranges_are_closed_where_they_say_so(config: type, kwargs: dict) -> None:
+    config(**kwargs)
+
+
+def test_gridmask_keeps_d_as_a_tuple() -> None:
+    assert GridMask(d=[8, 16]).d == (8, 16) and isinstance(GridMask(d=[8, 16]).d, tuple)
+
+
+def test_cutmix_elem_draws_a_box_per_sample_and_unapplied_samples_keep_lam_one() -> None:
+    rng = np.random.default_rng(0)
+    boxes = CutMix(mode="elem").sample(rng, CTX)["box"]
+    assert len({tuple(b) for b in boxes}) > 1  # not one box for the batch
+    lams = np.concatenate([CutMix(p=0.5).sample(rng, CTX)["lam"] for _ in range(50)])
+    assert (lams == 1.0).any() and lams.max() == 1.0  # skipped: λ exactly 1, never above
+
+
+def test_cutout_centres_cover_every_row_and_column() -> None:
+    """The official code draws the centre in ``0 … H − 1`` and ``0 … W − 1``: both ends
+    appear (a range starting at 1 fails)."""
+    rng = np.random.default_rng(0)
+    ctx = SampleContext(batch_size=512, height=6, width=5)
+    box = np.concatenate([Cutout(length=2).sample(rng, ctx)["box"] for _ in range(4)])
+    # a centred length-2 box starts at cy - 1 (clipped at 0) and ends at cy + 1
+    ends = box[:, 2:]  # (y1, x1) = (cy + 1, cx + 1), clipped to the image
+    assert ends[:, 0].min() == 1 and ends[:, 1].min() == 1
+
+
+def test_random_erasing_refuses_a_box_as_tall_or_wide_as_the_image() -> None:
+    """timm: a box fits when ``h < H`` and ``w < W``, strictly. At 24×32 an area of half the
+    image with aspect 1.5 is 24×16 (as tall as the image), at 32×24 with aspect 2/3 16×24: no
+    attempt fits, nothing is erased (``<=`` in either test fails here)."""
+    for (height, width), ratio in (((24, 32), 1.5), ((32, 24), 2 / 3)):
+        ctx = SampleContext(batch_size=64, height=height, width=width)
+        aug = RandomErasing(p=1.0, scale=(0.5 - 1e-9, 0.5), ratio=(ratio, ratio + 1e-12))
+        box = aug.sample(np.random.default_rng(0), ctx)["box"].reshape(-1, 4)
+        assert ((box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])).all()  # all empty
+
+
+def test_random_erasing_positions_cover_the_whole_range_and_stay_inside() -> None:
+    """timm places the box at ``randint(0, W − w)`` inclusive: both ends appear, no box
+    leaves the image."""
+    ctx = SampleContext(batch_size=512, height=24, width=32)
+    aug = RandomErasing(p=1.0, scale=(0.25 - 1e-9, 0.25), ratio=(1.5, 1.5 + 1e-12))  # 17×11
+    box = aug.sample(np.random.default_rng(0), ctx)["box"].reshape(-1, 4)
+    h, w = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    assert (box[:, 2] <= 24).all() and (box[:, 3] <= 32).all()
+    assert box[:, 0].min() == 0 and box[:, 1].min() == 0
+    assert (box[:, 0] == 24 - h).any() and (box[:, 1] == 32 - w).any()
+
+
+def test_random_erasing_noise_seeds_are_distinct_int31s() -> None:
+    ctx = SampleContext(batch_size=4096, height=24, width=32)
+    seeds = (
+        RandomErasing(p=1.0, backend="kernel")
+        .sample(np.random.default_rng(0), ctx)["noise_seed"]
+        .ravel()
+    )
+    assert seeds.min() >= 0 and seeds.max() < 2**31 and seeds.max() > 2**30
+    assert len(np.unique(seeds)) > 4000
