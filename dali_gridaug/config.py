@@ -10,7 +10,6 @@ hands options on by name.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -260,9 +259,9 @@ class PipelineSpec:
     @property
     def dali_batch(self) -> int:
         """DALI's batch size: :attr:`batch_size` capped at the rank's share of the source
-        (one partial batch either way; DALI would allocate the whole batch).
+        (:func:`~dali_gridaug.loader_args.shard_batch`).
         """
-        return min(self.batch_size, max(math.ceil(len(self.source) / self.num_shards), 1))
+        return loader_args.shard_batch(self.batch_size, len(self.source), self.num_shards)
 
 
 def resolve(config: LoaderConfig, source: Any) -> PipelineSpec:

@@ -171,7 +171,7 @@ def check_batch(
             f"{math.ceil(n / world)} files ({n} over `num_shards`={world}); with drop_last "
             "every batch would be dropped"
         )
-    batch_size = min(batch_size, max(math.ceil(n / world), 1))
+    batch_size = shard_batch(batch_size, n, world)
     # float32 CHW outputs of the queued batches (the prefetch depth + the one handed out + one
     # being built): a lower bound of what DALI allocates
     need = batch_size * size[0] * size[1] * 3 * 4 * (PREFETCH + 2)
@@ -182,6 +182,13 @@ def check_batch(
             f"{need / 2**30:.0f} GiB of batch buffers, more than this machine's "
             f"{ram / 2**30:.0f} GiB of memory"
         )
+
+
+def shard_batch(batch_size: int, num_samples: int, world: int) -> int:
+    """DALI's batch size: ``batch_size`` capped at a rank's share of ``num_samples`` (one
+    partial batch either way; DALI would allocate the whole batch).
+    """
+    return min(batch_size, max(math.ceil(num_samples / world), 1))
 
 
 def physical_memory() -> int:

@@ -237,7 +237,8 @@ def data_values(table: Mapping[str, Any]) -> dict[str, Any]:
     from dali_gridaug.recipes.sections import DATA_OPTIONS, DataSection, data_table
 
     section = DataSection(**data_table(dict(table)))
-    config, preset = section.loader(), section.loader().final_preset()
+    config = section.loader()
+    preset = config.final_preset()
     final = {"image_size": preset.size, "mean": preset.mean, "std": preset.std}
     values = {k: final.get(k, getattr(config, k)) for k in DATA_OPTIONS}
     return {"batch_size": section.batch_size, "workers": section.workers, **values}
