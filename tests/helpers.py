@@ -169,11 +169,11 @@ def graph_spec(source: object, device: str, **options: object):
     (``"gpu"``: ``device_id=0``, which needs no GPU to define a graph).
     """
     from dali_gridaug.config import LoaderConfig, resolve
+    from dali_gridaug.testing.cases import placed
 
     defaults = dict(batch_size=4, image_size=32, mean=0.0, std=1.0, num_threads=1)
     config = LoaderConfig(**{**defaults, **options, "device": "cpu"})
-    spec = resolve(config, source)
-    return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
+    return placed(resolve(config, source), device)
 
 
 def tiny_model(num_classes: int, seed: int = 0, dropout: float = 0.0) -> nn.Sequential:

@@ -302,7 +302,13 @@ def make_spec(case: GraphCase, source: Any, device: str) -> Any:
         hflip=case.hflip,
         vflip=case.vflip,
     )
-    spec = resolve(config, source)
+    return placed(resolve(config, source), device)
+
+
+def placed(spec: Any, device: str) -> Any:
+    """``spec`` (a CPU-resolved :class:`~dali_gridaug.config.PipelineSpec`) on ``device``:
+    ``"gpu"`` sets ``device_id=0``, which needs no GPU to define a graph.
+    """
     return spec if device == "cpu" else dataclasses.replace(spec, device=device, device_id=0)
 
 
