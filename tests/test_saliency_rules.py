@@ -1,0 +1,176 @@
+"""The Keep stage's box and grid rules, exactly: device placement, low-resolution sides,
+independent offsets per axis, the GridMask candidates' scores and the keyed choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy import stats
+
+from dali_gridaug.augment import GridMask
+from dali_gridaug.saliency import keyed
+from dali_gridaug.saliency.boxes import half_side, select_boxes, upscale_boxes
+from dali_gridaug.saliency.grid import (
+    choose_grid_draw,
+    default_gridmask,
+    sample_grid_draws,
+)
+from dali_gridaug.saliency.keyed import Stream
+from dali_gridaug.saliency.regions import (
+    eligibility_weights,
+    masked_choice,
+    quantize_saliency,
+    select_windows,
+)
+
+META = torch.device("meta")
+
+
+@pytest.mark.parametrize("rule", ["clip", "inside"])
+@pytest.mark.parametrize("low", [False, True])
+def test_box_rules_make_every_tensor_on_the_saliency_device(rule: str, low: bool) -> None:
+    """On the ``meta`` device a tensor created on the host (an ``arange`` or a per-sample
+    size without ``device=``) is an error ("not on the expected device"), as it would be a
+    host tensor, or a host-device copy, on CUDA: the rules follow the saliency's device."""
+    h = w = 16
+    saliency = torch.rand((3, h // 2, w // 2) if low else (3, h, w), device=META)
+    sides = torch.tensor([4, 5, 6], device=META)
+    keys = torch.zeros(3, dtype=torch.int64, device=META)
+    box = select_boxes(saliency, sides, sides, (h, w), rule=rule, which="cut", tau=0.5, keys=keys)
+    assert box.device == META and box.shape == (3, 4)
+
+
+def test_int_sides_are_made_on_the_device_too() -> None:
+    """A side given as an int becomes a per-sample tensor on the saliency's device."""
+    from dali_gridaug.saliency.boxes import clipped_box_scores
+    from dali_gridaug.saliency.regions import window_scores
+
+    integral = torch.zeros(2, 9, 9, dtype=torch.int64, device=META)
+    keys = torch.zeros(2, dtype=torch.int64, device=META)
+    for scores, other in (clipped_box_scores(integral, 3, 4), window_scores(integral, 3, 4)):
+        assert scores.device == other.device == META
+    low = torch.zeros(2, 4, dtype=torch.int64, device=META)
+    assert upscale_boxes(low, 3, 2, 8, 8, keys).device == META
+    saliency = torch.rand(2, 8, 8, device=META)
+    window = select_windows(saliency, 3, 4, tau=0.5, which="paste", keys=keys)
+    assert window.device == META
+
+
+def test_keyed_beta_is_drawn_on_the_keys_device() -> None:
+    keys = torch.zeros(3, dtype=torch.int64, device=META)
+    assert keyed.beta(keys, Stream.CUTMIX_LAMBDA, 1.0).device == META
+
+
+def test_grid_choice_makes_every_tensor_on_the_saliency_device() -> None:
+    keys = torch.zeros(2, dtype=torch.int64, device=META)
+    grid = sample_grid_draws(default_gridmask(12), keys, 4)
+    keep, dropped, draw = choose_grid_draw(
+        torch.rand(2, 12, 12, device=META), grid, height=12, width=12, mode=1, tau=0.5, keys=keys
+    )
+    assert {keep.device, dropped.device, draw.device} == {META}
+
+
+def test_half_side_halves_and_keeps_empty_boxes_empty() -> None:
+    """``s // 2``, at least 1, but an empty box (``s = 0``) stays empty, int64."""
+    out = half_side(torch.tensor([0, 1, 2, 3, 4, 5, 9]))
+    assert out.dtype == torch.int64
+    assert out.tolist() == [0, 1, 1, 1, 2, 2, 4]
+
+
+def test_upscaled_offsets_are_independent_per_axis() -> None:
+    """Each axis has its own keyed stream (``OFFSET_Y``, ``OFFSET_X``). A box at low position
+    (0, 0) of a side-1 window maps to full position (o_y, o_x) with o ∈ {0, 1}; with one
+    stream for both axes o_y = o_x always. χ² of independence over the 2×2 table of 4,000
+    samples (seed fixed); a shared stream puts every sample on the diagonal (p ≈ 0)."""
+    n = 4000
+    keys = keyed.sample_keys(5, 0, torch.arange(n))
+    low = torch.tensor([[0, 0, 1, 1]]).expand(n, 4)
+    full = upscale_boxes(low, 2, 2, 16, 16, keys)
+    oy, ox = full[:, 0], full[:, 1]
+    assert set(oy.tolist()) == {0, 1} and set(ox.tolist()) == {0, 1}
+    table = torch.zeros(2, 2)
+    table.index_put_((oy, ox), torch.ones(n), accumulate=True)
+    assert stats.chi2_contingency(table.numpy()).pvalue > 1e-3
+    assert 0.4 < (oy == ox).float().mean() < 0.6
+
+
+def test_default_gridmask_ends() -> None:
+    """``d = (max(2, H // 3), H)``, defined from H = 3 on; below, a message that says what to
+    pass."""
+    assert default_gridmask(3) == GridMask(r=0.6, d=(2, 3), rotate=360, mode=1)
+    assert default_gridmask(96).d == (32, 96)
+    with pytest.raises(ValueError) as info:
+        default_gridmask(2)
+    assert str(info.value) == (
+        "the default `gridmask` d = (max(2, H // 3), H) needs H >= 3, got H = 2; "
+        "pass `gridmask=GridMask(d=...)` explicitly"
+    )
+
+
+def scores_of(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """``(B, k)`` int64 ``Σ q·(1 − mask)`` on the quantized saliency (the rule, spelled out)."""
+    q = quantize_saliency(saliency)[:, None]
+    return (q * (masks == 0)).sum(dim=(-2, -1))
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_grid_scores_and_the_choice_are_the_rule(mode: int) -> None:
+    """``dropped`` is the saliency under the dropped pixels (``Σ g·(1 − mask)``, in the
+    map's units); the kept draw is the inverse CDF of the
+    sample's ``GRID_CHOICE`` uniform over the cut-eligible weights; mode 0 drops exactly
+    the pixels mode 1 keeps."""
+    b, k, h, w = 6, 5, 24, 24
+    keys = keyed.sample_keys(1, 2, torch.arange(b))
+    grid = sample_grid_draws(GridMask(r=0.5, d=(6, 12), rotate=30, mode=mode), keys, k)
+    saliency = torch.zeros(b, h, w)
+    saliency[:, 5, 7] = 3.0  # one pixel at the peak: a candidate drops 1 or 0
+    saliency[:, 10:14, 2:9] = 0.75
+    masks = grid.masks(slice(0, b), h, w, mode)
+    other = grid.masks(slice(0, b), h, w, 1 - mode)
+    assert torch.equal(masks + other, torch.ones_like(masks))
+    keep, dropped, draw = choose_grid_draw(
+        saliency, grid, height=h, width=w, mode=mode, tau=0.5, keys=keys
+    )
+    scores = scores_of(saliency, masks)
+    expected = scores.double() * 3.0 / 2.0**24  # the peak, 3.0, is 2^24 quanta
+    torch.testing.assert_close(dropped.double(), expected, rtol=1e-7, atol=0)
+    want = masked_choice(eligibility_weights(scores, 0.5, "cut"), keys, Stream.GRID_CHOICE)
+    assert torch.equal(draw, want)
+    assert torch.equal(keep, masks[torch.arange(b), draw])
+
+
+def test_grid_dropped_is_zero_where_nothing_salient_is_dropped() -> None:
+    """One salient pixel: candidates that keep it drop exactly 0 (not the count of kept
+    pixels), those that drop it exactly its value."""
+    b, k, h, w = 4, 8, 20, 20
+    keys = keyed.sample_keys(0, 0, torch.arange(b))
+    grid = sample_grid_draws(GridMask(r=0.5, d=(5, 10), rotate=1, mode=1), keys, k)
+    saliency = torch.zeros(b, h, w)
+    saliency[:, 9, 9] = 2.0
+    _, dropped, _ = choose_grid_draw(saliency, grid, height=h, width=w, mode=1, tau=0.5, keys=keys)
+    hit = grid.masks(slice(0, b), h, w, 1)[:, :, 9, 9] == 0
+    assert hit.any() and (~hit).any()
+    assert torch.equal(dropped, hit.float() * 2.0)
+
+
+def test_grid_chunks_respect_max_elements(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most ``max(1, max_elements // (k·H·W))`` samples' candidate masks per chunk."""
+    from dali_gridaug.saliency import grid as grid_module
+
+    b, k, h, w = 5, 3, 8, 8
+    keys = keyed.sample_keys(0, 1, torch.arange(b))
+    draws = sample_grid_draws(default_gridmask(h), keys, k)
+    seen = []
+    real = grid_module.GridDraws.masks
+
+    def counting(self, rows, height, width, mode):
+        out = real(self, rows, height, width, mode)
+        seen.append(out.shape[0] * out.shape[1])
+        return out
+
+    monkeypatch.setattr(grid_module.GridDraws, "masks", counting)
+    saliency = torch.rand(b, h, w)
+    choose_grid_draw(
+        saliency, draws, height=h, width=w, mode=1, tau=0.5, keys=keys, max_elements=k * h * w
+    )
+    assert max(seen) * h * w <= k * h * w
