@@ -79,6 +79,10 @@ def test_integers_is_the_floor_of_the_scaled_uniform() -> None:
     )
     out = rows_of(11, rows).integers(4, 10, G)
     assert out.dtype == np.int64
+    # float bounds are taken as integers: the draws are int64 all the same
+    floats = rows_of(11, rows).integers(4.0, np.float32(10.0), G)
+    assert floats.dtype == np.int64 and np.array_equal(floats, out)
+    assert rows_of(11, rows).integers(np.float64(6), size=G).dtype == np.int64
 
 
 def test_integers_reach_both_ends_and_are_uniform() -> None:
@@ -117,5 +121,11 @@ def test_a_draw_without_the_batch_dimension_is_refused() -> None:
     # the shape may come from the bounds instead of `size`
     assert g.uniform(np.zeros(3), np.ones(3)).shape == (3,)
     assert g.normal(np.zeros((3, 2)), 1.0).shape == (3, 2)
+    # … from either bound, broadcast against the other
+    assert g.uniform(0.0, np.ones(3)).shape == (3,)
+    assert g.uniform(np.zeros((3, 1)), np.ones(2)).shape == (3, 2)
+    assert g.normal(0.0, np.ones((3, 2))).shape == (3, 2)
     assert g.integers(np.zeros(3, np.int64), np.full(3, 4)).shape == (3,)
+    assert g.integers(np.zeros(3, np.int64), 4).shape == (3,)
+    assert g.integers(0, np.full(3, 4)).shape == (3,)
     assert g.random(np.int64(3)).shape == (3,)

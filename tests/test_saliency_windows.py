@@ -172,7 +172,9 @@ def test_same_keys_give_same_windows() -> None:
     assert not torch.equal(a, c)
 
 
-@pytest.mark.parametrize(("size", "length"), [((33, 31), 7), ((32, 32), 8), ((9, 20), 1), ((20, 9), 1)])
+@pytest.mark.parametrize(
+    ("size", "length"), [((33, 31), 7), ((32, 32), 8), ((9, 20), 1), ((20, 9), 1)]
+)
 def test_lowres_boxes_map_back_inside_the_image(size: tuple[int, int], length: int) -> None:
     height, width = size
     low_h, low_w = height // 2, width // 2
