@@ -8,8 +8,14 @@ import torch
 from scipy import stats
 
 from dali_gridaug.augment import GridMask
+from dali_gridaug.saliency import grid as grid_module
 from dali_gridaug.saliency import keyed
-from dali_gridaug.saliency.boxes import half_side, select_boxes, upscale_boxes
+from dali_gridaug.saliency.boxes import (
+    clipped_box_scores,
+    half_side,
+    select_boxes,
+    upscale_boxes,
+)
 from dali_gridaug.saliency.grid import (
     choose_grid_draw,
     default_gridmask,
@@ -21,6 +27,7 @@ from dali_gridaug.saliency.regions import (
     masked_choice,
     quantize_saliency,
     select_windows,
+    window_scores,
 )
 
 META = torch.device("meta")
@@ -42,9 +49,6 @@ def test_box_rules_make_every_tensor_on_the_saliency_device(rule: str, low: bool
 
 def test_int_sides_are_made_on_the_device_too() -> None:
     """A side given as an int becomes a per-sample tensor on the saliency's device."""
-    from dali_gridaug.saliency.boxes import clipped_box_scores
-    from dali_gridaug.saliency.regions import window_scores
-
     integral = torch.zeros(2, 9, 9, dtype=torch.int64, device=META)
     keys = torch.zeros(2, dtype=torch.int64, device=META)
     for scores, other in (clipped_box_scores(integral, 3, 4), window_scores(integral, 3, 4)):
@@ -116,14 +120,13 @@ def scores_of(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("mode", [0, 1])
 def test_grid_scores_and_the_choice_are_the_rule(mode: int) -> None:
     """``dropped`` is the saliency under the dropped pixels (``Σ g·(1 − mask)``, in the
-    map's units); the kept draw is the inverse CDF of the
-    sample's ``GRID_CHOICE`` uniform over the cut-eligible weights; mode 0 drops exactly
-    the pixels mode 1 keeps."""
+    map's units); the kept draw is the inverse CDF of the sample's ``GRID_CHOICE`` uniform
+    over the cut-eligible weights; mode 0 drops exactly the pixels mode 1 keeps."""
     b, k, h, w = 6, 5, 24, 24
     keys = keyed.sample_keys(1, 2, torch.arange(b))
     grid = sample_grid_draws(GridMask(r=0.5, d=(6, 12), rotate=30, mode=mode), keys, k)
     saliency = torch.zeros(b, h, w)
-    saliency[:, 5, 7] = 3.0  # one pixel at the peak: a candidate drops 1 or 0
+    saliency[:, 5, 7] = 3.0  # one pixel at the peak: a candidate drops all of it or none
     saliency[:, 10:14, 2:9] = 0.75
     masks = grid.masks(slice(0, b), h, w, mode)
     other = grid.masks(slice(0, b), h, w, 1 - mode)
@@ -155,8 +158,6 @@ def test_grid_dropped_is_zero_where_nothing_salient_is_dropped() -> None:
 
 def test_grid_chunks_respect_max_elements(monkeypatch: pytest.MonkeyPatch) -> None:
     """At most ``max(1, max_elements // (k·H·W))`` samples' candidate masks per chunk."""
-    from dali_gridaug.saliency import grid as grid_module
-
     b, k, h, w = 5, 3, 8, 8
     keys = keyed.sample_keys(0, 1, torch.arange(b))
     draws = sample_grid_draws(default_gridmask(h), keys, k)
