@@ -122,11 +122,99 @@ def test_inverse_cdf_follows_the_weights_and_never_picks_a_zero_weight() -> None
     counts = np.bincount(keyed.inverse_cdf(weights, u).numpy(), minlength=7)
     assert counts[[0, 2, 6]].sum() == 0
     assert chi_square_p_ok(counts[[1, 3, 4, 5]], N * np.array([1, 0.5, 0.5, 2]) / 4)
-    # u at the top of [0, 1), where u · total may round up to the total: the last positive
+    # u at the top of [0, 1): u · total rounds below the total, so the last positive entry
     top = torch.full((1,), 1 - 2.0**-53, dtype=torch.float64)
     row = torch.tensor([[0.1, 0.7, 0.0, 0.0]])
     assert keyed.inverse_cdf(row, top).tolist() == [1]
     assert keyed.inverse_cdf(row, torch.zeros(1, dtype=torch.float64)).tolist() == [0]
+
+
+def test_inverse_cdf_never_picks_a_zero_weight_at_the_ends_of_u() -> None:
+    """At ``u = 0`` and ``u = 1 − 2^-53`` (the ends of :func:`keyed.uniform`'s range), for
+    random rows with zero runs at both ends and inside, and totals from 2^-40 to 2^40: the
+    index has positive weight. With the first-CDF-value-≥ rule (``right=False``) ``u = 0``
+    returns a leading zero weight."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.rand(2000, 9, generator=gen) * (torch.rand(2000, 9, generator=gen) < 0.4)
+    w[:, 0] = 0.0
+    w[:, 4] = torch.where(w[:, 1:].sum(dim=1) == 0, 1.0, w[:, 4])  # a positive entry per row
+    w = w * 2.0 ** torch.randint(-40, 41, (2000, 1), generator=gen)
+    for end in (0.0, 1 - 2.0**-53):
+        index = keyed.inverse_cdf(w, torch.full((2000,), end, dtype=torch.float64))
+        assert bool((w.gather(1, index[:, None]) > 0).all())
+
+
+def test_inverse_cdf_is_the_first_cdf_value_above_u_total_in_float64() -> None:
+    """At a CDF step ``u · total = cdf[i]`` the next column is chosen (half-open intervals
+    ``[cdf[i−1], cdf[i])``); the CDF is kept in float64: with weights (1, 2^24, 1) the
+    boundary between the last two columns is 2^24 + 1, which a float32 CDF stores as 2^24,
+    moving ``u · total = 2^24 + 0.5`` into the last column."""
+    half = torch.tensor([0.5, 0.25], dtype=torch.float64)
+    assert keyed.inverse_cdf(torch.tensor([[1.0, 1.0], [1.0, 3.0]]), half).tolist() == [1, 1]
+    big = torch.tensor([[1.0, 2.0**24, 1.0]] * 2)  # float32 weights
+    total = 2.0**24 + 2
+    u = torch.tensor([(2.0**24 + 0.5) / total, (2.0**24 + 1.5) / total], dtype=torch.float64)
+    assert keyed.inverse_cdf(big, u).tolist() == [1, 2]
+
+
+def test_host_key_and_sample_keys_are_the_documented_splitmix64_chain() -> None:
+    """``host_key(w1, …)`` is SplitMix64 stepped by each word from ``host_key()``:
+    ``h ← mix64(h + w + γ)``, and ``sample_keys = mix64(position + host_key(seed, epoch))``,
+    ``stream_keys = mix64(key ^ host_key(stream))``, spelled out on host integers with
+    SplitMix64's published increment γ. Fixed values: a run's Keep draws are the same in
+    every release that passes this test."""
+    gamma, m64 = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+    def signed(v: int) -> int:
+        return v - (1 << 64) if v >= 1 << 63 else v
+
+    h0 = keyed.host_key() & m64
+    for words in [(3,), (3, 7), (7, 3), (2**40, 1, 0)]:
+        h = h0
+        for w in words:
+            h = keyed.mix64_int(h + w + gamma)
+        assert keyed.host_key(*words) == signed(h)
+    position = torch.tensor([0, 1, 5, 1 << 40])
+    want = [signed(keyed.mix64_int(p + (keyed.host_key(11, 2) & m64))) for p in position.tolist()]
+    assert keyed.sample_keys(11, 2, position).tolist() == want
+    assert keyed.sample_keys(11, 2, position.to(torch.int32)[:3]).tolist() == want[:3]
+    k = keyed.sample_keys(11, 2, position)
+    key = keyed.host_key(int(keyed.Stream.BOX)) & m64
+    want = [signed(keyed.mix64_int((v & m64) ^ key)) for v in k.tolist()]
+    assert keyed.stream_keys(k, keyed.Stream.BOX).tolist() == want
+
+
+def test_stream_keys_are_a_bijection_of_the_sample_keys() -> None:
+    keys = torch.arange(-4096, 4096)
+    assert keyed.stream_keys(keys, keyed.Stream.OFFSET_X).unique().numel() == keys.numel()
+
+
+def unmix64(z: int) -> int:
+    """The inverse of SplitMix64's finalizer (each xor-shift and odd multiplier undone)."""
+
+    def unshift(v: int, s: int) -> int:
+        x = v
+        for _ in range(64 // s + 1):
+            x = v ^ (x >> s)
+        return x
+
+    z = unshift(z, 31)
+    z = (z * pow(0x94D049BB133111EB, -1, 1 << 64)) & ((1 << 64) - 1)
+    z = unshift(z, 27)
+    z = (z * pow(0xBF58476D1CE4E5B9, -1, 1 << 64)) & ((1 << 64) - 1)
+    return unshift(z, 30)
+
+
+def test_host_key_is_an_int64_at_the_sign_bit_too() -> None:
+    """The word whose hash is ``2^63`` (found by inverting the finalizer) gives the int64
+    ``−2^63``: every 64-bit hash maps to the int64 of the same bits."""
+    gamma, m64 = 0x9E3779B97F4A7C15, (1 << 64) - 1
+    for v in (0, 1, 1 << 63, m64, 0x123456789ABCDEF):
+        assert keyed.mix64_int(unmix64(v)) == v
+    word = (unmix64(1 << 63) - (keyed.host_key() & m64) - gamma) & m64
+    assert keyed.host_key(word) == -(1 << 63)
+    word = (unmix64((1 << 63) - 1) - (keyed.host_key() & m64) - gamma) & m64
+    assert keyed.host_key(word) == (1 << 63) - 1
 
 
 @pytest.mark.parametrize("alpha", [0.2, 0.5, 1.0, 2.0, 8.0])

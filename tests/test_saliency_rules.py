@@ -3,6 +3,7 @@ independent offsets per axis, the GridMask candidates' scores and the keyed choi
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -23,12 +24,15 @@ from dali_gridaug.saliency.grid import (
 )
 from dali_gridaug.saliency.keyed import Stream
 from dali_gridaug.saliency.regions import (
+    SCORE_BITS,
     eligibility_weights,
     masked_choice,
+    per_sample,
     quantize_saliency,
     select_windows,
     window_scores,
 )
+from tests.helpers import chi_square_p_ok
 
 META = torch.device("meta")
 
@@ -175,3 +179,88 @@ def test_grid_chunks_respect_max_elements(monkeypatch: pytest.MonkeyPatch) -> No
         saliency, draws, height=h, width=w, mode=1, tau=0.5, keys=keys, max_elements=k * h * w
     )
     assert max(seen) * h * w <= k * h * w
+
+
+def test_nan_and_infinities_count_as_zero_saliency() -> None:
+    """NaN, +inf and −inf pixels score as 0: the quantized map equals the one with zeros
+    there (on a map whose maximum, 0.5, is below any other replacement value)."""
+    clean = torch.rand(1, 6, 6) * 0.5
+    clean[0, 2, 2] = 0.5
+    dirty = clean.clone()
+    zeroed = clean.clone()
+    for (y, x), bad in zip([(0, 0), (1, 3), (4, 5)], [float("nan"), float("inf"), -float("inf")]):
+        dirty[0, y, x] = bad
+        zeroed[0, y, x] = 0.0
+    assert torch.equal(quantize_saliency(dirty), quantize_saliency(zeroed))
+
+
+def test_per_sample_sizes_are_int64_on_the_device() -> None:
+    for size in (3, torch.tensor([3, 4], dtype=torch.int32)):
+        out = per_sample(size, 2, META)
+        assert out.device == META and out.dtype == torch.int64 and out.shape == (2,)
+
+
+def test_eligibility_rejects_an_unknown_which() -> None:
+    with pytest.raises(ValueError) as info:
+        eligibility_weights(torch.zeros(1, 3), 0.5, "keep")  # type: ignore[arg-type]
+    assert str(info.value) == "`which` must be one of ('cut', 'paste'), got 'keep'"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eligibility_of_float_scores_with_padding(dtype: torch.dtype) -> None:
+    """Padding is ranked above every score (the dtype's maximum), also for float64 scores
+    beyond float32's range: the valid entries' ranks, and so their weights, are those of
+    the row without padding."""
+    big = 1e300 if dtype == torch.float64 else 1e30
+    scores = torch.tensor([[3.0, 1.0, 2.0, 0.0, 4.0, 0.0]], dtype=dtype) * big
+    valid = torch.tensor([[True, True, True, True, True, False]])
+    for which in ("cut", "paste"):
+        padded = eligibility_weights(scores, 0.4, which, valid)
+        alone = eligibility_weights(scores[:, :5], 0.4, which)
+        assert torch.equal(padded[:, :5], alone) and padded[0, 5] == 0
+
+
+def test_paste_set_of_one_and_two_candidates() -> None:
+    """One candidate is both cut- and paste-eligible (ranks [0, 1)); of two, the higher is
+    the paste set, whatever τ."""
+    one = torch.tensor([[5, 9, 9]])
+    valid = torch.tensor([[True, False, False]])
+    assert eligibility_weights(one, 0.5, "paste", valid).tolist() == [[1.0, 0.0, 0.0]]
+    two = torch.tensor([[7, 2]])
+    for tau in (0.1, 0.5, 0.9):
+        assert eligibility_weights(two, tau, "paste").tolist() == [[1.0, 0.0]]
+        assert eligibility_weights(two, tau, "cut").tolist() == [[0.0, 1.0]]
+
+
+def test_low_resolution_centre_reaches_the_last_row_and_column_of_an_odd_image() -> None:
+    """A 9×9 image has a 4×4 low map; its last low position stands for full positions 6, 7
+    and 8, each drawn with probability 1/3 per axis (the clip rule's centre). The only
+    paste-eligible low box (side 2, τ = 0.9) covers the peak at (3, 3), so the full centre is
+    uniform on {6, 7, 8}², y0 = x0 = c − 2 ∈ {4, 5, 6}; χ² over 3,000 samples (a rule ending
+    at 2·3 + 1 = 7 leaves 8 unreached, p ≈ 0)."""
+    n = 3000
+    keys = keyed.sample_keys(8, 1, torch.arange(n))
+    low = torch.zeros(n, 4, 4)
+    low[:, 3, 3] = 1.0
+    side = torch.full((n,), 4)
+    box = select_boxes(low, side, side, (9, 9), rule="clip", which="paste", tau=0.9, keys=keys)
+    for axis in (0, 1):
+        counts = np.bincount(box[:, axis].numpy(), minlength=7)
+        assert counts[:4].sum() == 0 and chi_square_p_ok(counts[4:], np.full(3, n / 3))
+
+
+def test_grid_dropped_is_rounded_once_from_the_exact_sum() -> None:
+    """``dropped`` is float32 of the exact (float64) sum: the peak 3 plus one quantum
+    (3·2^-24) gives 3 + 3·2^-24 → 3 + 2^-22, where a float32 product (2^24 + 1 rounding to
+    2^24 first) gives 3."""
+    b, k, h, w = 4, 8, 20, 20
+    keys = keyed.sample_keys(0, 0, torch.arange(b))
+    grid = sample_grid_draws(GridMask(r=0.5, d=(5, 10), rotate=1, mode=1), keys, k)
+    saliency = torch.zeros(b, h, w)
+    saliency[:, 9, 9] = 3.0
+    saliency[:, 9, 10] = 3.0 * 2.0**-SCORE_BITS
+    _, dropped, _ = choose_grid_draw(saliency, grid, height=h, width=w, mode=1, tau=0.5, keys=keys)
+    masks = grid.masks(slice(0, b), h, w, 1)
+    both = (masks[:, :, 9, 9] == 0) & (masks[:, :, 9, 10] == 0)
+    assert both.any()
+    assert bool((dropped[both] == 3.0 + 2.0**-22).all())

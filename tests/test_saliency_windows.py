@@ -63,10 +63,12 @@ def test_window_scores_equal_bruteforce_sums_for_per_sample_sizes() -> None:
 
 
 def test_cut_count_is_ceil_tau_n_with_both_sets_non_empty() -> None:
-    n = torch.tensor([10, 10, 36, 1, 2, 5])
-    taus = [0.7, 0.6, 0.6, 0.6, 0.99, 0.01]
-    got = [int(cut_count(n[i : i + 1], t)[0]) for i, t in enumerate(taus)]
-    assert got == [7, 6, 22, 1, 1, 1]
+    """``ceil(τ·n)`` clamped to ``[1, n − 1]`` (n ≥ 2): the top of the range is reached."""
+    n = torch.tensor([10, 10, 36, 1, 2, 5, 10, 3])
+    taus = [0.7, 0.6, 0.6, 0.6, 0.99, 0.01, 0.95, 0.9]
+    got = [cut_count(n[i : i + 1], t) for i, t in enumerate(taus)]
+    assert {k.dtype for k in got} == {torch.int64}
+    assert [int(k[0]) for k in got] == [7, 6, 22, 1, 1, 1, 9, 2]
 
 
 def test_cut_and_paste_weights_partition_the_candidates() -> None:

@@ -82,7 +82,11 @@ def mix64(x: torch.Tensor) -> torch.Tensor:
 
 
 def host_key(*words: int) -> int:
-    """Hash of a sequence of host integers (each taken modulo ``2^64``), as a signed int64."""
+    """Hash of a sequence of host integers (each taken modulo ``2^64``), as a signed int64.
+
+    SplitMix64 steps from ``h = mix64(DOMAIN)``: ``h ← mix64(h + w + γ)`` for each word ``w``
+    (``γ`` = SplitMix64's increment, all modulo ``2^64``); ``host_key()`` is ``mix64(DOMAIN)``.
+    """
     h = mix64_int(_DOMAIN)
     for w in words:
         h = mix64_int(h + (w & _M64) + _GOLDEN)
@@ -155,10 +159,12 @@ def permutation(keys: torch.Tensor, stream: int) -> torch.Tensor:
 def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """One index per row with probability proportional to ``weights``, by inverse CDF.
 
-    ``cumsum`` in float64, then ``searchsorted`` of ``u · total``; an index of zero weight is
-    never returned (the result is clamped to the last positive entry, which a rounding of
-    ``u · total`` up to the total would otherwise overshoot). Rows are independent: a row's
-    index does not depend on the other rows of the batch.
+    ``cumsum`` in float64, then the first column whose CDF exceeds ``u · total``
+    (``searchsorted(..., right=True)``). An index of zero weight is never returned: for
+    ``u < 1`` the rounded product ``u · total`` stays below ``total`` (it is at most half an
+    ulp from the exact ``u · total ≤ total − total·2^-53``), so the first CDF value above it
+    is the CDF's rise at a positive weight. Rows are independent: a row's index does not
+    depend on the other rows of the batch.
 
     Args:
         weights: ``(B, N)`` non-negative float, every row with a positive entry.
@@ -170,10 +176,7 @@ def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     w = weights.to(torch.float64)
     cdf = w.cumsum(dim=1)
     target = (u * cdf[:, -1])[:, None]
-    index = torch.searchsorted(cdf, target, right=True)[:, 0]
-    columns = torch.arange(w.shape[1], device=w.device)
-    last = torch.where(w > 0, columns, 0).amax(dim=1)
-    return torch.minimum(index, last)
+    return torch.searchsorted(cdf, target, right=True)[:, 0]
 
 
 def _standard_normal(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
