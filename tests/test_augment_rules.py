@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from dali_gridaug.augment import (
     AUGMENTATIONS,
@@ -226,3 +227,85 @@ def test_random_erasing_noise_seeds_are_distinct_int31s() -> None:
     )
     assert seeds.min() >= 0 and seeds.max() < 2**31 and seeds.max() > 2**30
     assert len(np.unique(seeds)) > 4000
+
+
+def test_cutout_length_is_at_least_one_and_at_most_the_image_side() -> None:
+    with pytest.raises(ValueError) as info:
+        Cutout(length=0)
+    assert str(info.value) == "`length` must be in [1, inf), got 0"
+    Cutout(length=1)
+    Cutout(length=24).check_geometry(24, 32, 8)  # the shorter side itself is allowed
+    with pytest.raises(ValueError, match=r"`length` must be in \[1, 24\]"):
+        Cutout(length=25).check_geometry(24, 32, 8)
+
+
+def test_cutout_boxes_are_clipped_at_every_border() -> None:
+    """``[c − l//2, c + l//2)`` with the centre anywhere, clipped to ``[0, H] × [0, W]``: all
+    four borders are reached and none is crossed."""
+    ctx = SampleContext(batch_size=2048, height=24, width=32)
+    box = Cutout(length=8).sample(np.random.default_rng(0), ctx)["box"]
+    assert box.min() == 0 and box[:, 2].max() == 24 and box[:, 3].max() == 32
+    assert (box[:, 0] == 0).any() and (box[:, 1] == 0).any()
+    assert (box[:, 0] <= box[:, 2]).all() and (box[:, 1] <= box[:, 3]).all()
+
+
+def test_a_sample_left_alone_gets_the_zero_box_its_own_image_and_lam_one() -> None:
+    """Skipped by its coin (p = 0), a sample's box is (0, 0, 0, 0), as in ``unmixed()``; a
+    CutMix sample keeps λ = 1 and itself as partner, also without the λ correction; a Mixup
+    draw of MixupCutMix pastes the zero box."""
+    rng = np.random.default_rng(1)
+    assert not Cutout(p=0.0).sample(rng, CTX)["box"].any()
+    for mode in ("batch", "elem"):
+        for correct in (True, False):
+            params = CutMix(p=0.0, mode=mode, correct_lam=correct).sample(rng, CTX)
+            assert not params["box"].any()
+            assert params["lam"].tolist() == [1.0] * 8
+            assert params["partner"].tolist() == list(range(8))
+    params = CutMix(p=0.5, mode="elem", correct_lam=False).sample(
+        rng, SampleContext(batch_size=256, height=24, width=32)
+    )
+    skipped = ~params["box"].any(axis=1)
+    assert skipped.any() and (params["lam"][skipped] == 1.0).all()
+    mix = MixupCutMix(mixup_alpha=1.0, cutmix_alpha=0.0, prob=1.0).sample(rng, CTX)
+    assert not mix["box"].any() and (mix["lam"] < 1).all()
+
+
+def test_cutmix_mixes_exactly_the_samples_whose_box_is_not_empty() -> None:
+    """On 3×3 images boxes of one pixel are common: a sample is paired with another
+    (derangement) exactly when its box has area ≥ 1."""
+    ctx = SampleContext(batch_size=512, height=3, width=3)
+    params = CutMix(alpha=0.5, mode="elem", derangement=True).sample(np.random.default_rng(2), ctx)
+    y0, x0, y1, x1 = params["box"].T
+    area = (y1 - y0) * (x1 - x0)
+    assert (area == 1).any() and (area == 0).any()
+    assert ((params["partner"] != np.arange(512)) == (area > 0)).all()
+
+
+def test_sample_mix_defaults_are_timms() -> None:
+    """``prob = 1``, ``switch_prob = 0.5``, ``mode = "batch"`` (timm's ``Mixup`` defaults):
+    one draw for the whole batch, mixed (but for boxes that round to nothing), CutMix in
+    half of 2,000 batches (binomial test; switch 1 or 0 gives p ≈ 0)."""
+    from dali_gridaug.augment.mixup import sample_mix
+
+    rng = np.random.default_rng(3)
+    cut = mixed = 0
+    for _ in range(2000):
+        p = sample_mix(rng, 8, 24, 32, mixup_alpha=1.0, cutmix_alpha=1.0)
+        assert len(set(p["lam"].tolist())) == 1 and len(set(p["use_cutmix"].tolist())) == 1
+        mixed += bool(p["lam"][0] < 1)
+        cut += int(p["use_cutmix"][0])
+    assert mixed > 1900  # unmixed only where a CutMix box rounds to nothing
+    assert stats.binomtest(cut, 2000, 0.5).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_gridmask_kernel_leaves_skipped_images_whole(mode: int) -> None:
+    aug = GridMask(p=0.5, d=(6, 12), ramp_epochs=0, mode=mode, backend="kernel")
+    ctx = SampleContext(batch_size=32, height=24, width=32, epoch=3)
+    params = aug.sample(np.random.default_rng(4), ctx)
+    images = np.random.default_rng(5).random((32, 24, 32, 3)).astype(np.float32) + 0.5
+    out = aug.apply_xp(np, images.copy(), params)
+    skipped = params["applied"] == 0
+    assert skipped.any() and (~skipped).any()
+    assert np.array_equal(out[skipped], images[skipped])
+    assert not np.array_equal(out[~skipped], images[~skipped])
