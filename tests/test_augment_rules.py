@@ -19,7 +19,7 @@ from dali_gridaug.augment import (
     RandomErasing,
     SampleContext,
 )
-from dali_gridaug.augment.mixup import MixupCutMix
+from dali_gridaug.augment.mixup import MixupCutMix, sample_mix
 from dali_gridaug.labels import mix_target
 
 CTX = SampleContext(batch_size=8, height=24, width=32, epoch=3)
@@ -285,8 +285,6 @@ def test_sample_mix_defaults_are_timms() -> None:
     """``prob = 1``, ``switch_prob = 0.5``, ``mode = "batch"`` (timm's ``Mixup`` defaults):
     one draw for the whole batch, mixed (but for boxes that round to nothing), CutMix in
     half of 2,000 batches (binomial test; switch 1 or 0 gives p ≈ 0)."""
-    from dali_gridaug.augment.mixup import sample_mix
-
     rng = np.random.default_rng(3)
     cut = mixed = 0
     for _ in range(2000):

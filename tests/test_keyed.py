@@ -18,6 +18,13 @@ from dali_gridaug.saliency import keyed
 from tests.helpers import chi_square_p_ok
 
 N = 40_000
+#: SplitMix64's increment (Vigna's splitmix64.c) and the 64-bit mask
+GAMMA, M64 = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+
+def signed(v: int) -> int:
+    """An unsigned 64-bit integer as the int64 of the same bits."""
+    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def keys(n: int = N, seed: int = 0, epoch: int = 0, start: int = 0) -> torch.Tensor:
@@ -29,11 +36,11 @@ def test_mix64_is_splitmix64_with_int64_wrapping_and_logical_shifts() -> None:
     # reference splitmix64.c; these are its first outputs)
     want = [6457827717110365317, 3203168211198807973, 9817491932198370423]
     states = torch.tensor([keyed._signed(1234567 + j * keyed._GOLDEN) for j in (1, 2, 3)])
-    assert [v & ((1 << 64) - 1) for v in keyed.mix64(states).tolist()] == want
+    assert [v & M64 for v in keyed.mix64(states).tolist()] == want
     # uniform() runs the same sequence from its stream key, in int64 (wrapping) arithmetic
     start = keyed.stream_keys(torch.tensor([7]), keyed.Stream.BOX)
     states = torch.tensor([keyed._signed(start.item() + j * keyed._GOLDEN) for j in (1, 2, 3)])
-    bits = [(v & ((1 << 64) - 1)) >> 11 for v in keyed.mix64(states).tolist()]
+    bits = [(v & M64) >> 11 for v in keyed.mix64(states).tolist()]
     assert keyed.uniform(torch.tensor([7]), keyed.Stream.BOX, 3)[0].tolist() == [
         v * 2.0**-53 for v in bits
     ]
@@ -163,24 +170,19 @@ def test_host_key_and_sample_keys_are_the_documented_splitmix64_chain() -> None:
     ``stream_keys = mix64(key ^ host_key(stream))``, spelled out on host integers with
     SplitMix64's published increment γ. Fixed values: a run's Keep draws are the same in
     every release that passes this test."""
-    gamma, m64 = 0x9E3779B97F4A7C15, (1 << 64) - 1
-
-    def signed(v: int) -> int:
-        return v - (1 << 64) if v >= 1 << 63 else v
-
-    h0 = keyed.host_key() & m64
+    h0 = keyed.host_key() & M64
     for words in [(3,), (3, 7), (7, 3), (2**40, 1, 0)]:
         h = h0
         for w in words:
-            h = keyed.mix64_int(h + w + gamma)
+            h = keyed.mix64_int(h + w + GAMMA)
         assert keyed.host_key(*words) == signed(h)
     position = torch.tensor([0, 1, 5, 1 << 40])
-    want = [signed(keyed.mix64_int(p + (keyed.host_key(11, 2) & m64))) for p in position.tolist()]
+    want = [signed(keyed.mix64_int(p + (keyed.host_key(11, 2) & M64))) for p in position.tolist()]
     assert keyed.sample_keys(11, 2, position).tolist() == want
     assert keyed.sample_keys(11, 2, position.to(torch.int32)[:3]).tolist() == want[:3]
     k = keyed.sample_keys(11, 2, position)
-    key = keyed.host_key(int(keyed.Stream.BOX)) & m64
-    want = [signed(keyed.mix64_int((v & m64) ^ key)) for v in k.tolist()]
+    key = keyed.host_key(int(keyed.Stream.BOX)) & M64
+    want = [signed(keyed.mix64_int((v & M64) ^ key)) for v in k.tolist()]
     assert keyed.stream_keys(k, keyed.Stream.BOX).tolist() == want
 
 
@@ -199,21 +201,20 @@ def unmix64(z: int) -> int:
         return x
 
     z = unshift(z, 31)
-    z = (z * pow(0x94D049BB133111EB, -1, 1 << 64)) & ((1 << 64) - 1)
+    z = (z * pow(0x94D049BB133111EB, -1, 1 << 64)) & M64
     z = unshift(z, 27)
-    z = (z * pow(0xBF58476D1CE4E5B9, -1, 1 << 64)) & ((1 << 64) - 1)
+    z = (z * pow(0xBF58476D1CE4E5B9, -1, 1 << 64)) & M64
     return unshift(z, 30)
 
 
 def test_host_key_is_an_int64_at_the_sign_bit_too() -> None:
     """The word whose hash is ``2^63`` (found by inverting the finalizer) gives the int64
     ``−2^63``: every 64-bit hash maps to the int64 of the same bits."""
-    gamma, m64 = 0x9E3779B97F4A7C15, (1 << 64) - 1
-    for v in (0, 1, 1 << 63, m64, 0x123456789ABCDEF):
+    for v in (0, 1, 1 << 63, M64, 0x123456789ABCDEF):
         assert keyed.mix64_int(unmix64(v)) == v
-    word = (unmix64(1 << 63) - (keyed.host_key() & m64) - gamma) & m64
+    word = (unmix64(1 << 63) - (keyed.host_key() & M64) - GAMMA) & M64
     assert keyed.host_key(word) == -(1 << 63)
-    word = (unmix64((1 << 63) - 1) - (keyed.host_key() & m64) - gamma) & m64
+    word = (unmix64((1 << 63) - 1) - (keyed.host_key() & M64) - GAMMA) & M64
     assert keyed.host_key(word) == (1 << 63) - 1
 
 
