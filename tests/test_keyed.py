@@ -35,17 +35,17 @@ def test_mix64_is_splitmix64_with_int64_wrapping_and_logical_shifts() -> None:
     # SplitMix64 seeded with 1234567: state += golden, output = mix64(state) (Vigna's
     # reference splitmix64.c; these are its first outputs)
     want = [6457827717110365317, 3203168211198807973, 9817491932198370423]
-    states = torch.tensor([keyed._signed(1234567 + j * keyed._GOLDEN) for j in (1, 2, 3)])
+    states = torch.tensor([signed(1234567 + j * GAMMA) for j in (1, 2, 3)])
     assert [v & M64 for v in keyed.mix64(states).tolist()] == want
     # uniform() runs the same sequence from its stream key, in int64 (wrapping) arithmetic
     start = keyed.stream_keys(torch.tensor([7]), keyed.Stream.BOX)
-    states = torch.tensor([keyed._signed(start.item() + j * keyed._GOLDEN) for j in (1, 2, 3)])
+    states = torch.tensor([signed(start.item() + j * GAMMA) for j in (1, 2, 3)])
     bits = [(v & M64) >> 11 for v in keyed.mix64(states).tolist()]
     assert keyed.uniform(torch.tensor([7]), keyed.Stream.BOX, 3)[0].tolist() == [
         v * 2.0**-53 for v in bits
     ]
     x = torch.tensor([0, 1, -1, -(1 << 63), (1 << 63) - 1, 0x123456789ABCDEF])
-    assert keyed.mix64(x).tolist() == [keyed._signed(keyed.mix64_int(v)) for v in x.tolist()]
+    assert keyed.mix64(x).tolist() == [signed(keyed.mix64_int(v)) for v in x.tolist()]
 
 
 def test_uniforms_are_in_unit_interval_and_uniform() -> None:
