@@ -23,7 +23,8 @@ GAMMA, M64 = 0x9E3779B97F4A7C15, (1 << 64) - 1
 
 
 def signed(v: int) -> int:
-    """An unsigned 64-bit integer as the int64 of the same bits."""
+    """An integer taken modulo ``2^64``, as the int64 of the same bits."""
+    v &= M64
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
