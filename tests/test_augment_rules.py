@@ -307,3 +307,35 @@ def test_gridmask_kernel_leaves_skipped_images_whole(mode: int) -> None:
     assert skipped.any() and (~skipped).any()
     assert np.array_equal(out[skipped], images[skipped])
     assert not np.array_equal(out[~skipped], images[~skipped])
+
+
+#: (augmentation, its emitted parameters, its graph-only ones) at 24×32
+EMITTED = [
+    (RandomErasing(mode="pixel", backend="kernel"), ["applied", "box"], ["noise_seed"]),
+    (
+        RandomErasing(mode="pixel", backend="dali"),
+        ["applied", "box"],
+        ["noise_shape", "noise_start"],
+    ),
+    (RandomErasing(mode="rand", count=3), ["applied", "box", "color"], []),
+    (
+        GridMask(square_p=0.5, backend="dali"),
+        ["applied", "tile", "ratio", "angle", "shift_x", "shift_y"],
+        ["square_visible", "field", "field_matrix"],
+    ),
+    (
+        GridMask(square_p=0.5, backend="kernel"),
+        ["applied", "tile", "ratio", "angle", "shift_x", "shift_y"],
+        ["square_visible"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("aug", "emitted", "internal"), EMITTED)
+def test_only_the_documented_parameters_are_emitted(
+    aug: object, emitted: list[str], internal: list[str]
+) -> None:
+    # the loader's outputs are the emitted ones; the rest feed only the graph
+    schema = aug.schema(24, 32)
+    assert [s.name for s in schema if s.emitted] == emitted
+    assert [s.name for s in schema if not s.emitted] == internal
