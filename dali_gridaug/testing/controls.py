@@ -9,7 +9,10 @@ one mistake that DALI accepts until it builds on a GPU, or refuses only at a giv
   registry check (level 2) sees it;
 - ``gpu named argument``: ``crop_mirror_normalize``'s ``mirror`` fed from a GPU node (named
   arguments must be CPU nodes), refused by the graph definition (level 1);
-- ``cpu output``: a pipeline output left on the CPU (a host copy per batch), level 2.
+- ``cpu output``: a pipeline output left on the CPU (a host copy per batch), level 2;
+- ``image op on cpu``: a mask erased on the CPU and multiplied into the GPU images; DALI
+  moves it to the GPU itself and accepts the graph, the placement check (level 2) names
+  ``Erase``.
 """
 
 from __future__ import annotations
@@ -63,10 +66,19 @@ def _cpu_output(images: Any, label: Any) -> tuple[Any, ...]:
     return _cmn(images), label
 
 
+def _cpu_image_op(images: Any, label: Any) -> tuple[Any, ...]:
+    from nvidia.dali import fn, types
+
+    ones = fn.constant(idata=1, shape=[32, 32, 1], dtype=types.UINT8, layout="HWC")
+    mask = fn.erase(ones, anchor=[8.0, 8.0], shape=[16.0, 16.0], axis_names="HW", fill_value=0)
+    return _cmn(images * mask), label.gpu()
+
+
 CONTROLS = (
     Control("cpu-only op on gpu", 2, "BatchPermutation", _batch_permutation),
     Control("gpu named argument", 1, "crop_mirror_normalize", _gpu_argument),
     Control("cpu output", 2, "output 'extra'", _cpu_output),
+    Control("image op on cpu", 2, "Erase", _cpu_image_op),
 )
 
 

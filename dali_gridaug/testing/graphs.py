@@ -10,7 +10,8 @@ level n when checks 1…n pass:
 2. placement: every operator placed on ``gpu``/``mixed`` has a kernel for that device in DALI's
    operator registry (DALI itself finds a missing one only when it builds on a GPU), every
    argument input comes from a CPU node, regular inputs are on the device the operator needs,
-   and every pipeline output is on the GPU (no host copy per batch);
+   the only CPU operators are reading and per-sample parameter ops (no image work on the
+   CPU), and every pipeline output is on the GPU (no host copy per batch);
 3. backend graph: the C++ pipeline adds every operator (``AddOperator``'s placement rules) with
    the device id withheld, and serializes (only ``python_function`` may refuse);
 4. build: ``Build`` stops at DALI's check for a CUDA-capable GPU and nowhere else;
@@ -47,6 +48,32 @@ LEVELS = {
     4: "build",
     5: "CPU twin",
 }
+#: The CPU operators a GPU graph may hold: reading, the parameter feed and per-sample
+#: parameter arithmetic (a few numbers per sample). Any other CPU operator is image work off
+#: the GPU, with a host-to-device copy per batch after it (DALI moves a CPU input of a GPU
+#: operator itself, so nothing else notices). A new parameter operator goes here.
+CPU_PARAMETER_OPS = frozenset(
+    {
+        "ExternalSource",
+        "io__file__Read",
+        "readers__File",
+        "PeekImageShape",
+        "Cast",
+        "Cat",
+        "Constant",
+        "CoordTransform",
+        "Reshape",
+        "_ArithmeticGenericOp",
+        "_TensorSubscript",
+        "_conditional__Split",
+        "random__Uniform",
+        "reductions__Max",
+        "reductions__Min",
+        "reductions__Sum",
+        "transforms__Shear",
+        "transforms__Translation",
+    }
+)
 #: The only message ``Build`` may stop with on a machine without a GPU.
 CUDA_CHECK = "requires a CUDA-capable GPU"
 
@@ -162,6 +189,11 @@ def placement_errors(pipe: Any, output_names: list[str] | None = None) -> list[s
     for op in pipe._ops:
         name, dev = op._op.schema.Name(), op._op.device
         where = f"{name} ({op.name})"
+        if dev == "cpu" and name not in CPU_PARAMETER_OPS:
+            errors.append(
+                f"{where} runs on the CPU in a GPU graph: only reading and per-sample "
+                "parameter operators belong there (CPU_PARAMETER_OPS)"
+            )
         if not _registered(name, dev):
             errors.append(
                 f"{where} is placed on '{dev}', but DALI has kernels for it only on "
