@@ -117,6 +117,8 @@ BAD_ARGUMENTS = [
     (GridMask, {"square_p": 1.5}, ValueError, "`square_p` must be in [0, 1], got 1.5"),
     (GridMask, {"square_p": -0.1}, ValueError, "`square_p` must be in [0, 1], got -0.1"),
     (RandomErasing, {"scale": (0.5, 1.5)}, ValueError, "`scale[1]` must be in [0, 1], got 1.5"),
+    (CutMix, {"mode": "pair"}, ValueError, "`mode` must be one of 'batch', 'elem'; got 'pair'"),
+    (CutMix, {"derangement": 1}, TypeError, "`derangement` must be bool, got 1 (int)"),
     (RandomErasing, {"scale": (-0.1, 0.5)}, ValueError, "`scale[0]` must be in [0, 1], got -0.1"),
     (RandomErasing, {"ratio": (0.0, 2.0)}, ValueError, "`ratio` must be positive, got (0.0, 2.0)"),
     (RandomErasing, {"ratio": (-1.0, 2.0)}, ValueError, "`ratio[0]` must be in [0, inf), got -1.0"),
