@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 
 from dali_gridaug import Cutout, RandomErasing, create_loader
-from dali_gridaug.augment.base import ParamSpec
+from dali_gridaug.augment.base import ParamSpec, SampleContext
 from dali_gridaug.kernels import box_visible_mask
 from dali_gridaug.order import Step
 from dali_gridaug.params import ParamSource
@@ -259,6 +259,22 @@ def test_pixel_fill_is_standard_normal_per_pixel(grey: Path) -> None:
         # per pixel: neighbours are uncorrelated (not one colour per box)
         first = x[inside][:-1, 0]
         assert abs(np.corrcoef(first, x[inside][1:, 0])[0, 1]) < 0.05
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_pixel_fill_leaves_samples_without_a_box_untouched(grey: Path, count: int) -> None:
+    ours = _ours(grey, RandomErasing(p=0.5, mode="pixel", count=count), epochs=1)
+    assert 0 < ours["0.applied"].mean() < 1
+    inside = box_visible_mask(np, H, W, ours["box"]) == 0
+    assert np.array_equal(_erased(ours["images"]), inside)
+
+
+def test_unused_boxes_have_zero_colour() -> None:
+    aug = RandomErasing(p=0.5, mode="rand", count=(1, 3))
+    p = aug.sample(np.random.default_rng(0), SampleContext(batch_size=64, height=H, width=W))
+    unused = (p["box"] == 0).all(-1)
+    assert unused.any() and (~unused).any()
+    assert (p["color"][unused] == 0).all() and (p["color"][~unused] != 0).all()
 
 
 @pytest.mark.parametrize("kw", [{"mode": "rand", "count": (1, 3)}, {"value": 0.5, "count": 2}])

@@ -124,7 +124,7 @@ class RandomErasing(_BoxDrop):
     least one box was erased); ``box`` ``(B, 4)`` int32 ``(y0, x0, y1, x1)`` half-open pixel
     coordinates of the output image, or ``(B, K, 4)`` when ``count`` allows ``K`` > 1 boxes
     (unused boxes are all zero); with ``mode="rand"``, ``color`` ``(B, K, 3)`` float32, the
-    fill of each box (RGB, normalized units).
+    fill of each box (RGB, normalized units; zero for unused boxes).
 
     Args:
         p: per-sample apply probability (timm's ``probability``/``re_prob``).
