@@ -11,6 +11,7 @@ import torch
 from scipy import stats
 
 from dali_gridaug import CutMix, GridMix, create_loader
+from dali_gridaug.augment import Mixup, MixupCutMix
 from dali_gridaug.kernels import cell_visible_mask
 from dali_gridaug.labels import mix_target, one_hot
 from tests.conftest import COLORS
@@ -101,7 +102,11 @@ def test_cutmix_derangement_never_mixes_with_itself(color_data: Path) -> None:
         assert (b.partner[mixed] != torch.arange(len(b))[mixed]).all()
 
 
-@pytest.mark.parametrize("aug", [CutMix(mode="elem"), GridMix(n=4, p=0.6)])
+@pytest.mark.parametrize(
+    "aug",
+    [CutMix(mode="elem"), GridMix(n=4, p=0.6), Mixup(mode="elem"), MixupCutMix(mode="elem")],
+    ids=["cutmix", "gridmix", "mixup", "mixup_cutmix"],
+)
 def test_backends_agree(color_data: Path, aug) -> None:
     from dataclasses import replace
 
