@@ -167,15 +167,17 @@ def test_random_gridmask_drops_each_square_with_square_p(color_data: Path) -> No
 def test_random_gridmask_native_equals_the_kernel(color_data: Path) -> None:
     """The warped per-square field gives every pixel its square's coin: the DALI graph and
     the kernel agree on the same draws, for both modes and H≠W (float rounding on a
-    square's edge only), and squares really are dropped independently."""
-    for mode, size in ((1, (64, 64)), (0, (40, 72))):
-        kw = dict(square_p=0.5, mode=mode, size=size)
+    square's edge only), and squares really are dropped independently. At r = 0.1 a square
+    (0.9 of the period) reaches within 0.05 periods of its field cell's edge: a bilinear
+    warp would round its corners to the neighbours' coins."""
+    for mode, size, r in ((1, (64, 64), 0.6), (0, (40, 72), 0.6), (1, (48, 48), 0.1)):
+        kw = dict(square_p=0.5, mode=mode, size=size, r=r)
         a = collect(_loader(color_data, backend="dali", **kw), 4, KEYS)
         b = collect(_loader(color_data, backend="kernel", **kw), 4, KEYS)
         for k in KEYS:
             assert np.array_equal(a[k], b[k])  # same draw
         assert (_kept(a["images"]) != _kept(b["images"])).mean() < 1e-3
-        full = collect(_loader(color_data, backend="dali", mode=mode, size=size), 4)
+        full = collect(_loader(color_data, backend="dali", mode=mode, size=size, r=r), 4)
         in_square = _kept(a["images"]), _kept(full["images"])  # mode 0 keeps the squares
         if mode == 1:
             in_square = 1 - in_square[0], 1 - in_square[1]
