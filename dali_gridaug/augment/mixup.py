@@ -291,12 +291,11 @@ class Mixup(_Mixing):
         super().__post_init__()
 
     def _mix_kwargs(self) -> dict[str, Any]:
+        # no CutMix: sample_mix never reads switch_prob or correct_lam
         return dict(
             mixup_alpha=self.alpha,
             cutmix_alpha=0.0,
             cutmix_minmax=None,
             prob=self.p,
-            switch_prob=0.0,
             mode=self.mode,
-            correct_lam=True,
         )
