@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dali_gridaug.augment.base import ones_mask
 from dali_gridaug.testing.cases import sample_sources
 from dali_gridaug.testing.graphs import CheckFailed, GraphResult, check_gpu_graph
 
@@ -67,9 +68,9 @@ def _cpu_output(images: Any, label: Any) -> tuple[Any, ...]:
 
 
 def _cpu_image_op(images: Any, label: Any) -> tuple[Any, ...]:
-    from nvidia.dali import fn, types
+    from nvidia.dali import fn
 
-    ones = fn.constant(idata=1, shape=[32, 32, 1], dtype=types.UINT8, layout="HWC")
+    ones = ones_mask(32, 32, "cpu")
     mask = fn.erase(ones, anchor=[8.0, 8.0], shape=[16.0, 16.0], axis_names="HW", fill_value=0)
     return _cmn(images * mask), label.gpu()
 
